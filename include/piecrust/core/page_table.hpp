@@ -1,0 +1,306 @@
+#pragma once
+// PageTable: the KV pages of one context, and what each KV slot holds.
+//
+//   committed pages  — full, immutable, possibly shared with other contexts (reference counted in the pool);
+//   working pages    — private to this context, filled token by token, then committed or released.
+//
+// Slots are numbered 0 .. seq_len()-1: first every slot of the committed pages, then the filled slots of the
+// working pages. Pie's page rules (seeds: "Page-level operations"; DESIGN.md):
+//   reserve_working_pages(n)          allocate n private pages (all or nothing)
+//   commit_working_pages(k)           the first k working pages, each full, become committed; their positions
+//                                     must exceed every committed position
+//   release_working_pages(n)          free the last n working pages, dropping the tokens they held
+//   truncate_working_page_tokens(n)   forget the last n working tokens (never reaches committed pages)
+// Every operation validates before it changes anything: a throw leaves the table and the pool as they were.
+//
+// Committed pages are content addressed: committing a page whose (previous page's key, tokens, positions,
+// masked flags) equals a page committed anywhere in the pool reuses that physical page, so equal prefixes
+// share memory. Caveat: the key covers token metadata, not the attention masks used when the K/V was
+// computed; a program that prefills with custom masks should not rely on cross-context sharing.
+
+#include <piecrust/core/error.hpp>
+#include <piecrust/core/page_pool.hpp>
+#include <piecrust/core/token_meta.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace piecrust {
+
+/// A page whose K/V bytes the caller must copy: the fork's new page `to` starts as a copy of `from`.
+struct PageCopy {
+  PageId from;
+  PageId to;
+  friend bool operator==(PageCopy const&, PageCopy const&) = default;
+};
+
+class PageTable;
+
+/// The result of PageTable::fork(): the child table and the working pages whose bytes must be copied.
+struct PageTableFork;
+
+class PageTable {
+ public:
+  explicit PageTable(PagePool& pool) : pool_(&pool) {}
+
+  PageTable(PageTable const&) = delete;
+  PageTable& operator=(PageTable const&) = delete;
+  PageTable(PageTable&& other) noexcept { swap(other); }
+  PageTable& operator=(PageTable&& other) noexcept {
+    if (this != &other) {
+      release_all();
+      swap(other);
+    }
+    return *this;
+  }
+  ~PageTable() { release_all(); }
+
+  [[nodiscard]] PagePool& pool() const { return *pool_; }
+  [[nodiscard]] std::uint32_t page_size() const { return pool_->page_size(); }
+
+  /// KV slots held: committed tokens plus filled working slots.
+  [[nodiscard]] std::size_t seq_len() const { return tokens_.size(); }
+  [[nodiscard]] std::size_t committed_token_count() const { return committed_.size() * page_size(); }
+  [[nodiscard]] std::size_t working_token_count() const { return tokens_.size() - committed_token_count(); }
+  /// Empty slots left in the reserved working pages.
+  [[nodiscard]] std::size_t working_capacity() const {
+    return working_.size() * page_size() - working_token_count();
+  }
+
+  [[nodiscard]] std::span<PageId const> committed_pages() const { return committed_; }
+  [[nodiscard]] std::span<PageId const> working_pages() const { return working_; }
+  [[nodiscard]] std::span<TokenMeta const> tokens() const { return tokens_; }
+
+  /// One more than the largest position held (0 when empty): where automatic positions continue.
+  [[nodiscard]] std::uint32_t next_position() const {
+    std::uint32_t next = 0;
+    for (TokenMeta const& t : tokens_) next = std::max(next, t.position + 1);
+    return next;
+  }
+
+  /// Reserves n more private pages. Throws OutOfPages (nothing reserved) when the pool has fewer free.
+  void reserve_working_pages(std::size_t n) {
+    std::vector<PageId> fresh = pool_->allocate(n);
+    working_.insert(working_.end(), fresh.begin(), fresh.end());
+  }
+
+  /// Fills the next free working slots with `tokens`. Throws InvalidState (nothing written) when the reserved
+  /// working pages lack room.
+  void append_working_tokens(std::span<TokenMeta const> new_tokens) {
+    if (new_tokens.size() > working_capacity()) {
+      detail::fail<InvalidState>("PageTable::append_working_tokens: ", new_tokens.size(), " tokens need slots but ",
+                                 working_capacity(), " are free in ", working_.size(),
+                                 " working pages (reserve more first)");
+    }
+    tokens_.insert(tokens_.end(), new_tokens.begin(), new_tokens.end());
+  }
+
+  /// Physical page and offset of KV slot `slot`.
+  [[nodiscard]] std::pair<PageId, std::uint32_t> slot_location(std::size_t slot) const {
+    if (slot >= tokens_.size()) {
+      detail::fail<OutOfRange>("PageTable::slot_location: slot = ", slot, " >= seq_len = ", tokens_.size());
+    }
+    std::size_t const page = slot / page_size();
+    auto const offset = static_cast<std::uint32_t>(slot % page_size());
+    return {page < committed_.size() ? committed_[page] : working_[page - committed_.size()], offset};
+  }
+
+  /// Makes the first k working pages committed. Each must be full, and every position in them must exceed the
+  /// largest committed position. A page whose content is already committed elsewhere in the pool is replaced
+  /// by that shared page (its private copy is released). Returns the physical ids now committed.
+  std::vector<PageId> commit_working_pages(std::size_t k) {
+    std::size_t const ps = page_size();
+    if (k > working_.size()) {
+      detail::fail<InvalidState>("PageTable::commit_working_pages: k = ", k, " but only ", working_.size(),
+                                 " working pages are held");
+    }
+    if (k * ps > working_token_count()) {
+      detail::fail<InvalidState>("PageTable::commit_working_pages: k = ", k, " pages need ", k * ps,
+                                 " tokens but the working pages hold ", working_token_count(),
+                                 " (only full pages can be committed)");
+    }
+    std::size_t const first = committed_token_count();
+    for (std::size_t i = first; i < first + k * ps; ++i) {
+      if (max_committed_position_ && tokens_[i].position <= *max_committed_position_) {
+        detail::fail<InvalidState>("PageTable::commit_working_pages: token at slot ", i, " has position ",
+                                   tokens_[i].position, " <= largest committed position ", *max_committed_position_);
+      }
+    }
+
+    std::vector<PageId> result;
+    result.reserve(k);
+    for (std::size_t p = 0; p < k; ++p) {
+      std::vector<TokenMeta> content(tokens_.begin() + static_cast<std::ptrdiff_t>(first + p * ps),
+                                     tokens_.begin() + static_cast<std::ptrdiff_t>(first + (p + 1) * ps));
+      std::uint64_t const key = chain_key(last_key_, content);
+      PageId page = working_[p];
+      if (auto const existing = pool_->find_content(key, content); existing && *existing != page) {
+        pool_->retain(*existing);
+        pool_->release(page);
+        page = *existing;
+      } else {
+        pool_->index_content(page, key, content);
+      }
+      for (TokenMeta const& t : content) {
+        max_committed_position_ = std::max(max_committed_position_.value_or(0), t.position);
+      }
+      committed_.push_back(page);
+      last_key_ = key;
+      result.push_back(page);
+    }
+    working_.erase(working_.begin(), working_.begin() + static_cast<std::ptrdiff_t>(k));
+    return result;
+  }
+
+  /// Frees the last n working pages and the tokens they held. Throws InvalidState if n > working pages.
+  void release_working_pages(std::size_t n) {
+    if (n > working_.size()) {
+      detail::fail<InvalidState>("PageTable::release_working_pages: n = ", n, " but only ", working_.size(),
+                                 " working pages are held");
+    }
+    std::size_t const keep_slots = (working_.size() - n) * page_size();
+    std::size_t const keep_tokens = std::min(working_token_count(), keep_slots);
+    for (std::size_t i = working_.size() - n; i < working_.size(); ++i) pool_->release(working_[i]);
+    working_.resize(working_.size() - n);
+    tokens_.resize(committed_token_count() + keep_tokens);
+  }
+
+  /// Forgets the last n working tokens; the pages stay reserved. Throws InvalidState if n exceeds the working
+  /// tokens (committed tokens are never truncated).
+  void truncate_working_page_tokens(std::size_t n) {
+    if (n > working_token_count()) {
+      detail::fail<InvalidState>("PageTable::truncate_working_page_tokens: n = ", n, " but only ",
+                                 working_token_count(), " working tokens are held (committed pages are immutable)");
+    }
+    tokens_.resize(tokens_.size() - n);
+  }
+
+  /// Sets the masked flag of slots [begin, end). Throws OutOfRange if the range is not inside [0, seq_len).
+  void mask_token_range(std::size_t begin, std::size_t end, bool masked) {
+    if (begin > end || end > tokens_.size()) {
+      detail::fail<OutOfRange>("PageTable::mask_token_range: [", begin, ", ", end, ") is not inside [0, ",
+                               tokens_.size(), ")");
+    }
+    for (std::size_t i = begin; i < end; ++i) tokens_[i].masked = masked;
+  }
+
+  /// Frees every committed page whose tokens are all masked; the remaining tokens keep their positions.
+  /// Returns the number of pages dropped.
+  std::size_t drop_masked_kv_pages() {
+    std::size_t const ps = page_size();
+    std::vector<PageId> kept_pages;
+    std::vector<TokenMeta> kept_tokens;
+    kept_tokens.reserve(tokens_.size());
+    std::vector<PageId> dropped;
+    for (std::size_t p = 0; p < committed_.size(); ++p) {
+      auto const b = tokens_.begin() + static_cast<std::ptrdiff_t>(p * ps);
+      bool const dead = std::all_of(b, b + static_cast<std::ptrdiff_t>(ps), [](TokenMeta const& t) { return t.masked; });
+      if (dead) {
+        dropped.push_back(committed_[p]);
+      } else {
+        kept_pages.push_back(committed_[p]);
+        kept_tokens.insert(kept_tokens.end(), b, b + static_cast<std::ptrdiff_t>(ps));
+      }
+    }
+    if (dropped.empty()) return 0;
+    kept_tokens.insert(kept_tokens.end(), tokens_.begin() + static_cast<std::ptrdiff_t>(committed_token_count()),
+                       tokens_.end());
+    committed_ = std::move(kept_pages);
+    tokens_ = std::move(kept_tokens);
+    for (PageId const id : dropped) pool_->release(id);
+    return dropped.size();
+  }
+
+  /// A child table: committed pages are shared (refcount + 1), working pages that hold tokens are duplicated
+  /// into fresh pages whose bytes the caller must copy (see the returned copies). Reserved but empty working
+  /// pages are not duplicated. Throws OutOfPages (nothing changed) when the pool cannot hold the copies.
+  [[nodiscard]] PageTableFork fork() const;
+
+  /// FlashInfer's page-table view: the physical pages holding slots 0 .. seq_len()-1, in order.
+  [[nodiscard]] std::vector<PageId> kv_indices() const {
+    std::vector<PageId> out(committed_);  // [ceil(seq_len / page_size)]
+    std::size_t const used_working = (working_token_count() + page_size() - 1) / page_size();
+    out.insert(out.end(), working_.begin(), working_.begin() + static_cast<std::ptrdiff_t>(used_working));
+    return out;
+  }
+
+  /// Filled slots of the last page of kv_indices() (0 for an empty table).
+  [[nodiscard]] std::uint32_t kv_last_page_len() const {
+    if (tokens_.empty()) return 0;
+    std::size_t const w = working_token_count();
+    if (w == 0) return page_size();
+    return static_cast<std::uint32_t>((w - 1) % page_size() + 1);
+  }
+
+ private:
+  friend struct PageTableFork;
+
+  // 64-bit chain key over (previous key, tokens, positions, masked flags): splitmix64 finalizer per field.
+  // Source: Steele, Lea, Flood, "Fast splittable pseudorandom number generators" (OOPSLA 2014).
+  static std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
+    std::uint64_t z = h ^ (v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2));
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  static std::uint64_t chain_key(std::uint64_t previous, std::vector<TokenMeta> const& content) {
+    std::uint64_t h = mix(0x70696563727573ull, previous);  // "piecrus"
+    for (TokenMeta const& t : content) {
+      h = mix(h, (std::uint64_t{t.token} << 32) | t.position);
+      h = mix(h, t.masked ? 1 : 0);
+    }
+    return h;
+  }
+
+  void release_all() noexcept {
+    if (pool_ == nullptr) return;
+    for (PageId const id : committed_) pool_->release(id);
+    for (PageId const id : working_) pool_->release(id);
+    committed_.clear();
+    working_.clear();
+    tokens_.clear();
+  }
+
+  void swap(PageTable& other) noexcept {
+    std::swap(pool_, other.pool_);
+    std::swap(committed_, other.committed_);
+    std::swap(working_, other.working_);
+    std::swap(tokens_, other.tokens_);
+    std::swap(max_committed_position_, other.max_committed_position_);
+    std::swap(last_key_, other.last_key_);
+  }
+
+  PagePool* pool_ = nullptr;
+  std::vector<PageId> committed_;                       // [num_committed] full, immutable, maybe shared
+  std::vector<PageId> working_;                         // [num_working] private; filled front to back
+  std::vector<TokenMeta> tokens_;                       // [seq_len] one entry per filled KV slot
+  std::optional<std::uint32_t> max_committed_position_;  // largest position in a committed page
+  std::uint64_t last_key_ = 0;                           // chain key of the last committed page
+};
+
+struct PageTableFork {
+  PageTable table;
+  std::vector<PageCopy> copies;  // working pages to duplicate: copy K/V bytes of `from` into `to`
+};
+
+inline PageTableFork PageTable::fork() const {
+  std::size_t const used_working = (working_token_count() + page_size() - 1) / page_size();
+  std::vector<PageId> fresh = pool_->allocate(used_working);  // may throw: nothing changed yet
+  PageTableFork out{PageTable(*pool_), {}};
+  out.table.working_ = std::move(fresh);  // owned by the child from here on, so nothing can leak
+  out.table.committed_ = committed_;
+  for (PageId const id : committed_) pool_->retain(id);
+  out.table.tokens_ = tokens_;
+  out.table.max_committed_position_ = max_committed_position_;
+  out.table.last_key_ = last_key_;
+  out.copies.reserve(used_working);
+  for (std::size_t i = 0; i < used_working; ++i) out.copies.push_back(PageCopy{working_[i], out.table.working_[i]});
+  return out;
+}
+
+}  // namespace piecrust
