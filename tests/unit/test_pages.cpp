@@ -37,7 +37,7 @@ struct Snapshot {
 Snapshot snap(PageTable const& t) {
   return {{t.committed_pages().begin(), t.committed_pages().end()},
           {t.working_pages().begin(), t.working_pages().end()},
-          {t.tokens().begin(), t.tokens().end()},
+          t.tokens(),
           t.pool().free_count()};
 }
 
@@ -155,7 +155,7 @@ TEST_CASE("fork shares committed pages and copies working pages", "[pages]") {
   CHECK(fork.copies[0].from == parent.working_pages()[0]);
   CHECK(fork.copies[0].to == child.working_pages()[0]);
   CHECK(child.working_pages().size() == 1);  // the empty reserved page is not duplicated
-  CHECK(std::equal(child.tokens().begin(), child.tokens().end(), parent.tokens().begin(), parent.tokens().end()));
+  CHECK(child.tokens() == parent.tokens());
 
   // Branches diverge; the parent is untouched.
   Snapshot const parent_before = snap(parent);
@@ -164,6 +164,11 @@ TEST_CASE("fork shares committed pages and copies working pages", "[pages]") {
   auto const p_after = snap(parent);
   CHECK(p_after.tokens == parent_before.tokens);
   CHECK(p_after.committed == parent_before.committed);
+  // Masking a shared committed token copies its metadata page: the parent still sees it unmasked.
+  child.mask_token_range(0, 2, true);
+  CHECK(child.token(1).masked);
+  CHECK_FALSE(parent.token(1).masked);
+  CHECK(snap(parent) == p_after);
 }
 
 TEST_CASE("fork without room for the copies changes nothing", "[pages][errors]") {
@@ -265,7 +270,7 @@ void check_invariants(PagePool const& pool, std::vector<std::unique_ptr<PageTabl
     REQUIRE(t.working_pages().size() == m.working_pages);
     std::vector<TokenMeta> expected = m.committed;
     expected.insert(expected.end(), m.working.begin(), m.working.end());
-    REQUIRE(std::equal(t.tokens().begin(), t.tokens().end(), expected.begin(), expected.end()));
+    REQUIRE(t.tokens() == expected);
     REQUIRE(t.kv_indices().size() == (t.seq_len() + ps - 1) / ps);
     for (PageId const p : t.committed_pages()) ++refs[p];
     for (PageId const p : t.working_pages()) ++refs[p];

@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <utility>
@@ -64,9 +65,9 @@ class PageTable {
   [[nodiscard]] std::uint32_t page_size() const { return pool_->page_size(); }
 
   /// KV slots held: committed tokens plus filled working slots.
-  [[nodiscard]] std::size_t seq_len() const { return tokens_.size(); }
+  [[nodiscard]] std::size_t seq_len() const { return committed_token_count() + working_tokens_.size(); }
   [[nodiscard]] std::size_t committed_token_count() const { return committed_.size() * page_size(); }
-  [[nodiscard]] std::size_t working_token_count() const { return tokens_.size() - committed_token_count(); }
+  [[nodiscard]] std::size_t working_token_count() const { return working_tokens_.size(); }
   /// Empty slots left in the reserved working pages.
   [[nodiscard]] std::size_t working_capacity() const {
     return working_.size() * page_size() - working_token_count();
@@ -74,12 +75,32 @@ class PageTable {
 
   [[nodiscard]] std::span<PageId const> committed_pages() const { return committed_; }
   [[nodiscard]] std::span<PageId const> working_pages() const { return working_; }
-  [[nodiscard]] std::span<TokenMeta const> tokens() const { return tokens_; }
+  /// Metadata of the filled working slots.
+  [[nodiscard]] std::span<TokenMeta const> working_tokens() const { return working_tokens_; }
+  /// Metadata of committed page i (page_size entries).
+  [[nodiscard]] std::span<TokenMeta const> committed_page_tokens(std::size_t i) const { return *committed_meta_.at(i); }
 
-  /// One more than the largest position held (0 when empty): where automatic positions continue.
+  /// Metadata of KV slot `slot`. Throws OutOfRange past seq_len().
+  [[nodiscard]] TokenMeta token(std::size_t slot) const {
+    if (slot >= seq_len()) detail::fail<OutOfRange>("PageTable::token: slot = ", slot, " >= seq_len = ", seq_len());
+    std::size_t const c = committed_token_count();
+    return slot < c ? (*committed_meta_[slot / page_size()])[slot % page_size()] : working_tokens_[slot - c];
+  }
+
+  /// Metadata of every slot, in order (a copy: O(seq_len)).
+  [[nodiscard]] std::vector<TokenMeta> tokens() const {
+    std::vector<TokenMeta> out;  // [seq_len]
+    out.reserve(seq_len());
+    for (auto const& page : committed_meta_) out.insert(out.end(), page->begin(), page->end());
+    out.insert(out.end(), working_tokens_.begin(), working_tokens_.end());
+    return out;
+  }
+
+  /// One more than the largest position ever committed or now in the working pages (0 when empty): where
+  /// automatic positions continue.
   [[nodiscard]] std::uint32_t next_position() const {
-    std::uint32_t next = 0;
-    for (TokenMeta const& t : tokens_) next = std::max(next, t.position + 1);
+    std::uint32_t next = max_committed_position_ ? *max_committed_position_ + 1 : 0;
+    for (TokenMeta const& t : working_tokens_) next = std::max(next, t.position + 1);
     return next;
   }
 
@@ -97,13 +118,13 @@ class PageTable {
                                  working_capacity(), " are free in ", working_.size(),
                                  " working pages (reserve more first)");
     }
-    tokens_.insert(tokens_.end(), new_tokens.begin(), new_tokens.end());
+    working_tokens_.insert(working_tokens_.end(), new_tokens.begin(), new_tokens.end());
   }
 
   /// Physical page and offset of KV slot `slot`.
   [[nodiscard]] std::pair<PageId, std::uint32_t> slot_location(std::size_t slot) const {
-    if (slot >= tokens_.size()) {
-      detail::fail<OutOfRange>("PageTable::slot_location: slot = ", slot, " >= seq_len = ", tokens_.size());
+    if (slot >= seq_len()) {
+      detail::fail<OutOfRange>("PageTable::slot_location: slot = ", slot, " >= seq_len = ", seq_len());
     }
     std::size_t const page = slot / page_size();
     auto const offset = static_cast<std::uint32_t>(slot % page_size());
@@ -124,36 +145,39 @@ class PageTable {
                                  " tokens but the working pages hold ", working_token_count(),
                                  " (only full pages can be committed)");
     }
-    std::size_t const first = committed_token_count();
-    for (std::size_t i = first; i < first + k * ps; ++i) {
-      if (max_committed_position_ && tokens_[i].position <= *max_committed_position_) {
-        detail::fail<InvalidState>("PageTable::commit_working_pages: token at slot ", i, " has position ",
-                                   tokens_[i].position, " <= largest committed position ", *max_committed_position_);
+    for (std::size_t i = 0; i < k * ps; ++i) {
+      if (max_committed_position_ && working_tokens_[i].position <= *max_committed_position_) {
+        detail::fail<InvalidState>("PageTable::commit_working_pages: working token ", i, " has position ",
+                                   working_tokens_[i].position, " <= largest committed position ",
+                                   *max_committed_position_);
       }
     }
 
     std::vector<PageId> result;
     result.reserve(k);
     for (std::size_t p = 0; p < k; ++p) {
-      std::vector<TokenMeta> content(tokens_.begin() + static_cast<std::ptrdiff_t>(first + p * ps),
-                                     tokens_.begin() + static_cast<std::ptrdiff_t>(first + (p + 1) * ps));
-      std::uint64_t const key = chain_key(last_key_, content);
+      auto content = std::make_shared<std::vector<TokenMeta>>(
+          working_tokens_.begin() + static_cast<std::ptrdiff_t>(p * ps),
+          working_tokens_.begin() + static_cast<std::ptrdiff_t>((p + 1) * ps));
+      std::uint64_t const key = chain_key(last_key_, *content);
       PageId page = working_[p];
-      if (auto const existing = pool_->find_content(key, content); existing && *existing != page) {
+      if (auto const existing = pool_->find_content(key, *content); existing && *existing != page) {
         pool_->retain(*existing);
         pool_->release(page);
         page = *existing;
       } else {
-        pool_->index_content(page, key, content);
+        pool_->index_content(page, key, *content);
       }
-      for (TokenMeta const& t : content) {
+      for (TokenMeta const& t : *content) {
         max_committed_position_ = std::max(max_committed_position_.value_or(0), t.position);
       }
       committed_.push_back(page);
+      committed_meta_.push_back(std::move(content));
       last_key_ = key;
       result.push_back(page);
     }
     working_.erase(working_.begin(), working_.begin() + static_cast<std::ptrdiff_t>(k));
+    working_tokens_.erase(working_tokens_.begin(), working_tokens_.begin() + static_cast<std::ptrdiff_t>(k * ps));
     return result;
   }
 
@@ -167,7 +191,7 @@ class PageTable {
     std::size_t const keep_tokens = std::min(working_token_count(), keep_slots);
     for (std::size_t i = working_.size() - n; i < working_.size(); ++i) pool_->release(working_[i]);
     working_.resize(working_.size() - n);
-    tokens_.resize(committed_token_count() + keep_tokens);
+    working_tokens_.resize(keep_tokens);
   }
 
   /// Forgets the last n working tokens; the pages stay reserved. Throws InvalidState if n exceeds the working
@@ -177,41 +201,43 @@ class PageTable {
       detail::fail<InvalidState>("PageTable::truncate_working_page_tokens: n = ", n, " but only ",
                                  working_token_count(), " working tokens are held (committed pages are immutable)");
     }
-    tokens_.resize(tokens_.size() - n);
+    working_tokens_.resize(working_tokens_.size() - n);
   }
 
   /// Sets the masked flag of slots [begin, end). Throws OutOfRange if the range is not inside [0, seq_len).
   void mask_token_range(std::size_t begin, std::size_t end, bool masked) {
-    if (begin > end || end > tokens_.size()) {
+    if (begin > end || end > seq_len()) {
       detail::fail<OutOfRange>("PageTable::mask_token_range: [", begin, ", ", end, ") is not inside [0, ",
-                               tokens_.size(), ")");
+                               seq_len(), ")");
     }
-    for (std::size_t i = begin; i < end; ++i) tokens_[i].masked = masked;
+    std::size_t const ps = page_size();
+    std::size_t const c = committed_token_count();
+    for (std::size_t i = begin; i < std::min(end, c); ++i) {
+      auto& page = committed_meta_[i / ps];
+      if (page.use_count() > 1) page = std::make_shared<std::vector<TokenMeta>>(*page);  // copy on write
+      (*page)[i % ps].masked = masked;
+    }
+    for (std::size_t i = std::max(begin, c); i < end; ++i) working_tokens_[i - c].masked = masked;
   }
 
   /// Frees every committed page whose tokens are all masked; the remaining tokens keep their positions.
   /// Returns the number of pages dropped.
   std::size_t drop_masked_kv_pages() {
-    std::size_t const ps = page_size();
     std::vector<PageId> kept_pages;
-    std::vector<TokenMeta> kept_tokens;
-    kept_tokens.reserve(tokens_.size());
+    std::vector<MetaPtr> kept_meta;
     std::vector<PageId> dropped;
     for (std::size_t p = 0; p < committed_.size(); ++p) {
-      auto const b = tokens_.begin() + static_cast<std::ptrdiff_t>(p * ps);
-      bool const dead = std::all_of(b, b + static_cast<std::ptrdiff_t>(ps), [](TokenMeta const& t) { return t.masked; });
-      if (dead) {
+      auto const& meta = *committed_meta_[p];
+      if (std::all_of(meta.begin(), meta.end(), [](TokenMeta const& t) { return t.masked; })) {
         dropped.push_back(committed_[p]);
       } else {
         kept_pages.push_back(committed_[p]);
-        kept_tokens.insert(kept_tokens.end(), b, b + static_cast<std::ptrdiff_t>(ps));
+        kept_meta.push_back(committed_meta_[p]);
       }
     }
     if (dropped.empty()) return 0;
-    kept_tokens.insert(kept_tokens.end(), tokens_.begin() + static_cast<std::ptrdiff_t>(committed_token_count()),
-                       tokens_.end());
     committed_ = std::move(kept_pages);
-    tokens_ = std::move(kept_tokens);
+    committed_meta_ = std::move(kept_meta);
     for (PageId const id : dropped) pool_->release(id);
     return dropped.size();
   }
@@ -231,7 +257,7 @@ class PageTable {
 
   /// Filled slots of the last page of kv_indices() (0 for an empty table).
   [[nodiscard]] std::uint32_t kv_last_page_len() const {
-    if (tokens_.empty()) return 0;
+    if (seq_len() == 0) return 0;
     std::size_t const w = working_token_count();
     if (w == 0) return page_size();
     return static_cast<std::uint32_t>((w - 1) % page_size() + 1);
@@ -263,14 +289,16 @@ class PageTable {
     for (PageId const id : working_) pool_->release(id);
     committed_.clear();
     working_.clear();
-    tokens_.clear();
+    committed_meta_.clear();
+    working_tokens_.clear();
   }
 
   void swap(PageTable& other) noexcept {
     std::swap(pool_, other.pool_);
     std::swap(committed_, other.committed_);
     std::swap(working_, other.working_);
-    std::swap(tokens_, other.tokens_);
+    std::swap(committed_meta_, other.committed_meta_);
+    std::swap(working_tokens_, other.working_tokens_);
     std::swap(max_committed_position_, other.max_committed_position_);
     std::swap(last_key_, other.last_key_);
   }
@@ -278,7 +306,11 @@ class PageTable {
   PagePool* pool_ = nullptr;
   std::vector<PageId> committed_;                       // [num_committed] full, immutable, maybe shared
   std::vector<PageId> working_;                         // [num_working] private; filled front to back
-  std::vector<TokenMeta> tokens_;                       // [seq_len] one entry per filled KV slot
+  // Committed token metadata is shared between forks page by page (copy on write when masked), so a fork
+  // costs O(pages), not O(tokens).
+  using MetaPtr = std::shared_ptr<std::vector<TokenMeta>>;
+  std::vector<MetaPtr> committed_meta_;                 // [num_committed] -> [page_size] per committed page
+  std::vector<TokenMeta> working_tokens_;               // [working_token_count] filled working slots
   std::optional<std::uint32_t> max_committed_position_;  // largest position in a committed page
   std::uint64_t last_key_ = 0;                           // chain key of the last committed page
 };
@@ -295,7 +327,8 @@ inline PageTableFork PageTable::fork() const {
   out.table.working_ = std::move(fresh);  // owned by the child from here on, so nothing can leak
   out.table.committed_ = committed_;
   for (PageId const id : committed_) pool_->retain(id);
-  out.table.tokens_ = tokens_;
+  out.table.committed_meta_ = committed_meta_;
+  out.table.working_tokens_ = working_tokens_;
   out.table.max_committed_position_ = max_committed_position_;
   out.table.last_key_ = last_key_;
   out.copies.reserve(used_working);
