@@ -1,0 +1,109 @@
+#pragma once
+// Host implementation of gemm, y = beta * y + x * W^T.
+//  * f32 weights: OpenBLAS sgemm.
+//  * f16 / bf16 / q8_0 / q4_1 weights, m <= direct_max_rows: direct quantized dot products (the
+//    weights are read once, in their compressed size: decode is bound by weight bandwidth).
+//  * otherwise: panels of W dequantized to f32 in a scratch buffer, then sgemm per panel (prefill is
+//    bound by FLOPs, where OpenBLAS' blocked kernel wins). See docs/kernels.md for the measurements.
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+#include "piecrust/backends/host/detail/quant.hpp"
+#include "piecrust/backends/host/host_space.hpp"
+#include "piecrust/exec/buffer.hpp"
+#include "piecrust/kernels/gemm.hpp"
+
+namespace piecrust {
+
+template <>
+struct KernelImpl<ops::Gemm, Host> {
+  /// Largest m computed with direct quantized dot products (measured crossover, bench_kernels).
+  static constexpr std::size_t direct_max_rows = 8;
+
+  static void run(Host const& space, ShapedView<float const, 2> x, WeightMatrix const& w, ShapedView<float, 2> y,
+                  float beta) {
+    std::size_t const m = x.extent(0);
+    std::size_t const k = w.cols;
+    std::size_t const n = w.rows;
+    if (m == 0 || n == 0) return;
+    if (w.type == WeightType::f32) {
+      sgemm(x.data(), static_cast<float const*>(w.data), y.data(), m, n, k, n, beta);
+      return;
+    }
+    if (m <= direct_max_rows) {
+      direct(space, x, w, y, beta);
+    } else {
+      panels(space, x, w, y, beta);
+    }
+  }
+
+  /// The direct path (exposed for benchmarks and tests).
+  static void direct(Host const& space, ShapedView<float const, 2> x, WeightMatrix const& w, ShapedView<float, 2> y,
+                     float beta) {
+    std::size_t const m = x.extent(0);
+    std::size_t const k = w.cols;
+    std::size_t const n = w.rows;
+    std::vector<float> xsum(w.type == WeightType::q4_1 ? m * (k / 32) : 0);  // [m][k / 32]
+    for (std::size_t i = 0; i < m && !xsum.empty(); ++i) {
+      host::detail::block_sums(x.data() + i * k, xsum.data() + i * (k / 32), k);
+    }
+    bool const plain = w.type == WeightType::f16 || w.type == WeightType::bf16;
+    space.parallel_for(n, [&](std::size_t begin, std::size_t end) {
+      std::vector<float> row(plain ? k : 0);  // [k] a dequantized f16/bf16 row
+      for (std::size_t o = begin; o < end; ++o) {
+        std::byte const* wr = w.row(o);
+        if (plain) host::detail::dequantize_row(w.type, wr, row.data(), k);
+        for (std::size_t i = 0; i < m; ++i) {
+          float const* xi = x.data() + i * k;
+          float acc = 0.0f;
+          if (w.type == WeightType::q8_0) {
+            acc = host::detail::dot_q8_0(xi, wr, k);
+          } else if (w.type == WeightType::q4_1) {
+            acc = host::detail::dot_q4_1(xi, xsum.data() + i * (k / 32), wr, k);
+          } else {
+            acc = k % 16 == 0 ? host::detail::dot(xi, row.data(), k) : scalar_dot(xi, row.data(), k);
+          }
+          float& yo = y.data()[i * n + o];
+          yo = beta == 0.0f ? acc : beta * yo + acc;
+        }
+      }
+    }, 16);
+  }
+
+  /// The dequantize-then-sgemm path (exposed for benchmarks and tests).
+  static void panels(Host const& space, ShapedView<float const, 2> x, WeightMatrix const& w, ShapedView<float, 2> y,
+                     float beta) {
+    std::size_t const m = x.extent(0);
+    std::size_t const k = w.cols;
+    std::size_t const n = w.rows;
+    // Panels of about 4 MiB of f32 weights: large enough for sgemm's blocking, small enough for L2/L3.
+    std::size_t const panel_rows = std::clamp<std::size_t>((std::size_t{1} << 20) / std::max<std::size_t>(k, 1), 64, n);
+    Buffer<float> panel(panel_rows * k);  // [panel_rows][k]
+    for (std::size_t o0 = 0; o0 < n; o0 += panel_rows) {
+      std::size_t const rows = std::min(panel_rows, n - o0);
+      space.parallel_for(rows, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t r = begin; r < end; ++r) host::detail::dequantize_row(w.type, w.row(o0 + r), panel.data() + r * k, k);
+      }, 8);
+      sgemm(x.data(), panel.data(), y.data() + o0, m, rows, k, n, beta);
+    }
+  }
+
+ private:
+  static float scalar_dot(float const* a, float const* b, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t i = 0; i < n; ++i) s += a[i] * b[i];
+    return s;
+  }
+  // y[m][ldy] (columns [0, n)) = beta * y + x[m][k] * w[n][k]^T
+  static void sgemm(float const* x, float const* w, float* y, std::size_t m, std::size_t n, std::size_t k,
+                    std::size_t ldy, float beta) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+                1.0f, x, static_cast<int>(k), w, static_cast<int>(k), beta, y, static_cast<int>(ldy));
+  }
+};
+
+}  // namespace piecrust

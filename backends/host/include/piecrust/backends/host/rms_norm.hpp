@@ -1,0 +1,51 @@
+#pragma once
+// Host implementations of rms_norm and fused_add_rms_norm (sum of squares in f32, per row).
+
+#include <cmath>
+#include <cstddef>
+
+#include "piecrust/backends/host/host_space.hpp"
+#include "piecrust/kernels/rms_norm.hpp"
+
+namespace piecrust {
+
+template <>
+struct KernelImpl<ops::RmsNorm, Host> {
+  static void run(Host const& space, ShapedView<float const, 2> x, ShapedView<float const, 1> weight,
+                  ShapedView<float, 2> out, float eps) {
+    std::size_t const dim = x.extent(1);
+    space.parallel_for(x.extent(0), [&](std::size_t begin, std::size_t end) {
+      for (std::size_t r = begin; r < end; ++r) {
+        float const* xr = x.data() + r * dim;
+        float* o = out.data() + r * dim;
+        float ss = 0.0f;
+        for (std::size_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
+        float const inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+        for (std::size_t i = 0; i < dim; ++i) o[i] = xr[i] * inv * weight.data()[i];
+      }
+    }, 4);
+  }
+};
+
+template <>
+struct KernelImpl<ops::FusedAddRmsNorm, Host> {
+  static void run(Host const& space, ShapedView<float, 2> x, ShapedView<float, 2> residual,
+                  ShapedView<float const, 1> weight, float eps) {
+    std::size_t const dim = x.extent(1);
+    space.parallel_for(x.extent(0), [&](std::size_t begin, std::size_t end) {
+      for (std::size_t r = begin; r < end; ++r) {
+        float* xr = x.data() + r * dim;
+        float* res = residual.data() + r * dim;
+        float ss = 0.0f;
+        for (std::size_t i = 0; i < dim; ++i) {
+          res[i] += xr[i];
+          ss += res[i] * res[i];
+        }
+        float const inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+        for (std::size_t i = 0; i < dim; ++i) xr[i] = res[i] * inv * weight.data()[i];
+      }
+    }, 4);
+  }
+};
+
+}  // namespace piecrust

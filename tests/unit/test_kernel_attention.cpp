@@ -1,0 +1,255 @@
+// paged_attention on the host against the double-precision reference: causal, window, sink+window,
+// random BRLE rows, non-causal tree masks, GQA ratios 1/3/4/8, head_dim 64 and 128, f32 and bf16 KV,
+// ragged batches mixing prefill and decode, soft-cap, and identical results with and without page-trim
+// (with the dropped pages poisoned with NaN, so reading one would show).
+// Tolerance: 2e-5 absolute + 2e-5 relative on outputs and lse (f32 accumulation over <= 400 positions
+// of values in [-1, 1]; the reference reads the same bf16-rounded K/V, so the KV type adds nothing).
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "piecrust/backends/host.hpp"
+#include "piecrust/core/trim_plan.hpp"
+#include "piecrust/kernels.hpp"
+#include "piecrust/kernels/reference/attention.hpp"
+#include "test_kernel_support.hpp"
+
+using namespace piecrust;
+using piecrust::test::random_floats;
+using piecrust::test::tolerance_ratio;
+
+namespace {
+
+enum class MaskKind { causal_default, window, sink_window, random_rows, tree };
+
+struct Request {
+  std::size_t kv_len;
+  std::size_t qo_len;
+};
+
+/// A ragged batch on a shuffled pool, K/V random, unused pages NaN.
+template <class T>
+struct Scenario {
+  std::size_t page_size, kv_heads, qo_heads, head_dim;
+  std::vector<std::uint32_t> qo_indptr{0}, kv_indptr{0}, kv_indices, last_len;
+  std::vector<T> pool;  // [pages][2][page_size][kv_heads][head_dim]
+  std::size_t num_pages = 0;
+  std::vector<float> q;  // [tokens][qo_heads][head_dim]
+  std::vector<AttentionMask> masks;  // [tokens] (empty for causal_default)
+  std::vector<Request> requests;
+
+  Scenario(std::mt19937_64& rng, std::vector<Request> reqs, std::size_t ps, std::size_t kvh, std::size_t group,
+           std::size_t hd, MaskKind kind)
+      : page_size(ps), kv_heads(kvh), qo_heads(kvh * group), head_dim(hd), requests(reqs) {
+    for (Request const& r : reqs) num_pages += (r.kv_len + ps - 1) / ps;
+    num_pages += 3;  // pages nobody owns
+    std::vector<std::uint32_t> perm(num_pages);
+    std::iota(perm.begin(), perm.end(), 0u);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    PagedKv<T> const shape{nullptr, num_pages, ps, kvh, hd};
+    pool.assign(shape.size(), from_float<T>(std::numeric_limits<float>::quiet_NaN()));
+    std::size_t next = 0;
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    for (Request const& r : reqs) {
+      std::size_t const np = (r.kv_len + ps - 1) / ps;
+      for (std::size_t p = 0; p < np; ++p) {
+        std::uint32_t const phys = perm[next++];
+        kv_indices.push_back(phys);
+        std::size_t const filled = (p + 1 == np) ? r.kv_len - p * ps : ps;
+        for (std::size_t s = 0; s < filled; ++s) {
+          for (std::size_t kvi = 0; kvi < 2; ++kvi) {
+            T* row = pool.data() + ((phys * 2 + kvi) * ps + s) * kvh * hd;
+            for (std::size_t i = 0; i < kvh * hd; ++i) row[i] = from_float<T>(dist(rng) + 1e-3f);
+          }
+        }
+      }
+      kv_indptr.push_back(static_cast<std::uint32_t>(kv_indices.size()));
+      last_len.push_back(np == 0 ? 0 : static_cast<std::uint32_t>(r.kv_len - (np - 1) * ps));
+      qo_indptr.push_back(static_cast<std::uint32_t>(qo_indptr.back() + r.qo_len));
+      if (kind == MaskKind::causal_default) continue;
+      std::size_t const before = r.kv_len - r.qo_len;
+      std::vector<std::size_t> parent(r.qo_len);
+      for (std::size_t i = 0; i < r.qo_len; ++i) {
+        parent[i] = i == 0 ? 0 : std::uniform_int_distribution<std::size_t>(0, i - 1)(rng);
+      }
+      for (std::size_t i = 0; i < r.qo_len; ++i) {
+        std::size_t const visible = before + i + 1;
+        switch (kind) {
+          case MaskKind::window: masks.push_back(AttentionMask::window(visible, 20)); break;
+          case MaskKind::sink_window: masks.push_back(AttentionMask::sink_window(visible, 4, 19)); break;
+          case MaskKind::random_rows: {
+            Brle bits;
+            std::size_t const len = std::uniform_int_distribution<std::size_t>(0, r.kv_len)(rng);
+            bool masked = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
+            std::size_t pos = 0;
+            while (pos < len) {
+              std::size_t const run = std::min(len - pos, std::uniform_int_distribution<std::size_t>(1, 40)(rng));
+              bits.append(masked, run);
+              masked = !masked;
+              pos += run;
+            }
+            masks.emplace_back(std::move(bits));
+            break;
+          }
+          case MaskKind::tree: {  // speculative tree: the prefix plus the token's ancestors (and itself)
+            std::vector<bool> attend(r.kv_len, false);
+            for (std::size_t p = 0; p < before; ++p) attend[p] = true;
+            for (std::size_t j = i;; j = parent[j]) {
+              attend[before + j] = true;
+              if (j == 0) break;
+            }
+            Brle bits;
+            for (bool a : attend) bits.append(!a);
+            masks.emplace_back(std::move(bits));
+            break;
+          }
+          case MaskKind::causal_default: break;
+        }
+      }
+    }
+    q = random_floats(rng, qo_indptr.back() * qo_heads * hd);
+  }
+
+  [[nodiscard]] PagedKv<T const> kv() const { return {pool.data(), num_pages, page_size, kv_heads, head_dim}; }
+  [[nodiscard]] PagedBatch batch() const { return {qo_indptr, kv_indptr, kv_indices, last_len}; }
+  [[nodiscard]] std::size_t tokens() const { return qo_indptr.back(); }
+};
+
+template <class T>
+void check_against_reference(Scenario<T> const& sc, PagedAttentionParams const& params, AttentionSelection const& sel,
+                             std::span<AttentionMask const> ref_masks) {
+  Host const host;
+  std::size_t const tokens = sc.tokens();
+  std::vector<float> out(tokens * sc.qo_heads * sc.head_dim, -5.0f), lse(tokens * sc.qo_heads, -5.0f);
+  paged_attention(host, ShapedView<float const, 3>(sc.q.data(), tokens, sc.qo_heads, sc.head_dim), sc.kv(), sc.batch(),
+                  ShapedView<float, 3>(out.data(), tokens, sc.qo_heads, sc.head_dim),
+                  ShapedView<float, 2>(lse.data(), tokens, sc.qo_heads), params, sel);
+  double const scale = params.sm_scale == 0 ? 1.0 / std::sqrt(double(sc.head_dim)) : params.sm_scale;
+  auto const ref = reference::paged_attention<T>(sc.q, sc.qo_heads, sc.kv(), sc.batch(), scale, params.logits_soft_cap, ref_masks);
+  CHECK(tolerance_ratio(out, ref.out, 2e-5, 2e-5) <= 1.0);
+  CHECK(tolerance_ratio(lse, ref.lse, 2e-5, 2e-5) <= 1.0);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("paged_attention matches the reference for every mask kind, GQA ratio and head_dim",
+                   "[kernel][attention]", float, BFloat16) {
+  auto const seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  // A ragged batch: a full prefill, a decode row, a chunked prefill continuing a cached prefix, an empty
+  // request, and a short decode.
+  std::vector<Request> const reqs{{37, 37}, {150, 1}, {70, 9}, {0, 0}, {16, 1}};
+  for (MaskKind kind : {MaskKind::causal_default, MaskKind::window, MaskKind::sink_window, MaskKind::random_rows, MaskKind::tree}) {
+    for (std::size_t group : {std::size_t{1}, std::size_t{3}, std::size_t{4}, std::size_t{8}}) {
+      for (std::size_t hd : {std::size_t{64}, std::size_t{128}}) {
+        if (group == 8 && hd == 128 && kind != MaskKind::random_rows) continue;  // keep the suite fast
+        INFO("mask kind " << static_cast<int>(kind) << " group " << group << " head_dim " << hd);
+        Scenario<TestType> const sc(rng, reqs, 16, 2, group, hd, kind);
+        check_against_reference(sc, {}, {sc.masks, {}}, sc.masks);
+      }
+    }
+  }
+  // Soft-cap and an explicit scale, page size 4.
+  Scenario<TestType> const sc(rng, reqs, 4, 1, 3, 64, MaskKind::random_rows);
+  check_against_reference(sc, {0.5f, 3.0f}, {sc.masks, {}}, sc.masks);
+}
+
+TEMPLATE_TEST_CASE("page-trim gives the same result and never reads dropped pages", "[kernel][attention][trim]", float, BFloat16) {
+  auto const seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  Host const host;
+  std::vector<Request> const reqs{{200, 1}, {130, 6}, {64, 64}, {90, 3}};
+  for (MaskKind kind : {MaskKind::sink_window, MaskKind::window, MaskKind::random_rows, MaskKind::causal_default}) {
+    INFO("mask kind " << static_cast<int>(kind));
+    Scenario<TestType> sc(rng, reqs, 16, 2, 4, 64, kind);
+    std::size_t const tokens = sc.tokens();
+    std::vector<TrimPlan> plans;
+    std::size_t dropped = 0;
+    for (std::size_t b = 0; b < reqs.size(); ++b) {
+      std::span<AttentionMask const> rows;
+      if (!sc.masks.empty()) rows = std::span<AttentionMask const>(sc.masks).subspan(sc.qo_indptr[b], reqs[b].qo_len);
+      plans.push_back(TrimPlan::compute(16, reqs[b].kv_len - reqs[b].qo_len, reqs[b].qo_len, rows));
+      dropped += plans.back().num_pages - plans.back().kept_pages.size();
+    }
+    if (kind == MaskKind::sink_window || kind == MaskKind::window) REQUIRE(dropped > 0);
+    auto run = [&](AttentionSelection const& sel) {
+      std::vector<float> out(tokens * sc.qo_heads * sc.head_dim), lse(tokens * sc.qo_heads);
+      paged_attention(host, ShapedView<float const, 3>(sc.q.data(), tokens, sc.qo_heads, sc.head_dim), sc.kv(), sc.batch(),
+                      ShapedView<float, 3>(out.data(), tokens, sc.qo_heads, sc.head_dim),
+                      ShapedView<float, 2>(lse.data(), tokens, sc.qo_heads), {}, sel);
+      return std::pair{out, lse};
+    };
+    auto const untrimmed = run({sc.masks, {}});
+    // Poison every dropped page: a trimmed run that read one would produce NaN.
+    for (std::size_t b = 0; b < reqs.size(); ++b) {
+      for (std::size_t p = 0; p < plans[b].num_pages; ++p) {
+        if (std::find(plans[b].kept_pages.begin(), plans[b].kept_pages.end(), p) != plans[b].kept_pages.end()) continue;
+        std::uint32_t const phys = sc.kv_indices[sc.kv_indptr[b] + p];
+        std::size_t const stride = sc.kv().page_stride();
+        std::fill(sc.pool.begin() + phys * stride, sc.pool.begin() + (phys + 1) * stride,
+                  from_float<TestType>(std::numeric_limits<float>::quiet_NaN()));
+      }
+    }
+    auto const trimmed = run({{}, plans});
+    CHECK(trimmed.first == untrimmed.first);  // same positions, same chunks, same order: bitwise equal
+    for (std::size_t i = 0; i < trimmed.second.size(); ++i) {
+      REQUIRE((trimmed.second[i] == untrimmed.second[i] || (std::isinf(trimmed.second[i]) && std::isinf(untrimmed.second[i]))));
+    }
+  }
+}
+
+TEST_CASE("paged_attention rejects bad input before computing anything", "[kernel][attention]") {
+  std::mt19937_64 rng(test::fresh_seed());
+  Host const host;
+  std::vector<Request> const reqs{{20, 2}, {5, 1}};
+  Scenario<float> const sc(rng, reqs, 16, 2, 2, 64, MaskKind::causal_default);
+  std::size_t const tokens = sc.tokens();
+  std::vector<float> out(tokens * sc.qo_heads * 64, 3.0f), lse(tokens * sc.qo_heads, 3.0f);
+  auto call = [&](PagedBatch const& batch, AttentionSelection const& sel = {}, std::size_t qo_heads = 4, std::size_t hd = 64) {
+    PagedKv<float const> kv = sc.kv();
+    kv.head_dim = hd;
+    paged_attention(host, ShapedView<float const, 3>(sc.q.data(), tokens, qo_heads, hd), kv, batch,
+                    ShapedView<float, 3>(out.data(), tokens, qo_heads, hd), ShapedView<float, 2>(lse.data(), tokens, qo_heads),
+                    {}, sel);
+  };
+  PagedBatch good = sc.batch();
+  REQUIRE_NOTHROW(call(good));
+  std::fill(out.begin(), out.end(), 3.0f);
+  REQUIRE_THROWS_WITH(call(good, {}, 4, 96), Catch::Contains("head_dim = 96 is not supported"));
+  REQUIRE_THROWS_AS(call(good, {}, 4, 96), Unsupported);
+  REQUIRE_THROWS_WITH(call(good, {}, 3), Catch::Contains("num_qo_heads = 3"));
+  auto bad_indices = sc.kv_indices;
+  bad_indices[0] = static_cast<std::uint32_t>(sc.num_pages);
+  REQUIRE_THROWS_AS(call({sc.qo_indptr, sc.kv_indptr, bad_indices, sc.last_len}), OutOfRange);
+  auto bad_last = sc.last_len;
+  bad_last[0] = 17;
+  REQUIRE_THROWS_WITH(call({sc.qo_indptr, sc.kv_indptr, sc.kv_indices, bad_last}), Catch::Contains("kv_last_page_len[0] = 17"));
+  auto bad_qo = sc.qo_indptr;
+  bad_qo[1] = 2;
+  bad_qo[2] = 2;
+  REQUIRE_THROWS_WITH(call({bad_qo, sc.kv_indptr, sc.kv_indices, sc.last_len}), Catch::Contains("qo_indptr[batch] (tokens) = 2"));
+  std::vector<AttentionMask> masks(tokens, AttentionMask::causal(3));
+  masks[2] = AttentionMask::causal(6);  // request 1 has 5 positions
+  REQUIRE_THROWS_WITH(call(good, {masks, {}}), Catch::Contains("masks[2].size() = 6 > kv length 5"));
+  std::vector<AttentionMask> short_masks(2);
+  REQUIRE_THROWS_WITH(call(good, {short_masks, {}}), Catch::Contains("masks.size() (tokens) = 2"));
+  std::vector<TrimPlan> plans(2);
+  REQUIRE_THROWS_WITH(call(good, {{}, plans}), Catch::Contains("trims[0].num_pages = 0"));
+  // Causal attention needs the new tokens' K/V first.
+  std::vector<std::uint32_t> qo_big{0, 2, 3};
+  auto last_short = sc.last_len;
+  REQUIRE_NOTHROW(call({qo_big, sc.kv_indptr, sc.kv_indices, last_short}));
+  std::fill(out.begin(), out.end(), 3.0f);
+  std::vector<std::uint32_t> kv_indptr_none{0, 0, 1};
+  std::vector<std::uint32_t> last_none{0, 5};
+  REQUIRE_THROWS_WITH(call({qo_big, kv_indptr_none, sc.kv_indices, last_none}), Catch::Contains("kv length 0 < qo length 2"));
+  for (float x : out) REQUIRE(x == 3.0f);  // the failed call wrote nothing
+}
