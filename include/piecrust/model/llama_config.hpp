@@ -1,0 +1,118 @@
+#pragma once
+// LlamaConfig: the hyper-parameters of a Llama-family model (GGUF architectures `llama` and `qwen2`).
+// Keys: llama.cpp src/llama-arch.cpp (LLM_KV_*), e.g. "{arch}.attention.head_count_kv".
+
+#include <piecrust/core/error.hpp>
+#include <piecrust/kernels/rope.hpp>
+#include <piecrust/model/gguf_file.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <cstdint>
+#include <string>
+
+namespace piecrust {
+
+struct LlamaConfig {
+  std::string arch = "llama";
+  std::size_t vocab_size = 0;
+  std::size_t hidden = 0;        // embedding_length
+  std::size_t num_layers = 0;    // block_count
+  std::size_t num_heads = 0;     // attention.head_count
+  std::size_t num_kv_heads = 0;  // attention.head_count_kv (GQA when < num_heads)
+  std::size_t head_dim = 0;      // hidden / num_heads unless attention.key_length says otherwise
+  std::size_t ffn = 0;           // feed_forward_length
+  std::size_t context_length = 0;
+  float rms_eps = 1e-5f;         // attention.layer_norm_rms_epsilon
+  RopeParams rope{};             // theta (rope.freq_base), style, rotary_dim, Llama-3 scaling
+  bool tied_embeddings = true;   // no output.weight: the LM head is token_embd
+  bool qkv_bias = false;         // qwen2: attn_{q,k,v}.bias
+
+  /// Throws InvalidArgument naming the first inconsistent field.
+  void validate() const {
+    auto need = [](bool ok, char const* what, std::size_t v) {
+      if (!ok) detail::fail<InvalidArgument>("LlamaConfig: ", what, " = ", v, " is invalid");
+    };
+    need(vocab_size > 0, "vocab_size", vocab_size);
+    need(hidden > 0, "hidden", hidden);
+    need(num_layers > 0, "num_layers", num_layers);
+    need(num_heads > 0, "num_heads", num_heads);
+    need(num_kv_heads > 0 && num_heads % num_kv_heads == 0, "num_kv_heads", num_kv_heads);
+    need(head_dim > 0 && head_dim % 2 == 0, "head_dim", head_dim);
+    need(ffn > 0, "ffn", ffn);
+    need(rope.rotary_dim <= head_dim && rope.rotary_dim % 2 == 0, "rope.rotary_dim", rope.rotary_dim);
+  }
+
+  [[nodiscard]] static LlamaConfig from_gguf(GgufFile const& f) {
+    LlamaConfig c;
+    c.arch = f.get<std::string>("general.architecture");
+    if (c.arch != "llama" && c.arch != "qwen2") {
+      detail::fail<Unsupported>(f.source(), ": general.architecture = '", c.arch, "' is not supported (llama, qwen2)");
+    }
+    auto const key = [&](char const* k) { return c.arch + "." + k; };
+    c.hidden = f.get<std::size_t>(key("embedding_length"));
+    c.num_layers = f.get<std::size_t>(key("block_count"));
+    c.num_heads = f.get<std::size_t>(key("attention.head_count"));
+    c.num_kv_heads = f.get_or<std::size_t>(key("attention.head_count_kv"), c.num_heads);
+    c.ffn = f.get<std::size_t>(key("feed_forward_length"));
+    c.context_length = f.get_or<std::size_t>(key("context_length"), 4096);
+    c.rms_eps = f.get_or<float>(key("attention.layer_norm_rms_epsilon"), 1e-5f);
+    if (c.num_heads == 0) detail::fail<FormatError>(f.source(), ": ", key("attention.head_count"), " = 0");
+    c.head_dim = f.get_or<std::size_t>(key("attention.key_length"), c.hidden / c.num_heads);
+    c.rope.theta = f.get_or<float>(key("rope.freq_base"), 10000.0f);
+    c.rope.rotary_dim = f.get_or<std::size_t>(key("rope.dimension_count"), c.head_dim);
+    if (c.rope.rotary_dim == c.head_dim) c.rope.rotary_dim = 0;
+    // llama.cpp llama_model_rope_type: LLM_ARCH_LLAMA -> NORM (adjacent pairs; the converter permuted
+    // Q/K), LLM_ARCH_QWEN2 -> NEOX (half split).
+    c.rope.style = c.arch == "qwen2" ? RopeStyle::half_split : RopeStyle::adjacent_pairs;
+    auto const scaling = f.get_or<std::string>(key("rope.scaling.type"), "none");
+    if (scaling == "llama3" || f.contains(key("rope.scaling.low_freq_factor"))) {
+      c.rope.llama3.factor = f.get_or<float>(key("rope.scaling.factor"), 8.0f);
+      c.rope.llama3.low_freq_factor = f.get_or<float>(key("rope.scaling.low_freq_factor"), 1.0f);
+      c.rope.llama3.high_freq_factor = f.get_or<float>(key("rope.scaling.high_freq_factor"), 4.0f);
+      c.rope.llama3.original_max_position =
+          f.get_or<std::uint32_t>(key("rope.scaling.original_context_length"), 8192);
+    } else if (scaling != "none" && !(scaling == "linear" && f.get_or<float>(key("rope.scaling.factor"), 1.0f) == 1.0f)) {
+      detail::fail<Unsupported>(f.source(), ": rope scaling '", scaling, "' is not supported (none, llama3)");
+    }
+    if (auto const* rf = f.find_tensor("rope_freqs.weight")) check_rope_freqs(f, *rf, c);
+    auto const& emb = f.tensor("token_embd.weight");
+    c.vocab_size = static_cast<std::size_t>(emb.dims[1]);
+    c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
+    c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+    c.validate();
+    return c;
+  }
+
+ private:
+  // Llama-3.1 GGUFs bake the frequency scaling into a tensor of per-pair divisors (llama.cpp
+  // LLM_TENSOR_ROPE_FREQS, written by convert_hf_to_gguf.py LlamaModel.generate_extra_tensors). Recognise
+  // the Llama-3 scheme by recomputing those divisors; anything else is Unsupported.
+  static void check_rope_freqs(GgufFile const& f, GgufTensorInfo const& t, LlamaConfig& c) {
+    std::size_t const rot = c.rope.rotary_dim == 0 ? c.head_dim : c.rope.rotary_dim;
+    if (t.type != GgmlType::f32 || t.num_elements() != rot / 2) {
+      detail::fail<FormatError>(f.source(), ": rope_freqs.weight must be f32 with ", rot / 2, " elements");
+    }
+    auto const data = f.tensor_data(t);
+    if (!c.rope.llama3.enabled()) {
+      c.rope.llama3.factor = f.get_or<float>(c.arch + ".rope.scaling.factor", 8.0f);
+      if (!(c.rope.llama3.factor > 1.0f)) c.rope.llama3.factor = 8.0f;
+    }
+    RopeParams plain = c.rope;
+    plain.llama3 = {};
+    auto const base = detail::rope_inv_freq(plain, rot);
+    auto const scaled = detail::rope_inv_freq(c.rope, rot);
+    for (std::size_t i = 0; i < rot / 2; ++i) {
+      float div;
+      std::memcpy(&div, data.data() + 4 * i, 4);
+      double const want = base[i] / scaled[i];
+      if (std::abs(div - want) > 1e-3 * want) {
+        detail::fail<Unsupported>(f.source(), ": rope_freqs.weight[", i, "] = ", div,
+                                  " does not match Llama-3 rope scaling (expected ", want, ")");
+      }
+    }
+  }
+};
+
+}  // namespace piecrust
