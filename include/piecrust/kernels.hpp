@@ -4,6 +4,7 @@
 
 #include "piecrust/kernels/append_kv.hpp"
 #include "piecrust/kernels/bfloat16.hpp"
+#include "piecrust/kernels/dequantize.hpp"
 #include "piecrust/kernels/embedding.hpp"
 #include "piecrust/kernels/gemm.hpp"
 #include "piecrust/kernels/merge_states.hpp"

@@ -146,6 +146,12 @@ TEST_CASE("embedding gathers dequantized rows of every weight type", "[kernel][e
     for (std::size_t t = 0; t < ids.size(); ++t) {
       for (std::size_t c = 0; c < dim; ++c) REQUIRE(std::abs(out[t * dim + c] - table_f32[ids[t] * dim + c]) <= quant_tol);
     }
+    std::vector<float> all(vocab * dim);  // [vocab][dim]
+    dequantize(host, table, ShapedView<float, 2>(all.data(), vocab, dim));
+    for (std::size_t t = 0; t < ids.size(); ++t) {
+      for (std::size_t c = 0; c < dim; ++c) REQUIRE(all[ids[t] * dim + c] == out[t * dim + c]);
+    }
+    REQUIRE_THROWS_AS(dequantize(host, table, ShapedView<float, 2>(all.data(), vocab, dim - 1)), InvalidArgument);
     std::vector<std::uint32_t> bad{1, 50};
     REQUIRE_THROWS_WITH(embedding(host, table, bad, ShapedView<float, 2>(out.data(), 2, dim)),
                         Catch::Contains("ids[1] = 50 >= vocab = 50"));

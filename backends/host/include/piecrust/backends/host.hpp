@@ -2,6 +2,7 @@
 // piecrust's host backend: the Host execution space and its implementation of every kernel.
 
 #include "piecrust/backends/host/append_kv.hpp"
+#include "piecrust/backends/host/dequantize.hpp"
 #include "piecrust/backends/host/embedding.hpp"
 #include "piecrust/backends/host/gemm.hpp"
 #include "piecrust/backends/host/host_space.hpp"
