@@ -1,6 +1,7 @@
 #pragma once
-// Host implementation of paged_attention: one work item per (query token, KV head); the item's GQA
-// group of query heads shares every K/V row it loads. Online softmax over chunks of up to 64 slots
+// Host implementation of paged_attention: one work item per (query token, piece of up to 1024 KV
+// positions), all heads at once so that each page's K and V blocks are read front to back; pieces of
+// one token are merged with merge_states' formula (split-KV, as FlashInfer's decode kernels). Online softmax over chunks of up to 64 slots
 // (Milakov & Gimelshein 2018; FlashAttention, Dao et al. 2022), f32 throughout. Only the attended
 // runs of each row are visited, so masked positions and dropped pages are never read.
 
@@ -39,7 +40,8 @@ inline void attended_intervals(AttentionMask const& row, std::size_t kv_len, std
 
 template <>
 struct KernelImpl<ops::PagedAttention, Host> {
-  static constexpr std::size_t chunk = 64;  // slots per online-softmax step
+  static constexpr std::size_t chunk = 64;               // slots per online-softmax step (at most one page)
+  static constexpr std::size_t piece_positions = 1024;   // KV positions per work item (split-KV)
 
   template <std::size_t HeadDim, class T>
   static void run(Host const& space, ShapedView<float const, 3> q, PagedKv<T const> kv, PagedBatch const& batch,
@@ -47,107 +49,199 @@ struct KernelImpl<ops::PagedAttention, Host> {
                   AttentionSelection const& sel) {
     std::size_t const tokens = q.extent(0);
     std::size_t const qo_heads = q.extent(1);
-    std::size_t const kv_heads = kv.num_kv_heads;
-    std::size_t const group = qo_heads / kv_heads;
     std::size_t const ps = kv.page_size;
-    std::vector<std::uint32_t> request_of(tokens);  // [tokens]
+    // Work items: (token, piece); piece p covers the request's logical pages [p * ppp, (p + 1) * ppp).
+    // Pieces depend only on the request's own page count, never on the batch or the thread count, so
+    // results are reproducible bit for bit whatever else runs, and a trimmed run visits the same
+    // pieces (a dropped page only empties part of one).
+    std::size_t const ppp = std::max<std::size_t>(1, piece_positions / ps);
+    std::vector<std::uint32_t> request_of(tokens);     // [tokens]
+    std::vector<std::size_t> first_item(tokens + 1);   // [tokens + 1] item offsets
     for (std::size_t b = 0; b < batch.batch_size(); ++b) {
-      for (std::size_t t = batch.qo_indptr[b]; t < batch.qo_indptr[b + 1]; ++t) request_of[t] = static_cast<std::uint32_t>(b);
+      std::size_t const pieces = std::max<std::size_t>(1, (batch.num_pages(b) + ppp - 1) / ppp);
+      for (std::size_t t = batch.qo_indptr[b]; t < batch.qo_indptr[b + 1]; ++t) {
+        request_of[t] = static_cast<std::uint32_t>(b);
+        first_item[t + 1] = first_item[t] + pieces;
+      }
     }
-    float const scale = params.sm_scale;
-    float const cap = params.logits_soft_cap;
+    std::size_t const items = first_item[tokens];
+    std::size_t const split_items = items - tokens;  // > 0 when some token has several pieces
+    std::vector<float> part_acc(split_items > 0 ? items * qo_heads * HeadDim : 0);  // [items][qo_heads][HeadDim]
+    std::vector<float> part_ml(split_items > 0 ? items * qo_heads * 2 : 0);         // [items][qo_heads][m, l]
 
-    space.parallel_for(tokens * kv_heads, [&](std::size_t begin, std::size_t end) {
-      std::vector<host::detail::Interval> intervals;
-      std::vector<float> acc(group * HeadDim);   // [group][HeadDim]
-      std::vector<float> scores(group * chunk);  // [group][chunk]
-      std::vector<float> m(group), l(group);     // [group]
+    space.parallel_for(items, [&](std::size_t begin, std::size_t end) {
+      Worker<HeadDim, T> w(q, kv, batch, params, sel, qo_heads);
       for (std::size_t item = begin; item < end; ++item) {
-        std::size_t const t = item / kv_heads;
-        std::size_t const h = item % kv_heads;
-        std::size_t const r = request_of[t];
-        std::size_t const i = t - batch.qo_indptr[r];
-        std::size_t const qo_len = batch.qo_len(r);
-        std::uint32_t const* pages = batch.kv_indices.data() + batch.kv_indptr[r];
-        TrimPlan const* plan = sel.trims.empty() ? nullptr : &sel.trims[r];
-        std::uint32_t const* kept = nullptr;
-        std::size_t kv_len = batch.kv_len(r, ps);
-        if (plan != nullptr && plan->trims_anything()) {
-          kept = plan->kept_pages.data();
-          kv_len = (plan->kept_pages.size() - 1) * ps + batch.kv_last_page_len[r];
-        }
-        // Rows: the plan's, else the masks, else causal by position.
-        AttentionMask const* row = nullptr;
-        if (plan != nullptr) {
-          if (!plan->rows.empty()) row = &plan->rows[i];
-        } else if (!sel.masks.empty()) {
-          row = &sel.masks[t];
-        }
-        if (row != nullptr) {
-          host::detail::attended_intervals(*row, kv_len, intervals);
+        std::size_t const t = static_cast<std::size_t>(
+            std::upper_bound(first_item.begin(), first_item.end(), item) - first_item.begin() - 1);
+        std::size_t const piece = item - first_item[t];
+        std::size_t const pieces = first_item[t + 1] - first_item[t];
+        w.compute(t, request_of[t], piece * ppp, (piece + 1) * ppp);
+        if (pieces == 1) {
+          w.finalize(out.data() + t * qo_heads * HeadDim, &lse(t, std::size_t{0}));
         } else {
-          intervals.assign(1, {0, kv_len - qo_len + i + 1});
-        }
-
-        float const* qg = q.data() + (t * qo_heads + h * group) * HeadDim;  // [group][HeadDim]
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
-        std::fill(l.begin(), l.end(), 0.0f);
-        for (host::detail::Interval const iv : intervals) {
-          std::size_t pos = iv.begin;
-          while (pos < iv.end) {
-            std::size_t const logical = pos / ps;
-            std::size_t const slot0 = pos % ps;
-            std::size_t const n = std::min({iv.end - pos, ps - slot0, chunk});
-            std::size_t const page = pages[kept != nullptr ? kept[logical] : logical];
-            for (std::size_t j = 0; j < n; ++j) {
-              T const* kp = kv.at(page, 0, slot0 + j, h);
-              for (std::size_t g = 0; g < group; ++g) {
-                float s = host::detail::dot(qg + g * HeadDim, kp, HeadDim) * scale;
-                if (cap > 0.0f) s = cap * std::tanh(s / cap);
-                scores[g * chunk + j] = s;
-              }
-            }
-            for (std::size_t g = 0; g < group; ++g) {
-              float* sg = scores.data() + g * chunk;
-              float const cm = *std::max_element(sg, sg + n);
-              float const new_m = std::max(m[g], cm);
-              float const corr = std::exp(m[g] - new_m);  // exp(-inf) = 0 on the first chunk
-              float sum = 0.0f;
-              for (std::size_t j = 0; j < n; ++j) {
-                sg[j] = std::exp(sg[j] - new_m);
-                sum += sg[j];
-              }
-              l[g] = l[g] * corr + sum;
-              m[g] = new_m;
-              if (corr != 1.0f) {
-                for (std::size_t d = 0; d < HeadDim; ++d) acc[g * HeadDim + d] *= corr;
-              }
-            }
-            for (std::size_t j = 0; j < n; ++j) {
-              T const* vp = kv.at(page, 1, slot0 + j, h);
-              for (std::size_t g = 0; g < group; ++g) {
-                host::detail::axpy(acc.data() + g * HeadDim, scores[g * chunk + j], vp, HeadDim);
-              }
-            }
-            pos += n;
+          std::copy(w.acc.begin(), w.acc.end(), part_acc.begin() + static_cast<std::ptrdiff_t>(item * qo_heads * HeadDim));
+          for (std::size_t h = 0; h < qo_heads; ++h) {
+            part_ml[(item * qo_heads + h) * 2] = w.m[h];
+            part_ml[(item * qo_heads + h) * 2 + 1] = w.l[h];
           }
-        }
-        for (std::size_t g = 0; g < group; ++g) {
-          std::size_t const head = h * group + g;
-          float* o = out.data() + (t * qo_heads + head) * HeadDim;
-          if (l[g] == 0.0f) {
-            std::fill(o, o + HeadDim, 0.0f);
-            lse(t, head) = -std::numeric_limits<float>::infinity();
-            continue;
-          }
-          float const inv = 1.0f / l[g];
-          for (std::size_t d = 0; d < HeadDim; ++d) o[d] = acc[g * HeadDim + d] * inv;
-          lse(t, head) = m[g] + std::log(l[g]);
         }
       }
     });
+    if (split_items == 0) return;
+    // Merge the pieces of split tokens in piece order (merge_states' formula).
+    space.parallel_for(tokens * qo_heads, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t th = begin; th < end; ++th) {
+        std::size_t const t = th / qo_heads;
+        std::size_t const h = th % qo_heads;
+        std::size_t const i0 = first_item[t], i1 = first_item[t + 1];
+        if (i1 - i0 == 1) continue;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (std::size_t i = i0; i < i1; ++i) mx = std::max(mx, part_ml[(i * qo_heads + h) * 2]);
+        float* o = out.data() + (t * qo_heads + h) * HeadDim;
+        std::fill(o, o + HeadDim, 0.0f);
+        if (mx == -std::numeric_limits<float>::infinity()) {
+          lse(t, h) = mx;
+          continue;
+        }
+        float total = 0.0f;
+        for (std::size_t i = i0; i < i1; ++i) {
+          float const scale = std::exp(part_ml[(i * qo_heads + h) * 2] - mx);
+          total += scale * part_ml[(i * qo_heads + h) * 2 + 1];
+          host::detail::axpy(o, scale, part_acc.data() + (i * qo_heads + h) * HeadDim, HeadDim);
+        }
+        float const inv = 1.0f / total;
+        for (std::size_t d = 0; d < HeadDim; ++d) o[d] *= inv;
+        lse(t, h) = mx + std::log(total);
+      }
+    });
   }
+
+ private:
+  /// One thread's state: the partial softmax of every query head of one token over one piece.
+  template <std::size_t HeadDim, class T>
+  struct Worker {
+    ShapedView<float const, 3> q;
+    PagedKv<T const> kv;
+    PagedBatch const& batch;
+    PagedAttentionParams const& params;
+    AttentionSelection const& sel;
+    std::size_t qo_heads, group;
+    std::vector<host::detail::Interval> intervals;
+    std::vector<float> acc;     // [qo_heads][HeadDim]
+    std::vector<float> scores;  // [qo_heads][chunk]
+    std::vector<float> m, l;    // [qo_heads]
+
+    Worker(ShapedView<float const, 3> q_, PagedKv<T const> kv_, PagedBatch const& batch_, PagedAttentionParams const& params_,
+           AttentionSelection const& sel_, std::size_t qo_heads_)
+        : q(q_), kv(kv_), batch(batch_), params(params_), sel(sel_), qo_heads(qo_heads_), group(qo_heads_ / kv_.num_kv_heads),
+          acc(qo_heads_ * HeadDim), scores(qo_heads_ * chunk), m(qo_heads_), l(qo_heads_) {}
+
+    /// Partial attention of token t (request r) over the positions of logical pages [page_lo, page_hi).
+    void compute(std::size_t t, std::size_t r, std::size_t page_lo, std::size_t page_hi) {
+      std::size_t const ps = kv.page_size;
+      std::size_t const i = t - batch.qo_indptr[r];
+      std::size_t const qo_len = batch.qo_len(r);
+      std::uint32_t const* pages = batch.kv_indices.data() + batch.kv_indptr[r];
+      TrimPlan const* plan = sel.trims.empty() ? nullptr : &sel.trims[r];
+      std::uint32_t const* kept = nullptr;
+      std::size_t kv_len = batch.kv_len(r, ps);
+      // The piece's range in the positions the rows index (kept positions when trimmed).
+      std::size_t lo = page_lo * ps, hi = page_hi * ps;
+      if (plan != nullptr && plan->trims_anything()) {
+        kept = plan->kept_pages.data();
+        kv_len = (plan->kept_pages.size() - 1) * ps + batch.kv_last_page_len[r];
+        auto const kb = plan->kept_pages.begin();
+        lo = static_cast<std::size_t>(std::lower_bound(kb, plan->kept_pages.end(), page_lo) - kb) * ps;
+        hi = static_cast<std::size_t>(std::lower_bound(kb, plan->kept_pages.end(), page_hi) - kb) * ps;
+      }
+      AttentionMask const* row = nullptr;
+      if (plan != nullptr) {
+        if (!plan->rows.empty()) row = &plan->rows[i];
+      } else if (!sel.masks.empty()) {
+        row = &sel.masks[t];
+      }
+      if (row != nullptr) {
+        host::detail::attended_intervals(*row, kv_len, intervals);
+      } else {
+        intervals.assign(1, {0, kv_len - qo_len + i + 1});
+      }
+
+      float const scale = params.sm_scale;
+      float const cap = params.logits_soft_cap;
+      std::size_t const slot_stride = kv.slot_stride();
+      std::size_t const kvh = kv.num_kv_heads;
+      float const* qt = q.data() + t * qo_heads * HeadDim;  // [qo_heads][HeadDim]
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
+      std::fill(l.begin(), l.end(), 0.0f);
+      for (host::detail::Interval const iv : intervals) {
+        std::size_t pos = std::max(iv.begin, lo);
+        std::size_t const stop = std::min(iv.end, hi);
+        while (pos < stop) {
+          std::size_t const logical = pos / ps;
+          std::size_t const slot0 = pos % ps;
+          std::size_t const n = std::min({stop - pos, ps - slot0, chunk});
+          std::size_t const page = pages[kept != nullptr ? kept[logical] : logical];
+          // K rows of the chunk: slot-major, heads contiguous within a slot (one sequential read).
+          T const* kb = kv.at(page, 0, slot0, 0);
+          for (std::size_t j = 0; j < n; ++j) {
+            T const* krow = kb + j * slot_stride;
+            for (std::size_t h = 0; h < kvh; ++h) {
+              for (std::size_t g = 0; g < group; ++g) {
+                std::size_t const head = h * group + g;
+                float s = host::detail::dot(qt + head * HeadDim, krow + h * HeadDim, HeadDim) * scale;
+                if (cap > 0.0f) s = cap * std::tanh(s / cap);
+                scores[head * chunk + j] = s;
+              }
+            }
+          }
+          for (std::size_t head = 0; head < qo_heads; ++head) {
+            float* sg = scores.data() + head * chunk;
+            float const cm = *std::max_element(sg, sg + n);
+            float const new_m = std::max(m[head], cm);
+            float const corr = std::exp(m[head] - new_m);  // exp(-inf) = 0 on the first chunk
+            float sum = 0.0f;
+            for (std::size_t j = 0; j < n; ++j) {
+              sg[j] = std::exp(sg[j] - new_m);
+              sum += sg[j];
+            }
+            l[head] = l[head] * corr + sum;
+            m[head] = new_m;
+            if (corr != 1.0f) {
+              for (std::size_t d = 0; d < HeadDim; ++d) acc[head * HeadDim + d] *= corr;
+            }
+          }
+          T const* vb = kv.at(page, 1, slot0, 0);
+          for (std::size_t j = 0; j < n; ++j) {
+            T const* vrow = vb + j * slot_stride;
+            for (std::size_t h = 0; h < kvh; ++h) {
+              for (std::size_t g = 0; g < group; ++g) {
+                std::size_t const head = h * group + g;
+                host::detail::axpy(acc.data() + head * HeadDim, scores[head * chunk + j], vrow + h * HeadDim, HeadDim);
+              }
+            }
+          }
+          pos += n;
+        }
+      }
+    }
+
+    /// out [qo_heads][HeadDim] = acc / l, lse [qo_heads] (0 and -inf where nothing was seen).
+    void finalize(float* o, float* lse_row) const {
+      for (std::size_t head = 0; head < qo_heads; ++head) {
+        float* oh = o + head * HeadDim;
+        if (l[head] == 0.0f) {
+          std::fill(oh, oh + HeadDim, 0.0f);
+          lse_row[head] = -std::numeric_limits<float>::infinity();
+          continue;
+        }
+        float const inv = 1.0f / l[head];
+        for (std::size_t d = 0; d < HeadDim; ++d) oh[d] = acc[head * HeadDim + d] * inv;
+        lse_row[head] = m[head] + std::log(l[head]);
+      }
+    }
+  };
 };
 
 }  // namespace piecrust

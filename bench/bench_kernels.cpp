@@ -1,0 +1,225 @@
+// Kernel benchmarks with their peers measured in the same binary and run:
+//  * decode paged attention (bytes of KV read per second) vs a STREAM-like read (stream_read);
+//  * sampling (V = 49,152 / 128,256, batch 1 / 64) vs the sort-based sampler;
+//  * gemm GFLOP/s (f32 via OpenBLAS; q4_1 / q8_0 / bf16 direct, panels, dequantized-at-load) vs the
+//    AVX2 FMA-chain peak.
+// Counters: "bytes_per_second" / "items_per_second" from Google Benchmark; "GFLOPS" for gemm.
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels_baselines.hpp"
+#include "piecrust/backends/host.hpp"
+#include "piecrust/exec/buffer.hpp"
+#include "piecrust/kernels.hpp"
+
+using namespace piecrust;
+
+namespace {
+
+// The pool: one thread per hardware thread, or PIECRUST_BENCH_THREADS.
+Host const& host() {
+  static Host const h = [] {
+    char const* env = std::getenv("PIECRUST_BENCH_THREADS");
+    return env != nullptr ? Host(static_cast<std::size_t>(std::atoi(env))) : Host();
+  }();
+  return h;
+}
+
+std::vector<float> normal_floats(std::size_t n, float stddev, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+// ---------------------------------------------------------------- memory bandwidth peer
+void BM_StreamRead(benchmark::State& state) {
+  std::size_t const bytes = static_cast<std::size_t>(state.range(0)) << 20;
+  Buffer<float> buf(bytes / sizeof(float), 1.0f);  // [bytes / 4]
+  for (auto _ : state) benchmark::DoNotOptimize(bench::stream_read(host(), buf.data(), buf.size()));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
+}
+BENCHMARK(BM_StreamRead)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---------------------------------------------------------------- decode attention
+// args: batch, kv_len per request, kv_heads, group, head_dim, bf16 (0/1). One query token per request.
+template <class T>
+void decode_attention(benchmark::State& state) {
+  std::size_t const batch = static_cast<std::size_t>(state.range(0));
+  std::size_t const kv_len = static_cast<std::size_t>(state.range(1));
+  std::size_t const kvh = static_cast<std::size_t>(state.range(2));
+  std::size_t const group = static_cast<std::size_t>(state.range(3));
+  std::size_t const hd = static_cast<std::size_t>(state.range(4));
+  std::size_t const ps = 16;
+  std::size_t const pages_per = (kv_len + ps - 1) / ps;
+  std::size_t const pages = batch * pages_per;
+  PagedKv<T> const shape{nullptr, pages, ps, kvh, hd};
+  Buffer<T> pool(shape.size());  // [pages][2][ps][kvh][hd]
+  {
+    auto const vals = normal_floats(4096, 1.0f, 1);
+    for (std::size_t i = 0; i < pool.size(); ++i) pool[i] = from_float<T>(vals[i % vals.size()]);
+  }
+  std::vector<std::uint32_t> qo_indptr(batch + 1), kv_indptr(batch + 1), kv_indices(pages), last(batch);
+  std::iota(qo_indptr.begin(), qo_indptr.end(), 0u);
+  for (std::size_t b = 0; b <= batch; ++b) kv_indptr[b] = static_cast<std::uint32_t>(b * pages_per);
+  std::iota(kv_indices.begin(), kv_indices.end(), 0u);
+  std::shuffle(kv_indices.begin(), kv_indices.end(), std::mt19937_64(2));  // pages scattered over the pool
+  for (auto& l : last) l = static_cast<std::uint32_t>(kv_len - (pages_per - 1) * ps);
+  auto const q = normal_floats(batch * kvh * group * hd, 1.0f, 3);  // [batch][qo_heads][hd]
+  std::vector<float> out(q.size()), lse(batch * kvh * group);
+  PagedKv<T const> const kv{pool.data(), pages, ps, kvh, hd};
+  PagedBatch const pb{qo_indptr, kv_indptr, kv_indices, last};
+  for (auto _ : state) {
+    paged_attention(host(), ShapedView<float const, 3>(q.data(), batch, kvh * group, hd), kv, pb,
+                    ShapedView<float, 3>(out.data(), batch, kvh * group, hd), ShapedView<float, 2>(lse.data(), batch, kvh * group));
+    benchmark::DoNotOptimize(out.data());
+  }
+  std::size_t const kv_bytes = batch * kv_len * 2 * kvh * hd * sizeof(T);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kv_bytes));
+  state.counters["KV_MiB"] = static_cast<double>(kv_bytes) / (1 << 20);
+}
+void BM_DecodeAttention_f32(benchmark::State& s) { decode_attention<float>(s); }
+void BM_DecodeAttention_bf16(benchmark::State& s) { decode_attention<BFloat16>(s); }
+// 256 MiB of KV: Llama-3-8B-like heads (8 KV heads, GQA 4, head_dim 128), 16 requests.
+BENCHMARK(BM_DecodeAttention_f32)->Args({16, 2048, 8, 4, 128})->Args({16, 4096, 8, 4, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DecodeAttention_bf16)->Args({16, 4096, 8, 4, 128})->Args({16, 8192, 8, 4, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
+// SmolLM2-135M heads (3 KV heads, GQA 3, head_dim 64), 64 requests x 8K tokens = 288 MiB in f32.
+BENCHMARK(BM_DecodeAttention_f32)->Args({64, 8192, 3, 3, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---------------------------------------------------------------- sampling
+// args: vocab, batch, sampler (0 top_k_top_p(50, 0.9), 1 top_p(0.9), 2 multinomial, 3 greedy, 4 min_p(0.05))
+SamplingParams sampler_of(std::int64_t s) {
+  switch (s) {
+    case 0: return SamplingParams::top_k_top_p_of(50, 0.9f);
+    case 1: return SamplingParams::top_p_of(0.9f);
+    case 2: return SamplingParams::multinomial();
+    case 3: return SamplingParams::greedy();
+    default: return SamplingParams::min_p_of(0.05f);
+  }
+}
+// Logits ~ N(0, 3^2): a long-tailed, LLM-like spread (top-p 0.9 keeps tens to hundreds of tokens).
+void BM_Sample(benchmark::State& state) {
+  std::size_t const vocab = static_cast<std::size_t>(state.range(0));
+  std::size_t const batch = static_cast<std::size_t>(state.range(1));
+  auto const logits = normal_floats(vocab * batch, 3.0f, 5);
+  std::vector<SamplingParams> params(batch, sampler_of(state.range(2)));
+  std::vector<SampleKey> keys(batch);
+  std::vector<std::uint32_t> out(batch);
+  std::uint64_t step = 0;
+  for (auto _ : state) {
+    for (std::size_t r = 0; r < batch; ++r) keys[r] = {7, r, step};
+    ++step;
+    sample(host(), ShapedView<float const, 2>(logits.data(), batch, vocab), params, {}, keys, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
+}
+// The sort-based reference (top-k 50 + top-p 0.9), rows spread over the same pool.
+void BM_SampleSortReference(benchmark::State& state) {
+  std::size_t const vocab = static_cast<std::size_t>(state.range(0));
+  std::size_t const batch = static_cast<std::size_t>(state.range(1));
+  auto const logits = normal_floats(vocab * batch, 3.0f, 5);
+  std::vector<std::uint32_t> out(batch);
+  std::uint64_t step = 0;
+  for (auto _ : state) {
+    host().parallel_for(batch, [&](std::size_t b, std::size_t e) {
+      std::vector<std::pair<float, std::uint32_t>> buf;
+      for (std::size_t r = b; r < e; ++r) {
+        out[r] = bench::sort_sample(logits.data() + r * vocab, vocab, state.range(2) == 0 ? 50 : 0, 0.9f, 1.0f,
+                                    uniform_from_key({7, r, step}), buf);
+      }
+    });
+    ++step;
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
+}
+void sample_args(benchmark::internal::Benchmark* b, int max_sampler) {
+  for (std::int64_t v : {49152, 128256}) {
+    for (std::int64_t batch : {1, 64}) {
+      for (std::int64_t s = 0; s <= max_sampler; ++s) b->Args({v, batch, s});
+    }
+  }
+}
+BENCHMARK(BM_Sample)->Apply([](auto* b) { sample_args(b, 4); })->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_SampleSortReference)->Apply([](auto* b) { sample_args(b, 1); })->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// ---------------------------------------------------------------- gemm
+void BM_FmaPeak(benchmark::State& state) {
+  std::size_t const iters = 1 << 22;
+  for (auto _ : state) {
+    host().parallel_for(host().concurrency(), [&](std::size_t b, std::size_t e) {
+      for (std::size_t i = b; i < e; ++i) benchmark::DoNotOptimize(bench::fma_chains(iters));
+    });
+  }
+  double const flops = bench::fma_chain_flops_per_iter * static_cast<double>(iters) * static_cast<double>(host().concurrency());
+  state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// args: m, n, k, type (WeightType value), path (0 auto, 1 direct, 2 panels, 3 dequantized at load + sgemm)
+void BM_Gemm(benchmark::State& state) {
+  std::size_t const m = static_cast<std::size_t>(state.range(0));
+  std::size_t const n = static_cast<std::size_t>(state.range(1));
+  std::size_t const k = static_cast<std::size_t>(state.range(2));
+  auto const type = static_cast<WeightType>(state.range(3));
+  std::int64_t const path = state.range(4);
+  auto const w_f32 = normal_floats(n * k, 0.05f, 9);  // [n][k]
+  WeightMatrix const shape{type, nullptr, n, k};
+  std::vector<std::byte> bytes(shape.size_bytes());
+  // Quantize by writing simple valid blocks (scale 1/64, q from the f32 values): the values do not
+  // matter for speed, only the layout and size.
+  for (std::size_t r = 0; r < n; ++r) {
+    std::byte* row = bytes.data() + r * shape.row_bytes();
+    for (std::size_t c = 0; c < shape.row_bytes(); ++c) row[c] = static_cast<std::byte>((r * 31 + c * 7) & 0x3f);
+    if (type == WeightType::f32) std::memcpy(row, w_f32.data() + r * k, k * 4);
+  }
+  WeightMatrix const w{type, bytes.data(), n, k};
+  Buffer<float> deq(path == 3 ? n * k : 0);  // [n][k]
+  if (path == 3) dequantize(host(), w, ShapedView<float, 2>(deq.data(), n, k));
+  WeightMatrix const w_deq{WeightType::f32, deq.data(), n, k};
+  auto const x = normal_floats(m * k, 1.0f, 10);  // [m][k]
+  std::vector<float> y(m * n);                    // [m][n]
+  ShapedView<float const, 2> const xv(x.data(), m, k);
+  ShapedView<float, 2> const yv(y.data(), m, n);
+  for (auto _ : state) {
+    switch (path) {
+      case 1: KernelImpl<ops::Gemm, Host>::direct(host(), xv, w, yv, 0.0f); break;
+      case 2: KernelImpl<ops::Gemm, Host>::panels(host(), xv, w, yv, 0.0f); break;
+      case 3: gemm(host(), xv, w_deq, yv); break;
+      default: gemm(host(), xv, w, yv); break;
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  double const flops = 2.0 * static_cast<double>(m * n * k);
+  state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["weight_MiB"] = static_cast<double>(path == 3 ? n * k * 4 : w.size_bytes()) / (1 << 20);
+}
+void gemm_args(benchmark::internal::Benchmark* b) {
+  // SmolLM2-135M shapes: MLP up/gate (1536 x 576) and the tied LM head (49152 x 576).
+  for (std::int64_t m : {1, 8, 16, 64, 512}) b->Args({m, 1536, 576, static_cast<std::int64_t>(WeightType::f32), 0});
+  for (auto t : {WeightType::q4_1, WeightType::q8_0, WeightType::bf16}) {
+    for (std::int64_t m : {1, 8, 16, 64, 512}) {
+      for (std::int64_t path : {1, 2, 3}) b->Args({m, 1536, 576, static_cast<std::int64_t>(t), path});
+    }
+  }
+  for (auto t : {WeightType::q8_0, WeightType::q4_1}) {
+    for (std::int64_t path : {1, 3}) b->Args({1, 49152, 576, static_cast<std::int64_t>(t), path});
+  }
+  b->Args({512, 2048, 2048, static_cast<std::int64_t>(WeightType::f32), 0});
+}
+BENCHMARK(BM_Gemm)->Apply(gemm_args)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,91 @@
+#pragma once
+// Peers and physical limits that bench_kernels measures in the same run as the kernels:
+//  * stream_read: a STREAM-like read (sum of a large array) on the same thread pool: the memory-read
+//    bandwidth a bandwidth-bound kernel can hope for;
+//  * fma_peak: independent AVX2 FMA chains on every thread: the f32 compute peak of the machine;
+//  * sort_sample: the textbook sort-based top-k/top-p sampler (sort the whole vocabulary, softmax,
+//    cut, inverse CDF), the reference the sampling kernel is compared with.
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "piecrust/backends/host.hpp"
+
+namespace piecrust::bench {
+
+/// Sum of `n` floats split across the pool; returns the sum so the reads cannot be elided.
+inline double stream_read(Host const& host, float const* data, std::size_t n) {
+  std::atomic<double> total{0.0};
+  std::size_t const parts = host.concurrency();
+  host.parallel_for(parts, [&](std::size_t b, std::size_t e) {
+    for (std::size_t p = b; p < e; ++p) {
+      std::size_t const lo = n * p / parts / 16 * 16;
+      std::size_t const hi = p + 1 == parts ? n : n * (p + 1) / parts / 16 * 16;
+      using host::detail::V4f;
+      V4f a0 = host::detail::splat(0), a1 = a0, a2 = a0, a3 = a0;
+      for (std::size_t i = lo; i + 16 <= hi; i += 16) {
+        a0 += host::detail::load4(data + i);
+        a1 += host::detail::load4(data + i + 4);
+        a2 += host::detail::load4(data + i + 8);
+        a3 += host::detail::load4(data + i + 12);
+      }
+      double const s = host::detail::hsum((a0 + a1) + (a2 + a3));
+      double cur = total.load();
+      while (!total.compare_exchange_weak(cur, cur + s)) {
+      }
+    }
+  });
+  return total.load();
+}
+
+/// Flops of `iters` iterations of 10 independent 8-wide FMA chains (2 flops per lane).
+__attribute__((target("avx2,fma"))) inline float fma_chains(std::size_t iters) {
+  __m256 a[10];
+  for (int j = 0; j < 10; ++j) a[j] = _mm256_set1_ps(0.001f * static_cast<float>(j));
+  __m256 const b = _mm256_set1_ps(0.999999f);
+  __m256 const c = _mm256_set1_ps(1e-7f);
+  for (std::size_t i = 0; i < iters; ++i) {
+    for (int j = 0; j < 10; ++j) a[j] = _mm256_fmadd_ps(a[j], b, c);
+  }
+  __m256 s = a[0];
+  for (int j = 1; j < 10; ++j) s = _mm256_add_ps(s, a[j]);
+  alignas(32) float out[8];
+  _mm256_store_ps(out, s);
+  return out[0] + out[7];
+}
+inline constexpr double fma_chain_flops_per_iter = 10 * 8 * 2;
+
+/// The sort-based top-k + top-p sampler over one row (k = 0: no top-k; p = 1: no top-p).
+inline std::uint32_t sort_sample(float const* logits, std::size_t vocab, std::size_t k, float p, float temperature, double u,
+                                 std::vector<std::pair<float, std::uint32_t>>& buf) {
+  buf.resize(vocab);
+  for (std::uint32_t i = 0; i < vocab; ++i) buf[i] = {logits[i], i};
+  std::sort(buf.begin(), buf.end(), [](auto const& a, auto const& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  std::size_t n = k == 0 ? vocab : std::min(k, vocab);
+  float const lmax = buf[0].first;
+  double total = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    buf[i].first = std::exp((buf[i].first - lmax) / temperature);
+    total += buf[i].first;
+  }
+  double cum = 0;
+  std::size_t keep = 0;
+  while (keep < n && cum < p * total) cum += buf[keep++].first;
+  double const target = u * cum;
+  double run = 0;
+  for (std::size_t i = 0; i < keep; ++i) {
+    run += buf[i].first;
+    if (run > target) return buf[i].second;
+  }
+  return buf[keep - 1].second;
+}
+
+}  // namespace piecrust::bench
