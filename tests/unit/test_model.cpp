@@ -3,6 +3,7 @@
 
 #include <piecrust/backends/host.hpp>
 #include <piecrust/model.hpp>
+#include <piecrust/model/detail/q8_activation_gemm.hpp>
 #include <piecrust/model/detail/reference_llama.hpp>
 #include <piecrust/model/detail/sequence_runner.hpp>
 
@@ -190,4 +191,35 @@ TEST_CASE("model: SmolLM2-135M-Instruct completes a fact", "[model][model-file]"
   auto const text = tok.decode(out);
   INFO("answer: " << text);
   CHECK(text.find("Paris") != std::string::npos);
+}
+
+TEST_CASE("model: 8-bit activation gemm (AVX2) equals its scalar code and the f32 product", "[model]") {
+  for (auto type : {GgmlType::q4_1, GgmlType::q8_0}) {
+    for (std::size_t m : {1u, 3u, 4u, 8u, 13u}) {
+      INFO(ggml_type_name(type) << " m = " << m);
+      auto w = LlamaWeights::random(tiny_llama_config(), 4, type);
+      WeightMatrix const full = w.layers[0].gate;  // [256][128]
+      std::vector<float> x(m * full.cols);       // [m][128]
+      for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(static_cast<float>(i) * 0.37f) * 3.0f;
+      detail::Q8Activations a;
+      a.quantize(x.data(), m, full.cols);
+      std::vector<float> fast(m * full.rows, 1.0f), slow(m * full.rows, 1.0f);
+      auto serial = [](std::size_t len, auto&& f) { f(std::size_t{0}, len); };
+      detail::q8_activation_gemm(serial, a, full, fast.data(), 1.0f);
+      detail::q8_activation_gemm(serial, a, full, slow.data(), 1.0f, /*force_scalar=*/true);
+      CHECK(max_abs_diff(fast, slow) < 1e-4);
+      // against the f32 product of dequantized weights and unrounded activations
+      std::vector<float> row(full.cols);
+      double worst = 0;
+      for (std::size_t o = 0; o < full.rows; ++o) {
+        LlamaWeights::dequantize_matrix_row(full, o, row);
+        for (std::size_t i = 0; i < m; ++i) {
+          double ref = 1.0;
+          for (std::size_t j = 0; j < full.cols; ++j) ref += double{row[j]} * x[i * full.cols + j];
+          worst = std::max(worst, std::fabs(ref - fast[i * full.rows + o]));
+        }
+      }
+      CHECK(worst < 0.05);
+    }
+  }
 }

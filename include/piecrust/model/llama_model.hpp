@@ -13,6 +13,7 @@
 #include <piecrust/exec/execution_space.hpp>
 #include <piecrust/kernels.hpp>
 #include <piecrust/model/detail/activation_quant.hpp>
+#include <piecrust/model/detail/q8_activation_gemm.hpp>
 #include <piecrust/model/forward_batch.hpp>
 #include <piecrust/model/kv_cache.hpp>
 #include <piecrust/model/llama_weights.hpp>
@@ -22,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -181,7 +183,22 @@ class LlamaModel {
   void matmul(ShapedView<float, 2> x, WeightMatrix const& w, ShapedView<float, 2> y, Buffer<float>& scratch,
               float beta = 0.0f) {
     ShapedView<float const, 2> in = x;
-    if (opt_.llama_cpp_activation_rounding && (w.type == WeightType::q4_1 || w.type == WeightType::q8_0)) {
+    bool const q8 = w.type == WeightType::q4_1 || w.type == WeightType::q8_0;
+    // Decode on a host-accessible space: integer dot products on 8-bit activations, as llama.cpp
+    // (detail/q8_activation_gemm.hpp), split over the space's threads when it has a parallel_for (Host).
+    if (opt_.llama_cpp_activation_rounding && q8 && x.extent(0) <= detail::q8_activation_gemm_max_rows) {
+      qx_.quantize(x.data(), x.extent(0), x.extent(1));
+      auto split = [&](std::size_t n, auto&& f) {
+        if constexpr (requires { space_.parallel_for(n, f, std::size_t{16}); }) {
+          space_.parallel_for(n, f, 16);
+        } else {
+          f(std::size_t{0}, n);
+        }
+      };
+      detail::q8_activation_gemm(split, qx_, w, y.data(), beta);
+      return;
+    }
+    if (opt_.llama_cpp_activation_rounding && q8) {
       std::size_t const n = x.size();
       if (scratch.size() < n) scratch = Buffer<float>(n);
       detail::round_to_q8_blocks(x.flat(), scratch.span().first(n));
@@ -199,6 +216,7 @@ class LlamaModel {
   LlamaWeights w_;
   Space space_;
   LlamaModelOptions opt_;
+  detail::Q8Activations qx_;  // scratch of the decode path
 };
 
 }  // namespace piecrust

@@ -1,0 +1,93 @@
+// SmolLM2-135M-Instruct (Q4_1) throughput on the host backend: prefill of 512 tokens, decode at batch 1
+// and batch 8 (8 sequences, one token each per step). Prints one JSON object; bench/bench_model.py runs
+// it beside llama.cpp (llama-cpp-python, same file, same thread count) and writes the ratios.
+//   bench_model [--model FILE] [--threads N] [--repeats R]
+#include <piecrust/backends/host.hpp>
+#include <piecrust/model.hpp>
+#include <piecrust/model/detail/sequence_runner.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace piecrust;
+using Llama = LlamaModel<Host>;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+TokenId argmax(std::span<float const> v) {
+  return static_cast<TokenId>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model = default_model_path();
+  std::size_t threads = 2, repeats = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string const a = argv[i];
+    if (a == "--model") model = argv[i + 1];
+    else if (a == "--threads") threads = std::stoul(argv[i + 1]);
+    else if (a == "--repeats") repeats = std::stoul(argv[i + 1]);
+  }
+  if (!std::filesystem::exists(model)) {
+    std::fprintf(stderr, "bench_model: model file %s is missing: %s\n", model.c_str(), fetch_model_hint);
+    return 1;
+  }
+  auto const file = std::make_shared<GgufFile const>(GgufFile::open(model));
+  auto const tok = Tokenizer::from_gguf(*file);
+  Llama m(LlamaWeights::from_gguf(file), Host{threads});
+  std::size_t const V = m.shape().vocab_size;
+
+  // A deterministic 512-token text prompt.
+  std::string text;
+  for (int i = 0; tok.encode(text).size() < 512; ++i) {
+    text += "The quick brown fox " + std::to_string(i) + " jumps over the lazy dog while the river flows to the sea. ";
+  }
+  auto prompt = tok.encode(text);
+  prompt.resize(512);
+
+  double prefill = 0;  // best tokens/s
+  for (std::size_t r = 0; r < repeats; ++r) {
+    detail::SequenceRunner<Llama> run(m, 40, 16);
+    auto const s = run.add_sequence();
+    auto const t0 = Clock::now();
+    (void)run.step(s, prompt);
+    prefill = std::max(prefill, 512.0 / seconds_since(t0));
+  }
+
+  auto decode = [&](std::size_t batch, std::size_t steps) {
+    double best = 0;
+    for (std::size_t r = 0; r < repeats; ++r) {
+      detail::SequenceRunner<Llama> run(m, batch * 12, 16);
+      std::vector<std::size_t> seqs(batch);
+      std::vector<TokenId> next(batch);
+      for (std::size_t b = 0; b < batch; ++b) {
+        seqs[b] = run.add_sequence();
+        auto const lg = run.step(seqs[b], std::span(prompt).subspan(b * 8, 64));
+        next[b] = argmax(lg);
+      }
+      auto const t0 = Clock::now();
+      for (std::size_t i = 0; i < steps; ++i) {
+        std::vector<detail::SequenceRunner<Llama>::Append> ap;
+        for (std::size_t b = 0; b < batch; ++b) ap.push_back({seqs[b], std::span(&next[b], 1)});
+        auto const lg = run.step(ap);
+        for (std::size_t b = 0; b < batch; ++b) next[b] = argmax(std::span<float const>(lg).subspan(b * V, V));
+      }
+      best = std::max(best, static_cast<double>(batch * steps) / seconds_since(t0));
+    }
+    return best;
+  };
+  double const d1 = decode(1, 64);
+  double const d8 = decode(8, 32);
+  std::printf("{\"engine\": \"piecrust\", \"threads\": %zu, \"prefill_512_tok_s\": %.2f, \"decode_b1_tok_s\": %.2f, "
+              "\"decode_b8_tok_s\": %.2f}\n",
+              threads, prefill, d1, d8);
+  return 0;
+}

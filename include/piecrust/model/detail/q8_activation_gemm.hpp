@@ -1,0 +1,212 @@
+#pragma once
+// y = beta * y + x W^T for Q4_1 / Q8_0 weights with x quantized to 8-bit blocks first — llama.cpp's CPU
+// matmul (ggml-cpu: quantize_row_q8_1 / quantize_row_q8_0, then ggml_vec_dot_q4_1_q8_1 /
+// ggml_vec_dot_q8_0_q8_0). Integer dot products per block of 32, so the results equal llama.cpp's up to
+// float summation order, and decode reads each weight once for all (few) activation rows.
+//
+// This is the model layer's decode path on the Host space (LlamaModel::matmul uses it for m <= 16 when
+// llama_cpp_activation_rounding is on). AVX2 code is selected at run time; the scalar code is the
+// fallback and the tests' oracle. It belongs in the host backend's gemm; it lives here until the kernel
+// layer takes pre-quantized activations.
+
+#include <piecrust/core/error.hpp>
+#include <piecrust/kernels/weight_matrix.hpp>
+#include <piecrust/model/detail/half.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define PIECRUST_MODEL_X86 1
+#else
+#define PIECRUST_MODEL_X86 0
+#endif
+
+namespace piecrust::detail {
+
+/// Activations quantized per block of 32: x ~ d[b] * q[b][j]; s[b] = f16(d * sum_j q) (Q8_1's sum term).
+struct Q8Activations {
+  std::size_t rows = 0, cols = 0;
+  std::vector<std::int8_t> q;  // [rows][cols]
+  std::vector<float> d;        // [rows][cols / 32] f16-rounded scale
+  std::vector<float> s;        // [rows][cols / 32] f16-rounded d_f32 * sum(q)
+
+  /// x: [rows][cols], cols a multiple of 32. Rounding: nearest-even, as _mm256_round_ps in ggml's AVX2 path.
+  void quantize(float const* x, std::size_t m, std::size_t k) {
+    rows = m;
+    cols = k;
+    q.resize(m * k);
+    d.resize(m * k / 32);
+    s.resize(m * k / 32);
+    for (std::size_t b = 0; b < m * k / 32; ++b) {
+      float const* xb = x + b * 32;
+      float amax = 0.0f;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
+      float const dd = amax / 127.0f;
+      float const id = dd != 0.0f ? 127.0f / amax : 0.0f;
+      int sum = 0;
+      for (int j = 0; j < 32; ++j) {
+        auto const v = static_cast<std::int8_t>(std::nearbyint(xb[j] * id));
+        q[b * 32 + j] = v;
+        sum += v;
+      }
+      d[b] = f16_to_f32(f32_to_f16(dd));
+      s[b] = f16_to_f32(f32_to_f16(dd * static_cast<float>(sum)));
+    }
+  }
+};
+
+inline float q8_dot_scalar(WeightType type, std::byte const* wrow, Q8Activations const& a, std::size_t i) noexcept {
+  std::size_t const nb = a.cols / 32;
+  std::int8_t const* xq = a.q.data() + i * a.cols;
+  float const* xd = a.d.data() + i * nb;
+  float const* xs = a.s.data() + i * nb;
+  float acc = 0.0f;
+  for (std::size_t b = 0; b < nb; ++b) {
+    std::uint16_t hd;
+    std::memcpy(&hd, wrow + b * weight_block_bytes(type), 2);
+    int sumi = 0;
+    if (type == WeightType::q4_1) {
+      auto const* blk = reinterpret_cast<unsigned char const*>(wrow + b * sizeof(BlockQ4_1));
+      std::uint16_t hm;
+      std::memcpy(&hm, blk + 2, 2);
+      for (int j = 0; j < 16; ++j) {
+        sumi += (blk[4 + j] & 0x0f) * xq[b * 32 + j] + (blk[4 + j] >> 4) * xq[b * 32 + j + 16];
+      }
+      acc += f16_to_f32(hd) * xd[b] * static_cast<float>(sumi) + f16_to_f32(hm) * xs[b];
+    } else {
+      auto const* qs = reinterpret_cast<std::int8_t const*>(wrow + b * sizeof(BlockQ8_0) + 2);
+      for (int j = 0; j < 32; ++j) sumi += qs[j] * xq[b * 32 + j];
+      acc += f16_to_f32(hd) * xd[b] * static_cast<float>(sumi);
+    }
+  }
+  return acc;
+}
+
+#if PIECRUST_MODEL_X86
+__attribute__((target("avx2,fma,f16c"))) inline float hsum_avx2(__m256 v) noexcept {
+  __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_add_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+
+/// out[i] = dot(weight row, activation row r0 + i) for i < M, reading the weight row once; M is a
+/// compile-time count so the accumulators stay in registers.
+template <WeightType Type, std::size_t M>
+__attribute__((target("avx2,fma,f16c"))) inline void q8_dot_rows_avx2(std::byte const* wrow, Q8Activations const& a,
+                                                                       std::size_t r0, float* out) noexcept {
+  std::size_t const nb = a.cols / 32;
+  __m256 acc[M];
+  __m256 summ = _mm256_setzero_ps();  // lane i: the Q4_1 m * s terms of row i (M <= 8)
+  for (std::size_t i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+  __m256i const ones = _mm256_set1_epi16(1);
+  std::int8_t const* xq = a.q.data() + r0 * a.cols;
+  float const* xd = a.d.data() + r0 * nb;
+  float const* xs = a.s.data() + r0 * nb;
+  for (std::size_t b = 0; b < nb; ++b) {
+    if constexpr (Type == WeightType::q4_1) {
+      auto const* blk = reinterpret_cast<unsigned char const*>(wrow + b * sizeof(BlockQ4_1));
+      std::uint16_t hd, hm;
+      std::memcpy(&hd, blk, 2);
+      std::memcpy(&hm, blk + 2, 2);
+      float const wd = _cvtsh_ss(hd), wm = _cvtsh_ss(hm);
+      __m128i const raw = _mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + 4));
+      // low nibbles = elements 0..15, high nibbles = 16..31 (ggml bytes_from_nibbles_32)
+      __m256i const wq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0f));
+      alignas(32) float sv[8] = {};
+      for (std::size_t i = 0; i < M; ++i) {
+        __m256i const x = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(xq + i * a.cols + b * 32));
+        __m256i const p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, x), ones);
+        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[i * nb + b]), _mm256_cvtepi32_ps(p), acc[i]);
+        sv[i] = xs[i * nb + b];
+      }
+      summ = _mm256_fmadd_ps(_mm256_set1_ps(wm), _mm256_load_ps(sv), summ);
+    } else {
+      auto const* blk = reinterpret_cast<unsigned char const*>(wrow + b * sizeof(BlockQ8_0));
+      std::uint16_t hd;
+      std::memcpy(&hd, blk, 2);
+      float const wd = _cvtsh_ss(hd);
+      __m256i const wq = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(blk + 2));
+      __m256i const aw = _mm256_sign_epi8(wq, wq);  // |w|, so maddubs sees an unsigned operand
+      for (std::size_t i = 0; i < M; ++i) {
+        __m256i const x = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(xq + i * a.cols + b * 32));
+        __m256i const p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, wq)), ones);
+        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[i * nb + b]), _mm256_cvtepi32_ps(p), acc[i]);
+      }
+    }
+  }
+  alignas(32) float sm[8];
+  _mm256_store_ps(sm, summ);
+  for (std::size_t i = 0; i < M; ++i) out[i] = hsum_avx2(acc[i]) + sm[i];
+}
+
+/// All m rows, in groups of at most 4 (the weight row stays in L1 between groups).
+template <WeightType Type>
+__attribute__((target("avx2,fma,f16c"))) inline void q8_dot_all_avx2(std::byte const* wrow, Q8Activations const& a,
+                                                                      float* out) noexcept {
+  std::size_t r = 0;
+  for (; r + 4 <= a.rows; r += 4) q8_dot_rows_avx2<Type, 4>(wrow, a, r, out + r);
+  switch (a.rows - r) {
+    case 3: q8_dot_rows_avx2<Type, 3>(wrow, a, r, out + r); break;
+    case 2: q8_dot_rows_avx2<Type, 2>(wrow, a, r, out + r); break;
+    case 1: q8_dot_rows_avx2<Type, 1>(wrow, a, r, out + r); break;
+    default: break;
+  }
+}
+
+[[nodiscard]] inline bool cpu_has_avx2() noexcept {
+  static bool const yes =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return yes;
+}
+#endif
+
+/// Largest number of activation rows q8_activation_gemm accepts.
+inline constexpr std::size_t q8_activation_gemm_max_rows = 16;
+
+/// y [m][w.rows] = beta * y + dot(a rows, w rows). `parallel_for(n, f(begin, end))` splits the output rows.
+/// force_scalar selects the portable code (tests).
+template <class ParallelFor>
+void q8_activation_gemm(ParallelFor&& parallel_for, Q8Activations const& a, WeightMatrix const& w, float* y, float beta,
+                        bool force_scalar = false) {
+  if (w.type != WeightType::q4_1 && w.type != WeightType::q8_0) {
+    fail<InvalidArgument>("q8_activation_gemm: weight type ", weight_type_name(w.type), " is not q4_1 or q8_0");
+  }
+  if (a.cols != w.cols || a.rows > q8_activation_gemm_max_rows) {
+    fail<InvalidArgument>("q8_activation_gemm: activations [", a.rows, "][", a.cols, "] vs weights [", w.rows, "][", w.cols,
+                          "] (at most ", q8_activation_gemm_max_rows, " rows)");
+  }
+  std::size_t const m = a.rows, n = w.rows;
+  bool use_avx2 = false;
+#if PIECRUST_MODEL_X86
+  use_avx2 = !force_scalar && cpu_has_avx2();
+#endif
+  parallel_for(n, [&](std::size_t begin, std::size_t end) {
+    float out[q8_activation_gemm_max_rows];
+    for (std::size_t o = begin; o < end; ++o) {
+      std::byte const* wr = w.row(o);
+#if PIECRUST_MODEL_X86
+      if (use_avx2 && w.type == WeightType::q4_1) {
+        q8_dot_all_avx2<WeightType::q4_1>(wr, a, out);
+      } else if (use_avx2) {
+        q8_dot_all_avx2<WeightType::q8_0>(wr, a, out);
+      } else
+#endif
+      {
+        for (std::size_t i = 0; i < m; ++i) out[i] = q8_dot_scalar(w.type, wr, a, i);
+      }
+      for (std::size_t i = 0; i < m; ++i) {
+        float& yo = y[i * n + o];
+        yo = beta == 0.0f ? out[i] : beta * yo + out[i];
+      }
+    }
+  });
+}
+
+}  // namespace piecrust::detail
