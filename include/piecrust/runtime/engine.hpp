@@ -1,0 +1,519 @@
+#pragma once
+// Engine: owns the model, the page pool and KV storage, runs programs (Task coroutines) and batches every
+// pending forward pass of every live context into one model step (iteration-level batching).
+//
+//   LlamaModel<Host> model(LlamaWeights::from_gguf(file));
+//   Engine engine(model, {.num_pages = 2048}, &tokenizer, chat_template);
+//   engine.spawn(my_program(engine));      // Task<void> programs
+//   engine.run();                           // until every program has finished
+//   auto text = engine.block_on(single_context_program(engine));   // one program, its result
+//
+// The loop is single-threaded and deterministic: passes are batched and answered in the order they were
+// submitted, and sampling randomness is keyed by (seed, context, draw), so the same program with the same
+// seed produces the same tokens whatever else runs beside it.
+
+#include <piecrust/backends/host.hpp>
+#include <piecrust/core/error.hpp>
+#include <piecrust/core/page_pool.hpp>
+#include <piecrust/core/trim_plan.hpp>
+#include <piecrust/kernels/probe.hpp>
+#include <piecrust/kernels/sample.hpp>
+#include <piecrust/model/chat_template.hpp>
+#include <piecrust/model/forward_batch.hpp>
+#include <piecrust/model/model_concept.hpp>
+#include <piecrust/model/tokenizer.hpp>
+#include <piecrust/runtime/context.hpp>
+#include <piecrust/runtime/forward.hpp>
+#include <piecrust/runtime/kv_export.hpp>
+#include <piecrust/runtime/task.hpp>
+
+#include <algorithm>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+namespace piecrust {
+
+struct EngineOptions {
+  std::size_t num_pages = 1024;     // KV pages in the pool
+  std::uint32_t page_size = 16;     // tokens per page
+  std::uint64_t seed = 0;           // sampling seed (SampleKey::seed)
+  std::string model_id;             // recorded in KV exports; imports from another model_id are refused
+};
+
+struct EngineStats {
+  std::size_t steps = 0;   // model steps run
+  std::size_t passes = 0;  // forward passes answered
+  std::size_t tokens = 0;  // tokens computed
+};
+
+/// The KV storage the engine needs from a model: per-layer paged pools (see KvCache).
+template <class K>
+concept PagedKvStorage = requires(K& kv, std::size_t l) {
+  { kv.num_layers() } -> std::convertible_to<std::size_t>;
+  kv.layer(l).page_stride();
+  kv.layer(l).data;
+};
+
+template <class M>
+class Engine {
+  static_assert(Model<M>, "piecrust::Engine: M must model piecrust::Model");
+
+ public:
+  using model_type = M;
+  using kv_cache_type = typename M::kv_cache_type;
+  static_assert(PagedKvStorage<kv_cache_type>, "piecrust::Engine: the model's KV cache must expose paged layers");
+
+  /// `tokenizer` (optional, not owned) enables text fills and decoded generations; `chat` selects the chat
+  /// template for fill_system/fill_user/fill_assistant.
+  Engine(M& model, EngineOptions options = {}, Tokenizer const* tokenizer = nullptr,
+         std::optional<ChatTemplate> chat = std::nullopt)
+      : model_(&model),
+        shape_(model.shape()),
+        options_(std::move(options)),
+        pool_(options_.num_pages, options_.page_size),
+        kv_(model.make_kv_cache(options_.num_pages, options_.page_size)),
+        tokenizer_(tokenizer),
+        chat_(std::move(chat)) {
+    if (options_.model_id.empty()) {
+      options_.model_id = detail::message("layers=", shape_.num_layers, ";kv_heads=", shape_.num_kv_heads,
+                                          ";head_dim=", shape_.head_dim, ";vocab=", shape_.vocab_size);
+    }
+  }
+
+  Engine(Engine const&) = delete;
+  Engine& operator=(Engine const&) = delete;
+  ~Engine() {
+    // Program frames own Contexts whose pages live in pool_: destroy them first.
+    roots_.clear();
+    children_.clear();
+  }
+
+  [[nodiscard]] M& model() { return *model_; }
+  [[nodiscard]] ModelShape const& shape() const { return shape_; }
+  [[nodiscard]] PagePool& pool() { return pool_; }
+  [[nodiscard]] kv_cache_type& kv_cache() { return kv_; }
+  [[nodiscard]] EngineStats const& stats() const { return stats_; }
+  [[nodiscard]] EngineOptions const& options() const { return options_; }
+  [[nodiscard]] Tokenizer const* tokenizer() const { return tokenizer_; }
+
+  /// A fresh, empty context. Each context gets its own random stream, numbered in creation order.
+  [[nodiscard]] Context<M> create_context() {
+    return Context<M>(*this, std::make_unique<detail::ContextState>(pool_, next_context_id_++));
+  }
+
+  /// Adds a program; it starts at the next run().
+  void spawn(Task<void> program) {
+    ready_.push_back(program.handle());
+    roots_.push_back(std::move(program));
+  }
+
+  /// Runs every spawned program to completion, batching their passes step by step. Rethrows the first
+  /// exception a program ended with. Throws InvalidState if programs wait on something that never comes.
+  void run() {
+    for (;;) {
+      while (!ready_.empty()) {
+        auto const h = ready_.front();
+        ready_.pop_front();
+        h.resume();
+      }
+      if (pending_.empty()) break;
+      step();
+    }
+    std::vector<Task<void>> roots = std::move(roots_);
+    roots_.clear();
+    children_.clear();
+    for (auto& r : roots) {
+      if (!r.done()) detail::fail<InvalidState>("Engine::run: a program is suspended on something other than a pass");
+    }
+    for (auto& r : roots) r.result();  // rethrows the first failure
+  }
+
+  /// Runs one program (and anything already spawned) and returns its result.
+  template <class T>
+  T block_on(Task<T> program) {
+    std::optional<std::conditional_t<std::is_void_v<T>, int, T>> result;
+    spawn(capture(std::move(program), result));
+    run();
+    if constexpr (!std::is_void_v<T>) return std::move(*result);
+  }
+
+  /// Runs tasks concurrently inside a program: their passes share engine steps. Results in input order;
+  /// the first exception is rethrown after all have finished.
+  template <class T>
+  Task<std::vector<T>> when_all(std::vector<Task<T>> tasks) {
+    auto join = std::make_shared<Join<T>>(tasks.size());
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      Task<void> child = run_child(std::move(tasks[i]), join, i);
+      ready_.push_back(child.handle());
+      children_.push_back(std::move(child));
+    }
+    co_await JoinAwaiter<T>{join.get()};
+    if (join->error) std::rethrow_exception(join->error);
+    std::vector<T> out;
+    out.reserve(join->results.size());
+    for (auto& r : join->results) out.push_back(std::move(*r));
+    co_return out;
+  }
+
+  // ---- used by Context and Forward ----
+
+  void enqueue(detail::PassRequest* pass) { pending_.push_back(pass); }
+
+  [[nodiscard]] std::vector<std::uint32_t> encode(std::string_view text) const {
+    if (tokenizer_ == nullptr) detail::fail<InvalidState>("Engine: text needs a tokenizer (pass one to the Engine)");
+    auto const ids = tokenizer_->encode(text, EncodeOptions{false, true});
+    return {ids.begin(), ids.end()};
+  }
+
+  [[nodiscard]] std::string decode_text(std::span<std::uint32_t const> ids) const {
+    if (tokenizer_ == nullptr) return {};
+    std::vector<TokenId> t(ids.begin(), ids.end());
+    return tokenizer_->decode(t);
+  }
+
+  [[nodiscard]] ChatTemplate const& chat_template() const {
+    if (!chat_) detail::fail<InvalidState>("Engine: chat fills need a chat template (pass one to the Engine)");
+    return *chat_;
+  }
+
+  /// Copies one page's K/V bytes, every layer.
+  void copy_page(PageId from, PageId to) {
+    for (std::size_t l = 0; l < kv_.num_layers(); ++l) {
+      auto layer = kv_.layer(l);
+      std::size_t const n = layer.page_stride();
+      std::memmove(layer.data + to * n, layer.data + from * n, n * sizeof(*layer.data));
+    }
+  }
+
+  Context<M> fork_context(detail::ContextState const& parent) {
+    auto child = std::make_unique<detail::ContextState>(pool_, next_context_id_);
+    PageTableFork f = parent.table.fork();  // throws OutOfPages before anything changes
+    for (PageCopy const& c : f.copies) copy_page(c.from, c.to);
+    child->table = std::move(f.table);
+    child->pending = parent.pending;
+    child->user_turn_open = parent.user_turn_open;
+    child->conversation_started = parent.conversation_started;
+    ++next_context_id_;
+    return Context<M>(*this, std::move(child));
+  }
+
+  std::vector<std::uint8_t> export_pages(detail::ContextState const& s) {
+    PageTable const& t = s.table;
+    KvExport e;
+    e.header = export_header(t.committed_pages().size());
+    for (std::size_t p = 0; p < t.committed_pages().size(); ++p) {
+      auto const meta = t.committed_page_tokens(p);
+      e.tokens.insert(e.tokens.end(), meta.begin(), meta.end());
+      for (std::size_t l = 0; l < kv_.num_layers(); ++l) {
+        auto layer = kv_.layer(l);
+        auto const* b = reinterpret_cast<std::uint8_t const*>(layer.data + t.committed_pages()[p] * layer.page_stride());
+        e.bytes.insert(e.bytes.end(), b, b + layer.page_stride() * sizeof(*layer.data));
+      }
+    }
+    return encode_kv_export(e);
+  }
+
+  Context<M> import_pages(std::span<std::uint8_t const> blob) {
+    KvExport const e = decode_kv_export(blob);
+    KvExportHeader const want = export_header(e.header.num_pages);
+    auto mismatch = [](char const* field, auto got, auto expected) {
+      detail::fail<InvalidArgument>("Context::from_imported: the entry's ", field, " is ", got, " but this engine's is ",
+                                    expected);
+    };
+    if (e.header.fingerprint != want.fingerprint) mismatch("model", e.header.fingerprint, want.fingerprint);
+    if (e.header.page_size != want.page_size) mismatch("page_size", e.header.page_size, want.page_size);
+    if (e.header.num_layers != want.num_layers) mismatch("num_layers", e.header.num_layers, want.num_layers);
+    if (e.header.num_kv_heads != want.num_kv_heads) mismatch("num_kv_heads", e.header.num_kv_heads, want.num_kv_heads);
+    if (e.header.head_dim != want.head_dim) mismatch("head_dim", e.header.head_dim, want.head_dim);
+    if (e.header.element_size != want.element_size) mismatch("element_size", e.header.element_size, want.element_size);
+
+    Context<M> ctx = create_context();
+    PageTable& t = ctx.state().table;
+    std::size_t const pages = e.header.num_pages;
+    t.reserve_working_pages(pages);  // OutOfPages: the new context is destroyed, nothing else changed
+    t.append_working_tokens(e.tokens);
+    std::size_t const per_page = kv_.num_layers() * e.header.layer_page_bytes();
+    for (std::size_t p = 0; p < pages; ++p) {
+      for (std::size_t l = 0; l < kv_.num_layers(); ++l) {
+        auto layer = kv_.layer(l);
+        std::size_t const n = layer.page_stride() * sizeof(*layer.data);
+        std::memcpy(layer.data + t.working_pages()[p] * layer.page_stride(), e.bytes.data() + p * per_page + l * n, n);
+      }
+    }
+    t.commit_working_pages(pages);  // equal pages already in the pool are shared
+    return ctx;
+  }
+
+ private:
+  template <class T>
+  struct Join {
+    explicit Join(std::size_t n) : remaining(n), results(n) {}
+    std::size_t remaining;
+    std::coroutine_handle<> parent;
+    std::vector<std::optional<T>> results;
+    std::exception_ptr error;
+  };
+
+  template <class T>
+  struct JoinAwaiter {
+    Join<T>* join;
+    bool await_ready() const noexcept { return join->remaining == 0; }
+    void await_suspend(std::coroutine_handle<> h) const noexcept { join->parent = h; }
+    void await_resume() const noexcept {}
+  };
+
+  template <class T>
+  Task<void> run_child(Task<T> task, std::shared_ptr<Join<T>> join, std::size_t i) {
+    try {
+      join->results[i].emplace(co_await std::move(task));
+    } catch (...) {
+      if (!join->error) join->error = std::current_exception();
+    }
+    if (--join->remaining == 0 && join->parent) ready_.push_back(join->parent);
+  }
+
+  template <class T, class R>
+  static Task<void> capture(Task<T> task, std::optional<R>& out) {
+    if constexpr (std::is_void_v<T>) {
+      co_await std::move(task);
+      out.emplace(0);
+    } else {
+      out.emplace(co_await std::move(task));
+    }
+  }
+
+  KvExportHeader export_header(std::size_t num_pages) {
+    KvExportHeader h;
+    h.fingerprint = options_.model_id;
+    h.page_size = options_.page_size;
+    h.num_layers = static_cast<std::uint32_t>(kv_.num_layers());
+    h.num_kv_heads = static_cast<std::uint32_t>(shape_.num_kv_heads);
+    h.head_dim = static_cast<std::uint32_t>(shape_.head_dim);
+    h.element_size = static_cast<std::uint32_t>(sizeof(*kv_.layer(0).data));
+    h.num_pages = num_pages;
+    return h;
+  }
+
+  // Work of one pass inside a step.
+  struct Prepared {
+    detail::PassRequest* pass;
+    std::size_t reserved_pages;
+    std::size_t kv_before;
+    std::size_t first_token;  // index of the pass's first token in the step
+  };
+
+  void rollback(Prepared const& p) {
+    PageTable& t = p.pass->ctx->table;
+    t.truncate_working_page_tokens(p.pass->tokens.size());
+    t.release_working_pages(p.reserved_pages);
+  }
+
+  void finish(detail::PassRequest* pass) {
+    ready_.push_back(pass->waiter);
+    ++stats_.passes;
+  }
+
+  /// One model step over every pending pass.
+  void step() {
+    std::vector<detail::PassRequest*> batch = std::move(pending_);
+    pending_.clear();
+    std::uint32_t const ps = options_.page_size;
+    std::vector<Prepared> prepared;
+    for (detail::PassRequest* pass : batch) {
+      PageTable& t = pass->ctx->table;
+      std::size_t const n = pass->tokens.size();
+      std::size_t const need = n > t.working_capacity() ? n - t.working_capacity() : 0;
+      std::size_t const pages = (need + ps - 1) / ps;
+      std::size_t const kv_before = t.seq_len();
+      try {
+        t.reserve_working_pages(pages);
+      } catch (...) {
+        pass->error = std::current_exception();
+        finish(pass);
+        continue;
+      }
+      std::vector<TokenMeta> meta(n);
+      for (std::size_t i = 0; i < n; ++i) meta[i] = TokenMeta{pass->tokens[i], pass->positions[i], false};
+      t.append_working_tokens(meta);
+      prepared.push_back({pass, pages, kv_before, 0});
+    }
+    if (prepared.empty()) return;
+
+    // The ragged batch, FlashInfer's layout.
+    std::vector<TokenId> tokens;               // [num_tokens]
+    std::vector<std::uint32_t> positions;      // [num_tokens]
+    std::vector<std::uint32_t> qo_indptr{0};   // [batch + 1]
+    std::vector<std::uint32_t> kv_indptr{0};   // [batch + 1]
+    std::vector<std::uint32_t> kv_indices;     // [total pages]
+    std::vector<std::uint32_t> last_page_len;  // [batch]
+    std::vector<TrimPlan> trims;               // [batch] when any pass has masks
+    std::vector<std::uint32_t> logit_rows;     // [num_logits]
+    bool const any_masks = std::any_of(prepared.begin(), prepared.end(), [](Prepared const& p) { return !p.pass->masks.empty(); });
+    for (Prepared& p : prepared) {
+      detail::PassRequest const& pass = *p.pass;
+      PageTable const& t = pass.ctx->table;
+      p.first_token = tokens.size();
+      tokens.insert(tokens.end(), pass.tokens.begin(), pass.tokens.end());
+      positions.insert(positions.end(), pass.positions.begin(), pass.positions.end());
+      qo_indptr.push_back(static_cast<std::uint32_t>(tokens.size()));
+      auto const pages = t.kv_indices();
+      kv_indices.insert(kv_indices.end(), pages.begin(), pages.end());
+      kv_indptr.push_back(static_cast<std::uint32_t>(kv_indices.size()));
+      last_page_len.push_back(t.kv_last_page_len());
+      if (any_masks) {
+        std::vector<AttentionMask> rows;
+        if (!pass.masks.empty()) {
+          rows = AttentionMask::causal_rows(p.kv_before, pass.prefix);
+          rows.insert(rows.end(), pass.masks.begin(), pass.masks.end());
+        }
+        trims.push_back(TrimPlan::compute(ps, p.kv_before, pass.tokens.size(), rows));
+      }
+      for (auto const& s : pass.samples) {
+        for (std::size_t const i : s.indices) logit_rows.push_back(static_cast<std::uint32_t>(p.first_token + pass.prefix + i));
+      }
+      for (auto const& pr : pass.probes) logit_rows.push_back(static_cast<std::uint32_t>(p.first_token + pass.prefix + pr.index));
+    }
+
+    std::size_t const vocab = shape_.vocab_size;
+    std::vector<float> logits(logit_rows.size() * vocab);  // [num_logits][vocab]
+    ForwardBatch fb;
+    fb.tokens = tokens;
+    fb.positions = positions;
+    fb.pages = PagedBatch{qo_indptr, kv_indptr, kv_indices, last_page_len};
+    if (any_masks) fb.attention = AttentionSelection{{}, trims};
+    fb.logit_rows = logit_rows;
+    try {
+      model_->forward(kv_, fb, logits);
+    } catch (...) {
+      auto const error = std::current_exception();
+      for (Prepared const& p : prepared) {
+        rollback(p);
+        p.pass->error = error;
+        finish(p.pass);
+      }
+      return;
+    }
+    ++stats_.steps;
+    stats_.tokens += tokens.size();
+
+    std::size_t row = 0;
+    for (Prepared const& p : prepared) {
+      detail::PassRequest& pass = *p.pass;
+      try {
+        answer(pass, logits, row);
+      } catch (...) {
+        pass.error = std::current_exception();
+      }
+      detail::ContextState& cs = *pass.ctx;
+      if (pass.error) {
+        rollback(p);
+      } else {
+        cs.pending.erase(cs.pending.begin(), cs.pending.begin() + static_cast<std::ptrdiff_t>(pass.consumed_pending));
+        if (!pass.defer_commit) commit_full_pages(cs.table);
+      }
+      finish(&pass);
+    }
+  }
+
+  static void commit_full_pages(PageTable& t) {
+    std::size_t const k = t.working_token_count() / t.page_size();
+    if (k == 0) return;
+    try {
+      t.commit_working_pages(k);
+    } catch (InvalidState const&) {
+      // Positions not above the committed ones (repeats, reordering): the pages stay working.
+    }
+  }
+
+  // Samples and probes of one pass, from its logits rows starting at `row` (advanced past them).
+  void answer(detail::PassRequest& pass, std::vector<float> const& logits, std::size_t& row) {
+    std::size_t const vocab = shape_.vocab_size;
+    detail::ContextState& cs = *pass.ctx;
+    pass.output.pass = pass.serial;
+    auto row_view = [&](std::size_t r) { return ShapedView<float const, 2>(logits.data() + r * vocab, {1, vocab}); };
+    std::span<LogitMask const> const mask = pass.logit_mask.empty() ? std::span<LogitMask const>{}
+                                                                     : std::span<LogitMask const>(&pass.logit_mask, 1);
+    for (auto const& s : pass.samples) {
+      ForwardOutput::SampleResult res;
+      for (std::size_t k = 0; k < s.indices.size(); ++k, ++row) {
+        SampleKey const key{options_.seed, cs.id, cs.sample_step++};
+        std::uint32_t token = 0;
+        if (s.sampler.is_custom()) {
+          std::vector<std::uint32_t> ids(vocab);
+          std::vector<float> probs(vocab);
+          probe_distribution(host_, row_view(row), 0, 1.0f, mask, ShapedView<std::uint32_t, 2>(ids.data(), {1, vocab}),
+                             ShapedView<float, 2>(probs.data(), {1, vocab}));
+          std::size_t allowed = vocab;
+          while (allowed > 1 && probs[allowed - 1] == 0.0f) --allowed;
+          token = s.sampler.custom_fn()(std::span(ids).first(allowed), std::span(probs).first(allowed));
+        } else {
+          SamplingParams const params = s.sampler.params();
+          sample(host_, row_view(row), std::span(&params, 1), mask, std::span(&key, 1), std::span(&token, 1));
+        }
+        res.tokens.push_back(token);
+      }
+      pass.output.samples.push_back(std::move(res));
+    }
+    for (auto const& pr : pass.probes) {
+      ForwardOutput::ProbeResult res;
+      auto const view = row_view(row++);
+      std::visit(
+          [&](auto const& kind) {
+            using K = std::decay_t<decltype(kind)>;
+            if constexpr (std::is_same_v<K, Logits>) {
+              res.values.assign(logits.begin() + static_cast<std::ptrdiff_t>((row - 1) * vocab),
+                                logits.begin() + static_cast<std::ptrdiff_t>(row * vocab));
+            } else if constexpr (std::is_same_v<K, Distribution>) {
+              std::size_t const k = kind.k == 0 ? vocab : kind.k;
+              res.ids.resize(k);
+              res.values.resize(k);
+              probe_distribution(host_, view, kind.k, kind.temperature, {}, ShapedView<std::uint32_t, 2>(res.ids.data(), {1, k}),
+                                 ShapedView<float, 2>(res.values.data(), {1, k}));
+            } else if constexpr (std::is_same_v<K, Logprob> || std::is_same_v<K, Logprobs>) {
+              std::vector<std::uint32_t> ids;
+              if constexpr (std::is_same_v<K, Logprob>) {
+                ids = {kind.id};
+              } else {
+                ids = kind.ids;
+              }
+              res.ids = ids;
+              res.values.resize(ids.size());
+              probe_logprobs(host_, view, ShapedView<std::uint32_t const, 2>(ids.data(), {1, ids.size()}), 1.0f, {},
+                             ShapedView<float, 2>(res.values.data(), {1, ids.size()}));
+            } else {
+              res.values.resize(1);
+              probe_entropy(host_, view, kind.temperature, {}, std::span(res.values));
+            }
+          },
+          pr.kind);
+      pass.output.probes.push_back(std::move(res));
+    }
+  }
+
+  M* model_;
+  ModelShape shape_;
+  EngineOptions options_;
+  PagePool pool_;
+  kv_cache_type kv_;
+  Tokenizer const* tokenizer_;
+  std::optional<ChatTemplate> chat_;
+  Host host_{};
+  std::deque<std::coroutine_handle<>> ready_;
+  std::vector<detail::PassRequest*> pending_;
+  std::vector<Task<void>> roots_;
+  std::vector<Task<void>> children_;
+  std::uint64_t next_context_id_ = 0;
+  EngineStats stats_;
+};
+
+}  // namespace piecrust

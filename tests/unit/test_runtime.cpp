@@ -1,0 +1,425 @@
+// The inferlet runtime on the tiny random Llama: generation against direct probes, fork semantics, batching
+// (bit-identical to running alone, one step per token for many programs), speculative decoding equal to
+// greedy, constraints, KV export/import through memory and SQLite stores, and error paths that change nothing.
+#include <catch2/catch.hpp>
+
+#include <piecrust/model.hpp>
+#include <piecrust/runtime.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace piecrust;
+using Tiny = LlamaModel<Host>;
+
+namespace {
+
+EngineOptions opts(std::size_t pages = 256, std::uint32_t page_size = 16, std::uint64_t seed = 7) {
+  EngineOptions o;
+  o.num_pages = pages;
+  o.page_size = page_size;
+  o.seed = seed;
+  return o;
+}
+
+Tiny& tiny() {
+  static Tiny model(tiny_llama_weights(3));
+  return model;
+}
+
+std::vector<std::uint32_t> prompt(std::uint32_t seed, std::size_t n) {
+  std::mt19937 rng(seed);
+  std::vector<std::uint32_t> p(n);
+  for (auto& t : p) t = rng() % 512;
+  return p;
+}
+
+std::uint32_t argmax(std::span<float const> row) {
+  return static_cast<std::uint32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+}
+
+// Greedy by hand: one Forward per token, reading the raw logits.
+Task<std::vector<std::uint32_t>> greedy_by_probe(Engine<Tiny>& e, std::vector<std::uint32_t> p, std::size_t n) {
+  auto ctx = e.create_context();
+  std::vector<std::uint32_t> out;
+  std::vector<std::uint32_t> next = p;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto fwd = ctx.forward();
+    fwd.input(next);
+    auto const h = fwd.probe(next.size() - 1, Logits{});
+    ForwardOutput o = co_await fwd.execute();
+    out.push_back(argmax(o.logits(h)));
+    next = {out.back()};
+  }
+  co_return out;
+}
+
+Task<Generation> generate_from(Engine<Tiny>& e, std::vector<std::uint32_t> p, SamplerSpec s, std::size_t n) {
+  auto ctx = e.create_context();
+  ctx.fill(p);
+  co_return co_await ctx.generate(s, max_len(n));
+}
+
+}  // namespace
+
+TEST_CASE("generate with greedy equals argmax of the probed logits", "[runtime]") {
+  auto const p = prompt(1, 23);
+  Engine<Tiny> a(tiny(), opts());
+  Engine<Tiny> b(tiny(), opts());
+  auto const want = a.block_on(greedy_by_probe(a, p, 12));
+  auto const got = b.block_on(generate_from(b, p, samplers::greedy(), 12));
+  CHECK(got.tokens == want);
+  CHECK(got.passes == 12);
+  CHECK(b.pool().free_count() == b.pool().num_pages());  // every page back once the program ended
+}
+
+TEST_CASE("probes agree with each other and with sampling", "[runtime][probe]") {
+  Engine<Tiny> e(tiny(), opts());
+  auto prog = [](Engine<Tiny>& e) -> Task<void> {
+    auto ctx = e.create_context();
+    auto fwd = ctx.forward();
+    fwd.input(prompt(2, 9));
+    auto const s = fwd.sample({8}, samplers::greedy());
+    auto const lg = fwd.probe(8, Logits{});
+    auto const d = fwd.probe(8, Distribution{1.0f, 5});
+    auto const lp = fwd.probe(8, Logprobs{{3, 17, 200}});
+    auto const one = fwd.probe(8, Logprob{17});
+    auto const h = fwd.probe(8, Entropy{});
+    ForwardOutput out = co_await fwd.execute();
+    auto const [ids, probs] = out.distribution(d);
+    CHECK(out.token(s) == argmax(out.logits(lg)));
+    CHECK(ids[0] == out.token(s));
+    CHECK(std::is_sorted(probs.begin(), probs.end(), std::greater<>()));
+    CHECK(out.logprobs(one)[0] == Approx(out.logprobs(lp)[1]).margin(1e-6));
+    CHECK(out.entropy(h) >= 0.0f);
+    CHECK(out.entropy(h) <= std::log(512.0f) + 1e-4f);
+    CHECK(std::exp(out.logprobs(one)[0]) <= 1.0f);
+  };
+  e.block_on(prog(e));
+}
+
+TEST_CASE("fork: branches diverge and the parent is untouched", "[runtime][fork]") {
+  Engine<Tiny> e(tiny(), opts());
+  auto prog = [](Engine<Tiny>& e) -> Task<void> {
+    auto parent = e.create_context();
+    parent.fill(prompt(3, 40));  // two full pages and a partial one once flushed
+    co_await parent.flush();
+    CHECK(parent.page_table().committed_pages().size() == 2);
+    auto const parent_ids = parent.token_ids();
+    std::size_t const free_before = e.pool().free_count();
+
+    auto child = parent.fork();
+    CHECK(e.pool().free_count() == free_before - 1);  // only the partial working page is copied
+    CHECK(child.token_ids() == parent_ids);
+    child.fill({1, 2, 3});
+    Generation const g = co_await child.generate(samplers::top_k(50, 1.5f), max_len(6));
+    CHECK(g.tokens.size() == 6);
+    CHECK(parent.token_ids() == parent_ids);
+    CHECK(child.token_ids().size() == parent_ids.size() + 3 + 6);
+    // Shared committed pages have two owners.
+    for (PageId const id : parent.page_table().committed_pages()) CHECK(e.pool().refcount(id) == 2);
+  };
+  e.block_on(prog(e));
+  CHECK(e.pool().free_count() == e.pool().num_pages());
+}
+
+TEST_CASE("batched programs get bit-identical tokens to running alone, in fewer steps", "[runtime][batching]") {
+  std::size_t const n = 5;
+  std::vector<std::vector<std::uint32_t>> alone;
+  for (std::size_t i = 0; i < n; ++i) {
+    Engine<Tiny> e(tiny(), opts());
+    for (std::size_t k = 0; k < i; ++k) (void)e.create_context();  // same context ids as in the batched run
+    alone.push_back(e.block_on(generate_from(e, prompt(10 + static_cast<std::uint32_t>(i), 5 + 7 * i),
+                                             samplers::top_p(0.9f, 1.3f), 10 + i))
+                        .tokens);
+  }
+  Engine<Tiny> e(tiny(), opts());
+  std::vector<std::vector<std::uint32_t>> together(n);
+  auto prog = [](Engine<Tiny>& e, std::size_t i, std::vector<std::uint32_t>& out) -> Task<void> {
+    out = (co_await generate_from(e, prompt(10 + static_cast<std::uint32_t>(i), 5 + 7 * i), samplers::top_p(0.9f, 1.3f),
+                                  10 + i))
+              .tokens;
+  };
+  for (std::size_t i = 0; i < n; ++i) e.spawn(prog(e, i, together[i]));
+  e.run();
+  CHECK(together == alone);
+  CHECK(e.stats().steps == 10 + n - 1);  // the longest program's steps, not the sum
+  CHECK(e.stats().passes == 10 * n + n * (n - 1) / 2);
+}
+
+TEST_CASE("when_all runs forked generations in the same steps", "[runtime][batching]") {
+  Engine<Tiny> e(tiny(), opts());
+  auto branch = [](Context<Tiny> ctx, std::uint32_t tok) -> Task<Generation> {
+    ctx.fill({tok});
+    co_return co_await ctx.generate(samplers::multinomial(), max_len(8));
+  };
+  auto prog = [&](Engine<Tiny>& e) -> Task<std::vector<Generation>> {
+    auto root = e.create_context();
+    root.fill(prompt(4, 30));
+    co_await root.flush();
+    std::vector<Task<Generation>> tasks;
+    for (std::uint32_t k = 0; k < 8; ++k) tasks.push_back(branch(root.fork(), k));
+    co_return co_await e.when_all(std::move(tasks));
+  };
+  auto const gens = e.block_on(prog(e));
+  REQUIRE(gens.size() == 8);
+  for (auto const& g : gens) CHECK(g.tokens.size() == 8);
+  CHECK(e.stats().steps == 1 + 8);  // one prefill, then 8 batched steps for all 8 branches
+  CHECK(e.pool().free_count() == e.pool().num_pages());
+}
+
+TEST_CASE("speculative decoding with the n-gram drafter equals greedy and saves passes", "[runtime][draft]") {
+  std::vector<std::uint32_t> p;
+  for (int r = 0; r < 6; ++r) {
+    for (std::uint32_t t : {11u, 22u, 33u, 44u, 55u}) p.push_back(t);
+  }
+  Engine<Tiny> a(tiny(), opts());
+  auto const plain = a.block_on(generate_from(a, p, samplers::greedy(), 24));
+  Engine<Tiny> b(tiny(), opts());
+  auto prog = [&](Engine<Tiny>& e) -> Task<Generation> {
+    auto ctx = e.create_context();
+    ctx.fill(p);
+    NgramDrafter drafter(3, 6);
+    co_return co_await ctx.generate_with_drafter(drafter, max_len(24));
+  };
+  auto const spec = b.block_on(prog(b));
+  CHECK(spec.tokens == plain.tokens);
+  CHECK(spec.passes <= plain.passes);
+  CHECK(b.pool().free_count() == b.pool().num_pages());
+}
+
+TEST_CASE("a regex constraint holds under any sampler", "[runtime][constraint]") {
+  // Token i of the tiny vocabulary spells "a" if i % 3 == 0, "b" if i % 3 == 1, "-" otherwise; 0 is EOS.
+  std::vector<std::string> spell(512);
+  for (std::size_t i = 1; i < spell.size(); ++i) spell[i] = i % 3 == 0 ? "a" : i % 3 == 1 ? "b" : "-";
+  std::string const pattern = "(ab-)+";
+  std::vector<SamplerSpec> const kinds{samplers::multinomial(), samplers::top_k(5, 2.0f), samplers::greedy()};
+  for (SamplerSpec const& s : kinds) {
+    Engine<Tiny> e(tiny(), opts());
+    auto prog = [&](Engine<Tiny>& e) -> Task<Generation> {
+      auto ctx = e.create_context();
+      ctx.fill(prompt(5, 12));
+      RegexConstraint c(pattern, spell, {0});
+      StopCondition const stop = max_len(12) || ends_with_any({0});  // (gcc 12: no init-lists in a co_await operand)
+      co_return co_await ctx.generate(s, stop, c);
+    };
+    auto const g = e.block_on(prog(e));
+    std::string text;
+    for (auto const t : g.tokens) text += spell[t];
+    std::string const want = "ab-ab-ab-ab-";
+    CHECK(text.substr(0, std::min(text.size(), want.size())) == want.substr(0, std::min(text.size(), want.size())));
+  }
+}
+
+TEST_CASE("export/import through memory and SQLite stores: no prefill, same continuation", "[runtime][store]") {
+  auto const p = prompt(6, 37);
+  auto const db = (std::filesystem::temp_directory_path() / ("piecrust-test-" + std::to_string(std::random_device{}()) + ".db")).string();
+  std::vector<std::uint32_t> continued;
+  {
+    Engine<Tiny> e(tiny(), opts());
+    SqliteStore store(db);
+    MemoryStore mem;
+    auto prog = [&](Engine<Tiny>& e) -> Task<void> {
+      auto ctx = e.create_context();
+      ctx.fill(p);
+      co_await ctx.flush();
+      ctx.export_kv_pages(store, "prefix");
+      ctx.export_kv_pages(mem, "prefix");
+      // Same engine: the imported pages are the same physical pages (content-addressed).
+      auto copy = Context<Tiny>::from_imported(e, mem, "prefix");
+      CHECK(std::equal(copy.page_table().committed_pages().begin(), copy.page_table().committed_pages().end(),
+                       ctx.page_table().committed_pages().begin()));
+      // Continue from the 32 imported tokens; the restarted process below must do exactly the same.
+      copy.fill(std::span(p).subspan(32));
+      continued = (co_await copy.generate(samplers::greedy(), max_len(6))).tokens;
+    };
+    e.block_on(prog(e));
+  }
+  {
+    // A "restarted process": a new engine, the SQLite file reopened.
+    Engine<Tiny> e(tiny(), opts());
+    SqliteStore store(db);
+    CHECK(store.list() == std::vector<std::string>{"prefix"});
+    auto prog = [&](Engine<Tiny>& e) -> Task<std::vector<std::uint32_t>> {
+      auto ctx = Context<Tiny>::from_imported(e, store, "prefix");
+      CHECK(ctx.seq_len() == 32);
+      ctx.fill(std::span(p).subspan(32));
+      co_return (co_await ctx.generate(samplers::greedy(), max_len(6))).tokens;
+    };
+    auto const got = e.block_on(prog(e));
+    CHECK(got == continued);
+    CHECK(e.stats().tokens == 5 + 5);  // 5 new prompt tokens + 5 decode steps: the 32 imported were not recomputed
+  }
+  std::filesystem::remove(db);
+}
+
+TEST_CASE("corrupt or mismatched imports are refused", "[runtime][store][errors]") {
+  MemoryStore store;
+  {
+    Engine<Tiny> e(tiny(), opts());
+    auto prog = [&](Engine<Tiny>& e) -> Task<void> {
+      auto ctx = e.create_context();
+      ctx.fill(prompt(7, 20));
+      co_await ctx.flush();
+      ctx.export_kv_pages(store, "x");
+    };
+    e.block_on(prog(e));
+  }
+  Engine<Tiny> other_page(tiny(), opts(256, 32));
+  CHECK_THROWS_WITH(Context<Tiny>::from_imported(other_page, store, "x"), Catch::Contains("page_size is 16 but this engine's is 32"));
+  EngineOptions o = opts();
+  o.model_id = "another-model";
+  Engine<Tiny> other_model(tiny(), o);
+  CHECK_THROWS_AS(Context<Tiny>::from_imported(other_model, store, "x"), InvalidArgument);
+  Engine<Tiny> e(tiny(), opts());
+  CHECK_THROWS_WITH(Context<Tiny>::from_imported(e, store, "missing"), Catch::Contains("no entry named \"missing\""));
+  auto blob = *store.get("x");
+  blob[blob.size() / 2] ^= 0x5a;
+  store.set("bad", blob);
+  CHECK_THROWS_AS(Context<Tiny>::from_imported(e, store, "bad"), FormatError);
+  blob.resize(blob.size() / 3);
+  store.set("short", blob);
+  CHECK_THROWS_WITH(Context<Tiny>::from_imported(e, store, "short"), Catch::Contains("truncated"));
+  CHECK(e.pool().free_count() == e.pool().num_pages());
+}
+
+TEST_CASE("invalid passes throw typed errors and leave the context as it was", "[runtime][errors]") {
+  Engine<Tiny> e(tiny(), opts());
+  auto prog = [](Engine<Tiny>& e) -> Task<void> {
+    auto ctx = e.create_context();
+    ctx.fill(prompt(8, 20));
+    co_await ctx.flush();
+    ctx.fill({5, 6});
+    auto const ids = ctx.token_ids();
+    std::size_t const len = ctx.seq_len(), free = e.pool().free_count();
+    auto unchanged = [&] { return ctx.token_ids() == ids && ctx.seq_len() == len && e.pool().free_count() == free; };
+
+    {
+      auto f = ctx.forward();
+      f.input({7, 512});
+      CHECK_THROWS_WITH(co_await f.execute(), Catch::Contains("token id 512 at input 1 >= vocab = 512"));
+      CHECK(unchanged());
+    }
+    {
+      auto f = ctx.forward();
+      f.input({7});
+      f.attention_mask({AttentionMask::causal(5), AttentionMask::causal(5)});
+      CHECK_THROWS_WITH(co_await f.execute(), Catch::Contains("2 rows for 1 inputs"));
+      f = ctx.forward();
+      f.input({7});
+      f.attention_mask({AttentionMask::causal(40)});
+      CHECK_THROWS_WITH(co_await f.execute(), Catch::Contains("length 40 > KV length after the pass 23"));
+      CHECK(unchanged());
+    }
+    {
+      auto f = ctx.forward();
+      f.input({7});
+      f.sample({1});
+      CHECK_THROWS_AS(co_await f.execute(), OutOfRange);
+      f = ctx.forward();
+      f.input({7});
+      f.probe(0, Logprob{600});
+      CHECK_THROWS_AS(co_await f.execute(), OutOfRange);
+      f = ctx.forward();
+      f.input({7});
+      f.mask(LogitMask::allow({1}, 100));
+      f.sample({0});
+      CHECK_THROWS_WITH(co_await f.execute(), Catch::Contains("logit mask covers 100 ids"));
+      f = ctx.forward();
+      f.input({7});
+      f.sample({0}, samplers::top_p(1.5f));
+      CHECK_THROWS_AS(co_await f.execute(), InvalidArgument);
+      CHECK(unchanged());
+    }
+    {
+      auto empty = e.create_context();
+      auto f = empty.forward();
+      CHECK_THROWS_WITH(co_await f.execute(), Catch::Contains("empty pass"));
+      CHECK_THROWS_AS(empty.fill({999}), OutOfRange);
+      CHECK(empty.token_ids().empty());
+      CHECK_THROWS_AS(co_await empty.generate(samplers::greedy(), max_len(2)), InvalidState);
+    }
+    {
+      auto f = ctx.forward();
+      f.input({7});
+      (void)f.execute();
+      CHECK_THROWS_AS(f.execute(), InvalidState);
+    }
+    CHECK(unchanged());
+  };
+  e.block_on(prog(e));
+}
+
+TEST_CASE("running out of pages fails the pass and changes nothing", "[runtime][errors]") {
+  Engine<Tiny> e(tiny(), opts(3, 16));
+  auto prog = [](Engine<Tiny>& e) -> Task<void> {
+    auto ctx = e.create_context();
+    ctx.fill(prompt(9, 40));
+    co_await ctx.flush();
+    auto const ids = ctx.token_ids();
+    ctx.fill(prompt(10, 20));
+    auto const with_pending = ctx.token_ids();
+    CHECK_THROWS_AS(co_await ctx.flush(), OutOfPages);
+    CHECK(ctx.token_ids() == with_pending);
+    CHECK(ctx.seq_len() == ids.size());
+    CHECK(e.pool().free_count() == 0);
+  };
+  e.block_on(prog(e));
+  CHECK(e.pool().free_count() == 3);
+}
+
+TEST_CASE("windowed attention with dropped pages keeps memory bounded", "[runtime][window]") {
+  Engine<Tiny> e(tiny(), opts(16, 16));
+  auto prog = [](Engine<Tiny>& e) -> Task<std::size_t> {
+    auto ctx = e.create_context();
+    ctx.fill(prompt(11, 8));
+    std::size_t const window = 32;
+    std::size_t max_used = 0;
+    std::uint32_t tok = 1;
+    for (int step = 0; step < 200; ++step) {
+      // Mask everything but the last `window` KV slots and free pages that are wholly masked.
+      std::size_t const len = ctx.seq_len();
+      if (len > window) ctx.mask_token_range(0, len - window);
+      ctx.drop_masked_kv_pages();
+      std::size_t const kv_after = ctx.seq_len() + ctx.pending_tokens().size();
+      std::size_t const masked = ctx.page_table().seq_len() > window ? ctx.page_table().seq_len() - window : 0;
+      auto f = ctx.forward();
+      f.input_pending();
+      std::vector<AttentionMask> rows;
+      for (std::size_t i = ctx.seq_len(); i < kv_after; ++i) {
+        rows.push_back(AttentionMask::window(i + 1, std::min(i + 1, i + 1 - masked)));
+      }
+      f.attention_mask(rows);
+      auto const h = f.sample({ctx.pending_tokens().size() - 1}, samplers::multinomial());
+      ForwardOutput out = co_await f.execute();
+      tok = out.token(h);
+      ctx.fill({tok});
+      max_used = std::max(max_used, e.pool().num_pages() - e.pool().free_count());
+    }
+    CHECK(ctx.page_table().tokens().back().position >= 200);  // positions keep growing
+    co_return max_used;
+  };
+  std::size_t const max_used = e.block_on(prog(e));
+  CHECK(max_used <= 4);  // 32-token window in 16-token pages: never more than a few pages live
+}
+
+TEST_CASE("custom samplers model the Sampler concept", "[runtime][sampler]") {
+  struct SecondBest {
+    std::uint32_t sample(std::span<std::uint32_t const> ids, std::span<float const>) { return ids.size() > 1 ? ids[1] : ids[0]; }
+  };
+  Engine<Tiny> e(tiny(), opts());
+  auto prog = [](Engine<Tiny>& e) -> Task<void> {
+    auto ctx = e.create_context();
+    auto f = ctx.forward();
+    f.input(prompt(12, 6));
+    auto const s = f.sample({5}, SamplerSpec::custom(SecondBest{}));
+    auto const d = f.probe(5, Distribution{1.0f, 2});
+    ForwardOutput out = co_await f.execute();
+    CHECK(out.token(s) == out.distribution(d).first[1]);
+  };
+  e.block_on(prog(e));
+}
