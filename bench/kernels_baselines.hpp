@@ -27,15 +27,15 @@ inline double stream_read(Host const& host, float const* data, std::size_t n) {
   std::size_t const parts = host.concurrency();
   host.parallel_for(parts, [&](std::size_t b, std::size_t e) {
     for (std::size_t p = b; p < e; ++p) {
-      std::size_t const lo = n * p / parts / 16 * 16;
-      std::size_t const hi = p + 1 == parts ? n : n * (p + 1) / parts / 16 * 16;
-      using host::detail::V4f;
-      V4f a0 = host::detail::splat(0), a1 = a0, a2 = a0, a3 = a0;
-      for (std::size_t i = lo; i + 16 <= hi; i += 16) {
-        a0 += host::detail::load4(data + i);
-        a1 += host::detail::load4(data + i + 4);
-        a2 += host::detail::load4(data + i + 8);
-        a3 += host::detail::load4(data + i + 12);
+      constexpr std::size_t w = host::detail::lanes;
+      std::size_t const lo = n * p / parts / (4 * w) * (4 * w);
+      std::size_t const hi = p + 1 == parts ? n : n * (p + 1) / parts / (4 * w) * (4 * w);
+      host::detail::Vf a0 = host::detail::splat(0), a1 = a0, a2 = a0, a3 = a0;
+      for (std::size_t i = lo; i + 4 * w <= hi; i += 4 * w) {
+        a0 += host::detail::load(data + i);
+        a1 += host::detail::load(data + i + w);
+        a2 += host::detail::load(data + i + 2 * w);
+        a3 += host::detail::load(data + i + 3 * w);
       }
       double const s = host::detail::hsum((a0 + a1) + (a2 + a3));
       double cur = total.load();

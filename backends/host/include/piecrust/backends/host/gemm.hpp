@@ -65,7 +65,7 @@ struct KernelImpl<ops::Gemm, Host> {
           } else if (w.type == WeightType::q4_1) {
             acc = host::detail::dot_q4_1(xi, xsum.data() + i * (k / 32), wr, k);
           } else {
-            acc = k % 16 == 0 ? host::detail::dot(xi, row.data(), k) : scalar_dot(xi, row.data(), k);
+            acc = k % host::detail::lanes == 0 ? host::detail::dot(xi, row.data(), k) : scalar_dot(xi, row.data(), k);
           }
           float& yo = y.data()[i * n + o];
           yo = beta == 0.0f ? acc : beta * yo + acc;

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "piecrust/backends/host/detail/simd.hpp"
@@ -33,6 +34,74 @@ inline void attended_intervals(AttentionMask const& row, std::size_t kv_len, std
     std::size_t const e = std::min(run.end(), kv_len);
     if (run.begin < e) out.push_back({run.begin, e});
     if (run.end() >= kv_len) break;
+  }
+}
+
+/// scores[g][j] = cap(scale * q[g] . k[j]) for the G query heads of one KV head and n slots; two
+/// slots at a time so each q and k vector load feeds two FMAs.
+///   q [G][D], k: slot j at k + j * slot_stride, scores [G][chunk]
+template <std::size_t G, std::size_t D, class T>
+inline void attention_scores(float const* q, T const* k, std::size_t slot_stride, std::size_t n, float* scores,
+                             std::size_t chunk, float scale, float cap) noexcept {
+  auto finish = [&](float s) { return cap > 0.0f ? cap * std::tanh(s * scale / cap) : s * scale; };
+  std::size_t j = 0;
+  for (; j + 2 <= n; j += 2) {
+    Vf a0[G], a1[G];
+#pragma GCC unroll 8
+    for (std::size_t g = 0; g < G; ++g) a0[g] = a1[g] = splat(0.0f);
+    T const* k0 = k + j * slot_stride;
+    T const* k1 = k0 + slot_stride;
+    for (std::size_t d = 0; d < D; d += lanes) {
+      Vf const x0 = load(k0 + d);
+      Vf const x1 = load(k1 + d);
+  #pragma GCC unroll 8
+    for (std::size_t g = 0; g < G; ++g) {
+        Vf const qv = load(q + g * D + d);
+        a0[g] += qv * x0;
+        a1[g] += qv * x1;
+      }
+    }
+#pragma GCC unroll 8
+    for (std::size_t g = 0; g < G; ++g) {
+      scores[g * chunk + j] = finish(hsum(a0[g]));
+      scores[g * chunk + j + 1] = finish(hsum(a1[g]));
+    }
+  }
+  for (; j < n; ++j) {
+#pragma GCC unroll 8
+    for (std::size_t g = 0; g < G; ++g) scores[g * chunk + j] = finish(dot(q + g * D, k + j * slot_stride, D));
+  }
+}
+
+/// acc[g] += sum_j p[g][j] * v[j] for the G query heads of one KV head, in slices of two vectors
+/// kept in registers across all n slots (acc is loaded and stored once per chunk, not per slot).
+///   acc [G][D], p [G][chunk], v: slot j at v + j * slot_stride
+template <std::size_t G, std::size_t D, class T>
+inline void attention_values(float* acc, float const* p, std::size_t chunk, T const* v, std::size_t slot_stride,
+                             std::size_t n) noexcept {
+  for (std::size_t d0 = 0; d0 < D; d0 += 2 * lanes) {
+    Vf a[G][2];
+#pragma GCC unroll 8
+    for (std::size_t g = 0; g < G; ++g) {
+      a[g][0] = load(acc + g * D + d0);
+      a[g][1] = load(acc + g * D + d0 + lanes);
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+      T const* vr = v + j * slot_stride + d0;
+      Vf const v0 = load(vr);
+      Vf const v1 = load(vr + lanes);
+  #pragma GCC unroll 8
+    for (std::size_t g = 0; g < G; ++g) {
+        Vf const pg = splat(p[g * chunk + j]);
+        a[g][0] += pg * v0;
+        a[g][1] += pg * v1;
+      }
+    }
+#pragma GCC unroll 8
+    for (std::size_t g = 0; g < G; ++g) {
+      store(acc + g * D + d0, a[g][0]);
+      store(acc + g * D + d0 + lanes, a[g][1]);
+    }
   }
 }
 
@@ -185,16 +254,12 @@ struct KernelImpl<ops::PagedAttention, Host> {
           std::size_t const page = pages[kept != nullptr ? kept[logical] : logical];
           // K rows of the chunk: slot-major, heads contiguous within a slot (one sequential read).
           T const* kb = kv.at(page, 0, slot0, 0);
-          for (std::size_t j = 0; j < n; ++j) {
-            T const* krow = kb + j * slot_stride;
-            for (std::size_t h = 0; h < kvh; ++h) {
-              for (std::size_t g = 0; g < group; ++g) {
-                std::size_t const head = h * group + g;
-                float s = host::detail::dot(qt + head * HeadDim, krow + h * HeadDim, HeadDim) * scale;
-                if (cap > 0.0f) s = cap * std::tanh(s / cap);
-                scores[head * chunk + j] = s;
-              }
-            }
+          for (std::size_t h = 0; h < kvh; ++h) {
+            for_group(group, [&](auto g_ct, std::size_t g0) {
+              std::size_t const head = h * group + g0;
+              host::detail::attention_scores<decltype(g_ct)::value, HeadDim>(
+                  qt + head * HeadDim, kb + h * HeadDim, slot_stride, n, scores.data() + head * chunk, chunk, scale, cap);
+            });
           }
           for (std::size_t head = 0; head < qo_heads; ++head) {
             float* sg = scores.data() + head * chunk;
@@ -213,17 +278,33 @@ struct KernelImpl<ops::PagedAttention, Host> {
             }
           }
           T const* vb = kv.at(page, 1, slot0, 0);
-          for (std::size_t j = 0; j < n; ++j) {
-            T const* vrow = vb + j * slot_stride;
-            for (std::size_t h = 0; h < kvh; ++h) {
-              for (std::size_t g = 0; g < group; ++g) {
-                std::size_t const head = h * group + g;
-                host::detail::axpy(acc.data() + head * HeadDim, scores[head * chunk + j], vrow + h * HeadDim, HeadDim);
-              }
-            }
+          for (std::size_t h = 0; h < kvh; ++h) {
+            for_group(group, [&](auto g_ct, std::size_t g0) {
+              std::size_t const head = h * group + g0;
+              host::detail::attention_values<decltype(g_ct)::value, HeadDim>(
+                  acc.data() + head * HeadDim, scores.data() + head * chunk, chunk, vb + h * HeadDim, slot_stride, n);
+            });
           }
           pos += n;
         }
+      }
+    }
+
+    /// Calls f(integral_constant<G>, first head of the block) over the GQA group in register-blocked
+    /// steps: the whole group at once for groups up to 8, else one head at a time.
+    template <class F>
+    static void for_group(std::size_t group, F&& f) {
+      switch (group) {
+        case 1: f(std::integral_constant<std::size_t, 1>{}, 0); return;
+        case 2: f(std::integral_constant<std::size_t, 2>{}, 0); return;
+        case 3: f(std::integral_constant<std::size_t, 3>{}, 0); return;
+        case 4: f(std::integral_constant<std::size_t, 4>{}, 0); return;
+        case 5: f(std::integral_constant<std::size_t, 5>{}, 0); return;
+        case 6: f(std::integral_constant<std::size_t, 6>{}, 0); return;
+        case 7: f(std::integral_constant<std::size_t, 7>{}, 0); return;
+        case 8: f(std::integral_constant<std::size_t, 8>{}, 0); return;
+        default:
+          for (std::size_t g = 0; g < group; ++g) f(std::integral_constant<std::size_t, 1>{}, g);
       }
     }
 

@@ -62,15 +62,13 @@ inline void dequantize_row(WeightType type, std::byte const* row, float* out, st
 
 /// sum_k x[k] * w[k] for one Q8_0 row of `cols` weights, without materializing the row.
 inline float dot_q8_0(float const* x, std::byte const* row, std::size_t cols) noexcept {
-  V4f acc = splat(0.0f);
+  Vf acc = splat(0.0f);
   for (std::size_t b = 0; b < cols / 32; ++b) {
     std::byte const* blk = row + b * sizeof(BlockQ8_0);
     auto const* q = reinterpret_cast<std::int8_t const*>(blk + offsetof(BlockQ8_0, qs));  // read via memcpy only
     float const* xb = x + b * 32;
-    V4f s = load4(q) * load4(xb) + load4(q + 4) * load4(xb + 4);
-    s += load4(q + 8) * load4(xb + 8) + load4(q + 12) * load4(xb + 12);
-    s += load4(q + 16) * load4(xb + 16) + load4(q + 20) * load4(xb + 20);
-    s += load4(q + 24) * load4(xb + 24) + load4(q + 28) * load4(xb + 28);
+    Vf s = load(q) * load(xb);
+    for (std::size_t j = lanes; j < 32; j += lanes) s += load(q + j) * load(xb + j);
     acc += splat(Half::to_float(load_u16(blk))) * s;
   }
   return hsum(acc);
@@ -79,18 +77,17 @@ inline float dot_q8_0(float const* x, std::byte const* row, std::size_t cols) no
 /// sum_k x[k] * w[k] for one Q4_1 row: per block d * sum(q * x) + m * sum(x); xsum[b] = sum of x over
 /// block b (computed once per activation row by block_sums).
 inline float dot_q4_1(float const* x, float const* xsum, std::byte const* row, std::size_t cols) noexcept {
-  V4f acc = splat(0.0f);
+  Vf acc = splat(0.0f);
   float macc = 0.0f;
   for (std::size_t b = 0; b < cols / 32; ++b) {
     float const* xb = x + b * 32;
     std::byte const* blk = row + b * sizeof(BlockQ4_1);
     std::byte const* qs = blk + offsetof(BlockQ4_1, qs);
-    V4f s = splat(0.0f);
-    for (std::size_t j = 0; j < 16; j += 4) {
-      V4u8 bytes;
-      std::memcpy(&bytes, qs + j, 4);
-      s += __builtin_convertvector(bytes & 0x0f, V4f) * load4(xb + j);
-      s += __builtin_convertvector(bytes >> 4, V4f) * load4(xb + j + 16);
+    Vf s = splat(0.0f);
+    for (std::size_t j = 0; j < 16; j += lanes) {
+      Vf low, high;
+      load_nibbles(qs + j, low, high);
+      s += low * load(xb + j) + high * load(xb + j + 16);
     }
     acc += splat(Half::to_float(load_u16(blk + offsetof(BlockQ4_1, d)))) * s;
     macc += Half::to_float(load_u16(blk + offsetof(BlockQ4_1, m))) * xsum[b];
@@ -102,8 +99,8 @@ inline float dot_q4_1(float const* x, float const* xsum, std::byte const* row, s
 inline void block_sums(float const* x, float* xsum, std::size_t cols) noexcept {
   for (std::size_t b = 0; b < cols / 32; ++b) {
     float const* xb = x + b * 32;
-    V4f s = (load4(xb) + load4(xb + 4)) + (load4(xb + 8) + load4(xb + 12));
-    s += (load4(xb + 16) + load4(xb + 20)) + (load4(xb + 24) + load4(xb + 28));
+    Vf s = load(xb);
+    for (std::size_t j = lanes; j < 32; j += lanes) s += load(xb + j);
     xsum[b] = hsum(s);
   }
 }

@@ -1,9 +1,9 @@
 #pragma once
-// Small portable SIMD helpers for the host kernels, on GCC/Clang vector extensions of 16 bytes
-// (4 floats): the x86-64 and AArch64 baseline, so no ABI change whatever -m flags a consumer uses
-// (32-byte vector arguments trigger GCC's -Wpsabi without -mavx). Loops keep several independent
-// accumulators for instruction-level parallelism. Every n here is a multiple of 16 (head_dim 64/128,
-// GGUF blocks of 32) unless stated.
+// Small portable SIMD helpers for the host kernels, on GCC/Clang vector extensions. The width follows
+// the translation unit's target: 8 floats (32 bytes) when AVX is enabled (-mavx2, -march=native),
+// else 4 floats (16 bytes, the x86-64 / AArch64 baseline). Never wider than the target: a 32-byte
+// vector argument without AVX changes the ABI (GCC -Wpsabi). Loops keep several independent
+// accumulators for instruction-level parallelism.
 
 #include <cstddef>
 #include <cstdint>
@@ -13,54 +13,73 @@
 
 namespace piecrust::host::detail {
 
-typedef float V4f __attribute__((vector_size(16)));
-typedef std::uint32_t V4u __attribute__((vector_size(16)));
-typedef std::uint16_t V4u16 __attribute__((vector_size(8)));
-typedef std::int8_t V4i8 __attribute__((vector_size(4)));
-typedef std::uint8_t V4u8 __attribute__((vector_size(4)));
+#if defined(__AVX__)
+inline constexpr std::size_t lanes = 8;
+#else
+inline constexpr std::size_t lanes = 4;
+#endif
 
-inline V4f splat(float x) noexcept { return V4f{x, x, x, x}; }
+typedef float Vf __attribute__((vector_size(lanes * 4)));
+typedef std::uint32_t Vu __attribute__((vector_size(lanes * 4)));
+typedef std::uint16_t Vu16 __attribute__((vector_size(lanes * 2)));
+typedef std::int8_t Vi8 __attribute__((vector_size(lanes)));
+typedef std::uint8_t Vu8 __attribute__((vector_size(lanes)));
 
-inline V4f load4(float const* p) noexcept {
-  V4f v;
+inline Vf splat(float x) noexcept { return Vf{} + x; }  // a scalar operand broadcasts
+
+inline Vf load(float const* p) noexcept {
+  Vf v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline V4f load4(BFloat16 const* p) noexcept {
-  V4u16 h;
+inline Vf load(BFloat16 const* p) noexcept {
+  Vu16 h;
   std::memcpy(&h, p, sizeof h);
-  V4u const w = __builtin_convertvector(h, V4u) << 16;  // bf16 is the top half of an f32
-  V4f v;
+  Vu const w = __builtin_convertvector(h, Vu) << 16;  // bf16 is the top half of an f32
+  Vf v;
   std::memcpy(&v, &w, sizeof v);
   return v;
 }
-inline V4f load4(std::int8_t const* p) noexcept {
-  V4i8 b;
+inline Vf load(std::int8_t const* p) noexcept {
+  Vi8 b;
   std::memcpy(&b, p, sizeof b);
-  return __builtin_convertvector(b, V4f);
+  return __builtin_convertvector(b, Vf);
 }
-inline void store4(float* p, V4f v) noexcept { std::memcpy(p, &v, sizeof v); }
+/// `lanes` bytes of packed nibbles: their low nibbles and their high nibbles as floats.
+inline void load_nibbles(std::byte const* p, Vf& low, Vf& high) noexcept {
+  Vu8 b;
+  std::memcpy(&b, p, sizeof b);
+  low = __builtin_convertvector(b & 0x0f, Vf);
+  high = __builtin_convertvector(b >> 4, Vf);
+}
+inline void store(float* p, Vf v) noexcept { std::memcpy(p, &v, sizeof v); }
 
-inline float hsum(V4f v) noexcept { return (v[0] + v[2]) + (v[1] + v[3]); }
+inline float hsum(Vf v) noexcept {
+  float s = 0.0f;
+  for (std::size_t i = 0; i < lanes; ++i) s += v[i];
+  return s;
+}
 
-/// sum a[i] * b[i], n a multiple of 16.
+/// sum a[i] * b[i], n a multiple of lanes.
 template <class A, class B>
 inline float dot(A const* a, B const* b, std::size_t n) noexcept {
-  V4f acc0 = splat(0.0f), acc1 = splat(0.0f), acc2 = splat(0.0f), acc3 = splat(0.0f);
-  for (std::size_t i = 0; i < n; i += 16) {
-    acc0 += load4(a + i) * load4(b + i);
-    acc1 += load4(a + i + 4) * load4(b + i + 4);
-    acc2 += load4(a + i + 8) * load4(b + i + 8);
-    acc3 += load4(a + i + 12) * load4(b + i + 12);
+  Vf acc0 = splat(0.0f), acc1 = splat(0.0f), acc2 = splat(0.0f), acc3 = splat(0.0f);
+  std::size_t i = 0;
+  for (; i + 4 * lanes <= n; i += 4 * lanes) {
+    acc0 += load(a + i) * load(b + i);
+    acc1 += load(a + i + lanes) * load(b + i + lanes);
+    acc2 += load(a + i + 2 * lanes) * load(b + i + 2 * lanes);
+    acc3 += load(a + i + 3 * lanes) * load(b + i + 3 * lanes);
   }
+  for (; i < n; i += lanes) acc0 += load(a + i) * load(b + i);
   return hsum((acc0 + acc1) + (acc2 + acc3));
 }
 
-/// y[i] += a * x[i], n a multiple of 4.
+/// y[i] += a * x[i], n a multiple of lanes.
 template <class X>
 inline void axpy(float* y, float a, X const* x, std::size_t n) noexcept {
-  V4f const va = splat(a);
-  for (std::size_t i = 0; i < n; i += 4) store4(y + i, load4(y + i) + va * load4(x + i));
+  Vf const va = splat(a);
+  for (std::size_t i = 0; i < n; i += lanes) store(y + i, load(y + i) + va * load(x + i));
 }
 
 }  // namespace piecrust::host::detail
