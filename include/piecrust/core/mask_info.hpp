@@ -11,3 +11,5 @@
 #include "piecrust/core/mask_info/sharding.hpp"
 #include "piecrust/core/mask_info/tensor.hpp"
 #include "piecrust/core/mask_info/visualize.hpp"
+#include "piecrust/core/mask_info/piecrust_types.hpp"
+#include "piecrust/core/mask_info/typed.hpp"

@@ -45,9 +45,9 @@ struct BakedInMasks {
 
 /// (batch_size, q_len, kv_len); each may be unknown.
 struct MaskShape {
-  std::optional<std::int64_t> batch_size;
-  std::optional<std::int64_t> q_len;
-  std::optional<std::int64_t> kv_len;
+  std::optional<std::int64_t> batch_size{};
+  std::optional<std::int64_t> q_len{};
+  std::optional<std::int64_t> kv_len{};
   friend bool operator==(MaskShape const&, MaskShape const&) = default;
 };
 
@@ -112,13 +112,13 @@ class MaskInfo {
 
   /// The dataclass fields, under upstream's names (without the leading underscore).
   struct Fields {
-    std::optional<Array> attention_mask;     // _attention_mask  [batch][heads|1][q_len][kv_len], any dtype
-    std::optional<IntTensor> q_segment_ids;  // _q_segment_ids   [batch][q_len] or [batch][heads][q_len]
-    std::optional<IntTensor> kv_segment_ids; // _kv_segment_ids  [batch][kv_len] or [batch][heads][kv_len]
-    std::optional<IntTensor> cu_seqlens_q;   // _cu_seqlens_q    F1 [2*batch] or F2 [max_segments+1]
-    std::optional<IntTensor> cu_seqlens_kv;  // _cu_seqlens_kv
-    std::optional<IntTensor> q_positions;    // [batch][q_len]
-    std::optional<IntTensor> kv_positions;   // [batch][kv_len]
+    std::optional<Array> attention_mask{};     // _attention_mask  [batch][heads|1][q_len][kv_len], any dtype
+    std::optional<IntTensor> q_segment_ids{};  // _q_segment_ids   [batch][q_len] or [batch][heads][q_len]
+    std::optional<IntTensor> kv_segment_ids{}; // _kv_segment_ids  [batch][kv_len] or [batch][heads][kv_len]
+    std::optional<IntTensor> cu_seqlens_q{};   // _cu_seqlens_q    F1 [2*batch] or F2 [max_segments+1]
+    std::optional<IntTensor> cu_seqlens_kv{};  // _cu_seqlens_kv
+    std::optional<IntTensor> q_positions{};    // [batch][q_len]
+    std::optional<IntTensor> kv_positions{};   // [batch][kv_len]
     bool causal_mask_baked_in = false;
     bool sliding_window_baked_in = false;
     bool chunked_mask_baked_in = false;
@@ -139,26 +139,26 @@ class MaskInfo {
   /// replace(): the named arguments (nullopt = keep; a named argument cannot clear a field), then the
   /// `**kw` field assignments (`field_*`: the outer optional says "given", the inner may be None).
   struct Replace {
-    std::optional<Array> attention_mask;
-    std::optional<IntTensor> q_segment_ids;
-    std::optional<IntTensor> kv_segment_ids;
-    std::optional<IntTensor> cu_seqlens_q;
-    std::optional<IntTensor> cu_seqlens_kv;
-    std::optional<std::optional<Array>> field_attention_mask;
-    std::optional<std::optional<IntTensor>> field_q_segment_ids;
-    std::optional<std::optional<IntTensor>> field_kv_segment_ids;
-    std::optional<std::optional<IntTensor>> field_cu_seqlens_q;
-    std::optional<std::optional<IntTensor>> field_cu_seqlens_kv;
-    std::optional<std::optional<IntTensor>> q_positions;
-    std::optional<std::optional<IntTensor>> kv_positions;
-    std::optional<bool> causal_mask_baked_in;
-    std::optional<bool> sliding_window_baked_in;
-    std::optional<bool> chunked_mask_baked_in;
-    std::optional<bool> token_type_ids_baked_in;
-    std::optional<AxisName> batch_axis_name;
-    std::optional<AxisName> qheads_axis_name;
-    std::optional<AxisName> kvheads_axis_name;
-    std::optional<AxisName> sequence_axis_name;
+    std::optional<Array> attention_mask{};
+    std::optional<IntTensor> q_segment_ids{};
+    std::optional<IntTensor> kv_segment_ids{};
+    std::optional<IntTensor> cu_seqlens_q{};
+    std::optional<IntTensor> cu_seqlens_kv{};
+    std::optional<std::optional<Array>> field_attention_mask{};
+    std::optional<std::optional<IntTensor>> field_q_segment_ids{};
+    std::optional<std::optional<IntTensor>> field_kv_segment_ids{};
+    std::optional<std::optional<IntTensor>> field_cu_seqlens_q{};
+    std::optional<std::optional<IntTensor>> field_cu_seqlens_kv{};
+    std::optional<std::optional<IntTensor>> q_positions{};
+    std::optional<std::optional<IntTensor>> kv_positions{};
+    std::optional<bool> causal_mask_baked_in{};
+    std::optional<bool> sliding_window_baked_in{};
+    std::optional<bool> chunked_mask_baked_in{};
+    std::optional<bool> token_type_ids_baked_in{};
+    std::optional<AxisName> batch_axis_name{};
+    std::optional<AxisName> qheads_axis_name{};
+    std::optional<AxisName> kvheads_axis_name{};
+    std::optional<AxisName> sequence_axis_name{};
   };
 
   using SegmentsOptions = maskinfo::SegmentsOptions;
@@ -897,7 +897,7 @@ class MaskInfo {
     if (q * k > 0) std::copy_n(&m.at(o.batch, o.head, 0, 0), q * k, slice.begin());
     std::optional<std::vector<std::int32_t>> qi, ki;
     if (o.show_segments) {
-      std::optional<maskinfo::QkvPair<IntTensor>> pattern;
+      std::optional<maskinfo::QkvPair<IntTensor>> pattern{};
       auto pick = [&](std::optional<IntTensor> const& stored, bool is_q) {
         IntTensor const* ids = stored ? &*stored : nullptr;
         if (!ids) {
@@ -1071,10 +1071,10 @@ namespace maskinfo {
 
 /// dynamic_init's keyword arguments; inputs_embeds is represented by its shape (B, S, D).
 struct DynamicInitArgs {
-  std::optional<MaskInfo> mask_info;
-  std::optional<IntTensor> input_ids;
-  std::optional<Shape> inputs_embeds_shape;
-  std::optional<Array> attention_mask;
+  std::optional<MaskInfo> mask_info{};
+  std::optional<IntTensor> input_ids{};
+  std::optional<Shape> inputs_embeds_shape{};
+  std::optional<Array> attention_mask{};
 };
 
 }  // namespace maskinfo

@@ -61,14 +61,14 @@ struct SlidingWindow {
 /// unknown string means default (S9), "decode" needs `index`, "prefill" slices the last columns.
 struct SlidingWindowOptions {
   BatchInts offset = 0;
-  std::optional<std::string> mode;
-  std::optional<BatchInts> index;
+  std::optional<std::string> mode{};
+  std::optional<BatchInts> index{};
 };
 
 /// apply_token_type_ids' first argument: one (B,S) array for both sides, or (q_types, kv_types).
 struct TokenTypes {
   IntTensor q;
-  std::optional<IntTensor> kv;
+  std::optional<IntTensor> kv{};
   TokenTypes(IntTensor both) : q(std::move(both)) {}  // NOLINT: implicit like Python
   TokenTypes(IntTensor q_types, IntTensor kv_types) : q(std::move(q_types)), kv(std::move(kv_types)) {}
 };
@@ -77,16 +77,16 @@ struct TokenTypes {
 struct TokenTypeOptions {
   std::string combine = "union";   // "union" | "intersect" | "replace"
   std::string zero_policy = "q";   // "q" | "kv" | "both" | "none" ("q", "kv", "both" are equivalent, S10)
-  std::optional<bool> update_segment_ids;  // nullopt: false for union, true otherwise
+  std::optional<bool> update_segment_ids{};  // nullopt: false for union, true otherwise
 };
 
 /// Keyword arguments of apply_kv_lengths. Without end_index: the seed version (q window starts at
 /// kv_lengths - q_len, kv ids unchanged). With end_index: the newer upstream version (q window starts
 /// at end_index - q_len; kv ids at or past kv_lengths become -1).
 struct KvLengthsOptions {
-  std::optional<std::int64_t> q_len;
-  std::optional<BatchInts> end_index;
-  std::optional<std::int64_t> sliding_window;
+  std::optional<std::int64_t> q_len{};
+  std::optional<BatchInts> end_index{};
+  std::optional<std::int64_t> sliding_window{};
 };
 
 /// The axis-name metadata every factory accepts.
@@ -99,30 +99,30 @@ struct AxisNames {
 
 /// Keyword arguments of MaskInfo::from_segments, from_attention_mask, from_cu_seqlens, from_random.
 struct SegmentsOptions {
-  std::optional<IntTensor> q_positions;
-  std::optional<IntTensor> kv_positions;
+  std::optional<IntTensor> q_positions{};
+  std::optional<IntTensor> kv_positions{};
   bool is_attn_mask = false;  // inputs are padding masks (value != 0 is valid)
   AxisNames axes{};
 };
 struct AttentionMaskOptions {
-  std::optional<IntTensor> q_positions;
-  std::optional<IntTensor> kv_positions;
+  std::optional<IntTensor> q_positions{};
+  std::optional<IntTensor> kv_positions{};
   bool mask_is_valid = true;  // false: True means "masked" (PyTorch convention)
   AxisNames axes{};
 };
 struct CuSeqlensOptions {
-  std::optional<IntTensor> cu_seqlens_kv;
-  std::optional<std::int64_t> max_kv_len;
-  std::optional<IntTensor> q_positions;
-  std::optional<IntTensor> kv_positions;
+  std::optional<IntTensor> cu_seqlens_kv{};
+  std::optional<std::int64_t> max_kv_len{};
+  std::optional<IntTensor> q_positions{};
+  std::optional<IntTensor> kv_positions{};
   AxisNames axes{};
 };
 struct RandomOptions {
-  std::optional<std::int64_t> kv_len;
+  std::optional<std::int64_t> kv_len{};
   double sparsity = 0.5;
   std::uint64_t seed = 0;
-  std::optional<IntTensor> q_positions;
-  std::optional<IntTensor> kv_positions;
+  std::optional<IntTensor> q_positions{};
+  std::optional<IntTensor> kv_positions{};
   AxisNames axes{};
 };
 
