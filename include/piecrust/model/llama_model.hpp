@@ -20,6 +20,7 @@
 #include <piecrust/model/model_concept.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -99,9 +100,7 @@ class LlamaModel {
     for (std::size_t l = 0; l < c.num_layers; ++l) {
       auto const& L = w_.layers[l];
       rms_norm(space_, x.view(T, E), ShapedView<float const, 1>(L.attn_norm), a.view(T, E), c.rms_eps);
-      matmul(a.view(T, E), L.wq, q.view(T, H * D), xq);
-      matmul(a.view(T, E), L.wk, k.view(T, KH * D), xq);
-      matmul(a.view(T, E), L.wv, v.view(T, KH * D), xq);
+      matmul3(a.view(T, E), {{{&L.wq, q.view(T, H * D)}, {&L.wk, k.view(T, KH * D)}, {&L.wv, v.view(T, KH * D)}}}, xq);
       if (c.qkv_bias) {
         add_bias(q.view(T, H * D), L.bq);
         add_bias(k.view(T, KH * D), L.bk);
@@ -114,8 +113,7 @@ class LlamaModel {
                       batch.attention);
       matmul(o.view(T, H * D), L.wo, x.view(T, E), xq, 1.0f);
       rms_norm(space_, x.view(T, E), ShapedView<float const, 1>(L.ffn_norm), a.view(T, E), c.rms_eps);
-      matmul(a.view(T, E), L.gate, g.view(T, F), xq);
-      matmul(a.view(T, E), L.up, u.view(T, F), xq);
+      matmul3(a.view(T, E), {{{&L.gate, g.view(T, F)}, {&L.up, u.view(T, F)}, {nullptr, {}}}}, xq);
       swiglu(space_, std::as_const(g).view(T, F), std::as_const(u).view(T, F), g.view(T, F));
       matmul(g.view(T, F), L.down, x.view(T, E), xq, 1.0f);
     }
@@ -188,14 +186,7 @@ class LlamaModel {
     // (detail/q8_activation_gemm.hpp), split over the space's threads when it has a parallel_for (Host).
     if (opt_.llama_cpp_activation_rounding && q8 && x.extent(0) <= detail::q8_activation_gemm_max_rows) {
       qx_.quantize(x.data(), x.extent(0), x.extent(1));
-      auto split = [&](std::size_t n, auto&& f) {
-        if constexpr (requires { space_.parallel_for(n, f, std::size_t{16}); }) {
-          space_.parallel_for(n, f, 16);
-        } else {
-          f(std::size_t{0}, n);
-        }
-      };
-      detail::q8_activation_gemm(split, qx_, w, y.data(), beta);
+      detail::q8_activation_gemm([&](std::size_t n, auto&& f) { split(n, f); }, qx_, w, y.data(), beta);
       return;
     }
     if (opt_.llama_cpp_activation_rounding && q8) {
@@ -205,6 +196,39 @@ class LlamaModel {
       in = ShapedView<float const, 2>(scratch.data(), x.extent(0), x.extent(1));
     }
     gemm(space_, in, w, y, beta);
+  }
+
+  // Up to three products of the same input (Q, K, V or gate, up): one parallel loop on the decode path.
+  struct Product {
+    WeightMatrix const* w;
+    ShapedView<float, 2> y;
+  };
+  void matmul3(ShapedView<float, 2> x, std::array<Product, 3> const& ps, Buffer<float>& scratch) {
+    bool fused = opt_.llama_cpp_activation_rounding && x.extent(0) <= detail::q8_activation_gemm_max_rows;
+    for (auto const& p : ps) fused = fused && (p.w == nullptr || p.w->type == WeightType::q4_1 || p.w->type == WeightType::q8_0);
+    if (!fused) {
+      for (auto const& p : ps) {
+        if (p.w != nullptr) matmul(x, *p.w, p.y, scratch);
+      }
+      return;
+    }
+    qx_.quantize(x.data(), x.extent(0), x.extent(1));
+    std::array<detail::Q8GemmOutput, 3> outs{};
+    std::size_t n = 0;
+    for (auto const& p : ps) {
+      if (p.w != nullptr) outs[n++] = {p.w, p.y.data(), 0.0f};
+    }
+    detail::q8_activation_gemm_many([&](std::size_t len, auto&& f) { split(len, f); }, qx_,
+                                    std::span<detail::Q8GemmOutput const>(outs.data(), n));
+  }
+
+  template <class F>
+  void split(std::size_t n, F&& f) {
+    if constexpr (requires { space_.parallel_for(n, f, std::size_t{16}); }) {
+      space_.parallel_for(n, f, 16);
+    } else {
+      f(std::size_t{0}, n);
+    }
   }
 
   static void add_bias(ShapedView<float, 2> y, std::span<float const> bias) {

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -170,26 +171,43 @@ __attribute__((target("avx2,fma,f16c"))) inline void q8_dot_all_avx2(std::byte c
 /// Largest number of activation rows q8_activation_gemm accepts.
 inline constexpr std::size_t q8_activation_gemm_max_rows = 16;
 
-/// y [m][w.rows] = beta * y + dot(a rows, w rows). `parallel_for(n, f(begin, end))` splits the output rows.
-/// force_scalar selects the portable code (tests).
+/// One weight matrix and its output: y [m][w->rows] = beta * y + dot(activation rows, weight rows).
+struct Q8GemmOutput {
+  WeightMatrix const* w = nullptr;
+  float* y = nullptr;
+  float beta = 0.0f;
+};
+
+/// Several products of the same activations (Q, K and V; gate and up) in one parallel loop over all
+/// their output rows: one fork/join instead of one per matrix. `parallel_for(n, f(begin, end))` splits
+/// the rows; force_scalar selects the portable code (tests).
 template <class ParallelFor>
-void q8_activation_gemm(ParallelFor&& parallel_for, Q8Activations const& a, WeightMatrix const& w, float* y, float beta,
-                        bool force_scalar = false) {
-  if (w.type != WeightType::q4_1 && w.type != WeightType::q8_0) {
-    fail<InvalidArgument>("q8_activation_gemm: weight type ", weight_type_name(w.type), " is not q4_1 or q8_0");
+void q8_activation_gemm_many(ParallelFor&& parallel_for, Q8Activations const& a, std::span<Q8GemmOutput const> outs,
+                             bool force_scalar = false) {
+  std::vector<std::size_t> start{0};  // [outs + 1] first global row of each output
+  for (auto const& o : outs) {
+    auto const& w = *o.w;
+    if (w.type != WeightType::q4_1 && w.type != WeightType::q8_0) {
+      fail<InvalidArgument>("q8_activation_gemm: weight type ", weight_type_name(w.type), " is not q4_1 or q8_0");
+    }
+    if (a.cols != w.cols || a.rows > q8_activation_gemm_max_rows) {
+      fail<InvalidArgument>("q8_activation_gemm: activations [", a.rows, "][", a.cols, "] vs weights [", w.rows, "][",
+                            w.cols, "] (at most ", q8_activation_gemm_max_rows, " rows)");
+    }
+    start.push_back(start.back() + w.rows);
   }
-  if (a.cols != w.cols || a.rows > q8_activation_gemm_max_rows) {
-    fail<InvalidArgument>("q8_activation_gemm: activations [", a.rows, "][", a.cols, "] vs weights [", w.rows, "][", w.cols,
-                          "] (at most ", q8_activation_gemm_max_rows, " rows)");
-  }
-  std::size_t const m = a.rows, n = w.rows;
+  std::size_t const m = a.rows;
   bool use_avx2 = false;
 #if PIECRUST_MODEL_X86
   use_avx2 = !force_scalar && cpu_has_avx2();
 #endif
-  parallel_for(n, [&](std::size_t begin, std::size_t end) {
+  parallel_for(start.back(), [&](std::size_t begin, std::size_t end) {
     float out[q8_activation_gemm_max_rows];
-    for (std::size_t o = begin; o < end; ++o) {
+    std::size_t k = 0;
+    for (std::size_t g = begin; g < end; ++g) {
+      while (g >= start[k + 1]) ++k;
+      auto const& w = *outs[k].w;
+      std::size_t const o = g - start[k], n = w.rows;
       std::byte const* wr = w.row(o);
 #if PIECRUST_MODEL_X86
       if (use_avx2 && w.type == WeightType::q4_1) {
@@ -201,12 +219,21 @@ void q8_activation_gemm(ParallelFor&& parallel_for, Q8Activations const& a, Weig
       {
         for (std::size_t i = 0; i < m; ++i) out[i] = q8_dot_scalar(w.type, wr, a, i);
       }
+      float const beta = outs[k].beta;
       for (std::size_t i = 0; i < m; ++i) {
-        float& yo = y[i * n + o];
+        float& yo = outs[k].y[i * n + o];
         yo = beta == 0.0f ? out[i] : beta * yo + out[i];
       }
     }
   });
+}
+
+/// y [m][w.rows] = beta * y + dot(a rows, w rows).
+template <class ParallelFor>
+void q8_activation_gemm(ParallelFor&& parallel_for, Q8Activations const& a, WeightMatrix const& w, float* y, float beta,
+                        bool force_scalar = false) {
+  Q8GemmOutput const o{&w, y, beta};
+  q8_activation_gemm_many(parallel_for, a, std::span<Q8GemmOutput const>(&o, 1), force_scalar);
 }
 
 }  // namespace piecrust::detail
