@@ -309,6 +309,17 @@ TEST_CASE("upstream quirks are reproduced", "[mask_info]") {
   CHECK(raw.fields().q_segment_ids.has_value());
 }
 
+TEST_CASE("keyword-style option structs (designated initializers)", "[mask_info]") {
+  MaskInfo const m = MaskInfo::from_segments(mi::IntTensor(mi::Shape{1, 6}, {0, 0, 0, 0, 0, 0}));
+  MaskInfo const d = m.apply_sliding_window(1, {.mode = "decode", .index = 4});
+  CHECK(d.get_or_compute_attention_mask().shape() == mi::Shape{1, 1, 1, 3});
+  MaskInfo const t = m.apply_token_type_ids(mi::IntTensor(mi::Shape{1, 6}, {1, 1, 0, 2, 2, 2}), {.combine = "replace"});
+  CHECK(t.q_segment_ids().vector() == std::vector<std::int32_t>{1, 1, -1, 2, 2, 2});
+  MaskInfo const k = m.apply_kv_lengths(4, {.q_len = 2, .end_index = 3});
+  CHECK(k.kv_segment_ids().vector() == std::vector<std::int32_t>{0, 0, 0, 0, -1, -1});
+  CHECK(k.q_segment_ids().shape() == mi::Shape{1, 2});
+}
+
 TEST_CASE("visualize renders byte for byte", "[mask_info]") {
   MaskInfo const m = MaskInfo::from_segments(mi::IntTensor(mi::Shape{1, 4}, {0, 0, 1, 1}));
   mi::VisualizeOptions o;

@@ -157,6 +157,10 @@ inline std::string left_label(std::int32_t label, std::size_t width) {
   out << std::string(lw, ' ') << "  " << top << "  \n";
   for (std::int64_t r = 0; r < rows; ++r) {
     if (o.show_segments && ql) {
+      if (static_cast<std::size_t>(r) >= ql->size()) {  // ids shorter than the mask: IndexError upstream
+        piecrust::detail::fail<OutOfRange>("visualize: q segment ids give ", ql->size(), " block labels for ", rows,
+                                           " block rows");
+      }
       out << detail::left_label((*ql)[static_cast<std::size_t>(r)], lw) << ' ';
     } else {
       out << std::string(lw, ' ');
