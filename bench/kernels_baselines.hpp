@@ -53,7 +53,8 @@ __attribute__((target("avx2,fma"))) inline float fma_chains(std::size_t iters) {
   __m256 const b = _mm256_set1_ps(0.999999f);
   __m256 const c = _mm256_set1_ps(1e-7f);
   for (std::size_t i = 0; i < iters; ++i) {
-    for (int j = 0; j < 10; ++j) a[j] = _mm256_fmadd_ps(a[j], b, c);
+#pragma GCC unroll 10
+    for (int j = 0; j < 10; ++j) a[j] = _mm256_fmadd_ps(a[j], b, c);  // 10 chains cover FMA latency x 2 ports
   }
   __m256 s = a[0];
   for (int j = 1; j < 10; ++j) s = _mm256_add_ps(s, a[j]);

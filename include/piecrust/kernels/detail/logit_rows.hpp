@@ -29,6 +29,7 @@ struct LogitRowScratch {
   std::vector<std::pair<float, std::uint32_t>> cand;  // (logit, id)
   std::vector<float> w;                               // [vocab] exp((l - lmax) / T) of allowed ids
   std::vector<std::pair<std::uint32_t, float>> kept;  // (id, weight)
+  std::vector<double> mass;                           // [bins] top-p histogram
 };
 
 /// The allowed runs of `mask` over [0, vocab) (the empty mask allows all).
@@ -116,6 +117,42 @@ inline std::uint32_t pick(std::vector<std::pair<std::uint32_t, float>>& kept, do
   return kept.back().first;  // rounding at u close to 1
 }
 
+/// The top-p nucleus without sorting the vocabulary: a histogram of probability mass over
+/// log-probability bins (bins follow the token order), then a sort of the one bin where the nucleus
+/// ends. Two passes over the vocabulary. Returns the last token of the nucleus (the shortest prefix of
+/// the token order whose mass reaches `need`): a token is in the nucleus iff it is that token or ranks
+/// before it. s.w[id] holds the weights exp((l - lmax) / T) on entry.
+inline std::pair<float, std::uint32_t> nucleus(float const* logits, std::vector<IdRun> const& runs, float lmax, float inv_t,
+                                               double need, LogitRowScratch& s) {
+  constexpr std::size_t bins = 4096;
+  constexpr float range = 32.0f;  // nats below the maximum; everything lower shares the last bin
+  auto bin_of = [&](float l) {
+    float const x = (lmax - l) * inv_t * (static_cast<float>(bins) / range);
+    return x >= static_cast<float>(bins - 1) ? bins - 1 : static_cast<std::size_t>(x);
+  };
+  s.mass.assign(bins, 0.0);
+  for (IdRun const r : runs) {
+    for (std::uint32_t i = r.begin; i < r.end; ++i) s.mass[bin_of(logits[i])] += s.w[i];
+  }
+  double above = 0;
+  std::size_t boundary = 0;
+  while (boundary + 1 < bins && above + s.mass[boundary] < need) above += s.mass[boundary++];
+  auto& c = s.cand;
+  c.clear();
+  for (IdRun const r : runs) {
+    for (std::uint32_t i = r.begin; i < r.end; ++i) {
+      if (bin_of(logits[i]) == boundary) c.emplace_back(logits[i], i);
+    }
+  }
+  std::sort(c.begin(), c.end(), ranks_before);
+  double cum = above;
+  for (auto const& e : c) {
+    cum += s.w[e.second];
+    if (cum >= need) return e;
+  }
+  return c.back();  // rounding: the whole boundary bin
+}
+
 /// One row of `sample` (see SamplingParams for the distribution). The mask must allow >= 1 id.
 inline std::uint32_t sample_row(float const* logits, std::size_t vocab, SamplingParams const& p, LogitMask const& mask,
                                 SampleKey const& key, LogitRowScratch& s) {
@@ -153,23 +190,31 @@ inline std::uint32_t sample_row(float const* logits, std::size_t vocab, Sampling
     }
     case SamplingKind::top_p: {
       float const lmax = allowed_max(logits, s.runs);
+      s.w.resize(vocab);
       double total = 0;
       for (IdRun const r : s.runs) {
-        for (std::uint32_t i = r.begin; i < r.end; ++i) total += weight(logits[i], lmax);
-      }
-      double const need = static_cast<double>(p.top_p) * total;
-      // Grow the candidate set until it holds the nucleus (typically one pass of 64).
-      for (std::size_t c = 64;; c *= 8) {
-        top_candidates(logits, s.runs, allowed, c, s.cand);
-        double cum = 0;
-        std::size_t keep = 0;
-        while (keep < s.cand.size() && cum < need) cum += weight(s.cand[keep++].first, lmax);
-        if (cum >= need || s.cand.size() == allowed) {
-          for (std::size_t j = 0; j < keep; ++j) s.kept.emplace_back(s.cand[j].second, weight(s.cand[j].first, lmax));
-          if (s.kept.empty()) s.kept.emplace_back(s.cand.front().second, 1.0f);
-          return pick(s.kept, u);
+        for (std::uint32_t i = r.begin; i < r.end; ++i) {
+          s.w[i] = weight(logits[i], lmax);
+          total += s.w[i];
         }
       }
+      auto const last = nucleus(logits, s.runs, lmax, inv_t, static_cast<double>(p.top_p) * total, s);
+      // Walk the nucleus in id order without sorting it: two passes over the allowed ids.
+      auto in_nucleus = [&](std::uint32_t i) { return i == last.second || ranks_before({logits[i], i}, last); };
+      double kept_total = 0;
+      for (IdRun const r : s.runs) {
+        for (std::uint32_t i = r.begin; i < r.end; ++i) kept_total += in_nucleus(i) ? s.w[i] : 0.0f;
+      }
+      double const target = u * kept_total;
+      double cum = 0;
+      for (IdRun const r : s.runs) {
+        for (std::uint32_t i = r.begin; i < r.end; ++i) {
+          if (!in_nucleus(i)) continue;
+          cum += s.w[i];
+          if (cum > target) return i;
+        }
+      }
+      return last.second;
     }
     case SamplingKind::min_p: {
       float const lmax = allowed_max(logits, s.runs);

@@ -1,8 +1,8 @@
 #pragma once
 // Host implementation of gemm, y = beta * y + x * W^T.
 //  * f32 weights: OpenBLAS sgemm.
-//  * f16 / bf16 / q8_0 / q4_1 weights, m <= direct_max_rows: direct quantized dot products (the
-//    weights are read once, in their compressed size: decode is bound by weight bandwidth).
+//  * f16 / bf16 / q8_0 / q4_1 weights, m <= direct_max_rows (1): direct quantized dot products (the
+//    weights are read once, in their compressed size: single-sequence decode is bound by weight bandwidth).
 //  * otherwise: panels of W dequantized to f32 in a scratch buffer, then sgemm per panel (prefill is
 //    bound by FLOPs, where OpenBLAS' blocked kernel wins). See docs/kernels.md for the measurements.
 
@@ -21,8 +21,10 @@ namespace piecrust {
 
 template <>
 struct KernelImpl<ops::Gemm, Host> {
-  /// Largest m computed with direct quantized dot products (measured crossover, bench_kernels).
-  static constexpr std::size_t direct_max_rows = 8;
+  /// Largest m computed with direct quantized dot products. Measured (bench_kernels, bench/RESULTS.md):
+  /// direct beats dequantize-and-sgemm at m = 1 (and by 1.1-1.4x on the 49152 x 576 LM head, which is
+  /// weight-bandwidth-bound) but loses from m = 8 on, where one dequantization feeds many rows.
+  static constexpr std::size_t direct_max_rows = 1;
 
   static void run(Host const& space, ShapedView<float const, 2> x, WeightMatrix const& w, ShapedView<float, 2> y,
                   float beta) {
