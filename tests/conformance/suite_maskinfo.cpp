@@ -7,7 +7,9 @@
 
 #include "piecrust/core/mask_info.hpp"
 
+#include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <variant>
 #include <vector>
@@ -326,8 +328,20 @@ OpResult run_op(MaskInfo const& m, std::string const& op, Kwargs const& kw) {
     o.charset = kw.get<std::string>("charset", "unicode");
     o.show_segments = kw.get<bool>("show_segments", true);
     o.return_str = kw.get<bool>("return_str", false);
-    if (!o.return_str) throw NotApplicable("visualize(return_str=False) prints to the Python console");
-    auto const s = m.visualize(o);
+    std::optional<std::string> s;
+    if (o.return_str) {
+      s = m.visualize(o);
+    } else {  // prints and returns None: keep the runner's output clean
+      std::ostringstream sink;
+      auto* const old = std::cout.rdbuf(sink.rdbuf());
+      try {
+        s = m.visualize(o);
+      } catch (...) {
+        std::cout.rdbuf(old);
+        throw;
+      }
+      std::cout.rdbuf(old);
+    }
     return s ? json(*s) : json(nullptr);
   }
   if (op == "get_shardings") {
