@@ -423,3 +423,54 @@ TEST_CASE("custom samplers model the Sampler concept", "[runtime][sampler]") {
   };
   e.block_on(prog(e));
 }
+
+TEST_CASE("thousands of random programs leave no page behind", "[runtime][model]") {
+  auto const seed = std::random_device{}();
+  INFO("seed " << seed);
+  Engine<Tiny> e(tiny(), opts(48, 4));  // small pages and a small pool: forks, commits and exhaustion all happen
+  std::mt19937 rng(seed);
+  std::size_t failures = 0;
+  auto program = [](Engine<Tiny>& e, std::uint32_t s, std::size_t& failures) -> Task<void> {
+    std::mt19937 r(s);
+    std::vector<Context<Tiny>> ctxs;
+    ctxs.push_back(e.create_context());
+    for (int op = 0; op < 12; ++op) {
+      auto& c = ctxs[r() % ctxs.size()];
+      try {
+        switch (r() % 7) {
+          case 0: c.fill(prompt(r(), 1 + r() % 9)); break;
+          case 1: co_await c.flush(); break;
+          case 2:
+            if (!c.pending_tokens().empty() || c.seq_len() > 0) {
+              if (c.pending_tokens().empty()) c.fill({1});
+              co_await c.generate(samplers::multinomial(), max_len(1 + r() % 4));
+            }
+            break;
+          case 3:
+            if (ctxs.size() < 4) ctxs.push_back(c.fork());
+            break;
+          case 4:
+            if (c.seq_len() > 0) {
+              std::size_t const b = r() % c.seq_len();
+              c.mask_token_range(b, b + r() % (c.seq_len() - b + 1));
+            }
+            break;
+          case 5: c.drop_masked_kv_pages(); break;
+          case 6:
+            if (ctxs.size() > 1) ctxs.erase(ctxs.begin() + static_cast<long>(r() % ctxs.size()));
+            break;
+        }
+      } catch (OutOfPages const&) {
+        ++failures;  // a full pool is a legal outcome; the pass changed nothing
+      }
+    }
+  };
+  for (int round = 0; round < 60; ++round) {
+    for (int p = 0; p < 6; ++p) e.spawn(program(e, static_cast<std::uint32_t>(rng()), failures));
+    e.run();
+    REQUIRE(e.pool().free_count() == e.pool().num_pages());
+    REQUIRE(e.pool().stats().content_indexed == 0);
+  }
+  INFO("out-of-pages outcomes: " << failures);
+  CHECK(e.stats().passes > 300);
+}
