@@ -126,7 +126,8 @@ inline IntTensor spans_of(BoolTensor const& m) {
         "mask_to_segment_ids: mask must be 2D (Q,K), 3D (batch,Q,K) or 4D (batch,heads,Q,K), got ", rank,
         "D shape ", shape_repr(mask.shape()));
   }
-  BoolTensor const m = mask.to_bool();
+  BoolTensor const converted = mask.is_bool() ? BoolTensor() : mask.to_bool();
+  BoolTensor const& m = mask.is_bool() ? mask.bools() : converted;
   Shape const& s = m.shape();
   std::int64_t const q = s[rank - 2], k = s[rank - 1];
   std::int64_t const b = rank >= 3 ? s[0] : 1;
