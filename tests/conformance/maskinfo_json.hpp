@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace piecrust::conformance::maskinfo_json {
@@ -156,6 +157,15 @@ inline bool truthy(json const& v) {
   return !v.is_null();
 }
 
+/// The value of a 0-d (or one-element) array, or of a plain number.
+inline double scalar_of(json const& v) {
+  if (!is_array_value(v)) return number_of(v);
+  std::vector<double> d;
+  flatten(v.at("data"), d);
+  if (d.size() != 1) throw Unsupported("expected a scalar, got " + v.dump().substr(0, 200));
+  return d[0];
+}
+
 inline bool same_number(double a, double b) {
   if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
   if (a == b) return true;
@@ -240,7 +250,15 @@ class Kwargs {
   }
   template <class T>
   [[nodiscard]] T get(std::string const& k, T fallback) const {
-    return has(k) ? obj_.at(k).get<T>() : fallback;
+    if (!has(k)) return fallback;
+    json const& v = obj_.at(k);
+    if constexpr (std::is_same_v<T, bool>) {
+      if (v.is_number()) return v.get<double>() != 0.0;
+      if (is_array_value(v)) return truthy(v);
+    } else if constexpr (std::is_integral_v<T> || std::is_floating_point_v<T>) {
+      if (is_array_value(v)) return static_cast<T>(scalar_of(v));  // a 0-d array
+    }
+    return v.get<T>();
   }
   [[nodiscard]] mi::DType dtype(std::string const& k, mi::DType fallback) const {
     return has(k) ? mi::parse_dtype(obj_.at(k).get<std::string>()) : fallback;

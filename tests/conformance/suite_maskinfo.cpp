@@ -8,6 +8,7 @@
 #include "piecrust/core/mask_info.hpp"
 
 #include <iostream>
+#include <algorithm>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -32,7 +33,7 @@ std::optional<mi::IntTensor> opt_ints(Kwargs const& kw, char const* k) {
   return kw.has(k) ? std::optional<mi::IntTensor>(mj::to_ints(kw.at(k))) : std::nullopt;
 }
 std::optional<std::int64_t> opt_int(Kwargs const& kw, char const* k) {
-  return kw.has(k) ? std::optional<std::int64_t>(kw.at(k).get<std::int64_t>()) : std::nullopt;
+  return kw.has(k) ? std::optional<std::int64_t>(kw.get<std::int64_t>(k, 0)) : std::nullopt;
 }
 mi::BatchInts batch_ints(json const& v) {
   if (v.is_number_integer()) return mi::BatchInts(v.get<std::int64_t>());
@@ -82,7 +83,7 @@ json run_function(std::string const& fn, Kwargs const& kw) {
     return pair_json(mi::mask_to_segment_ids(mj::to_array(kw.at("mask")), kw.get<bool>("per_head", false)));
   }
   if (fn == "_positions_from_segments_2d") {
-    return ints_json(mi::positions_from_segments_2d(mj::to_ints(kw.at("segment_ids")), kw.at("pad_value").get<std::int32_t>()));
+    return ints_json(mi::positions_from_segments_2d(mj::to_ints(kw.at("segment_ids")), kw.get<std::int32_t>("pad_value", -1)));
   }
   if (fn == "qkv_masks_to_cu_seqlens") {
     std::optional<mi::Array> kv;
@@ -96,7 +97,7 @@ json run_function(std::string const& fn, Kwargs const& kw) {
                      kw.dtype("out_dtype", mi::DType::int32));
   }
   if (fn == "cu_seqlens_to_mask") {
-    return mj::from_array(mi::cu_seqlens_to_mask(mj::to_ints(kw.at("cu_seqlens")), kw.at("max_len").get<std::int64_t>(),
+    return mj::from_array(mi::cu_seqlens_to_mask(mj::to_ints(kw.at("cu_seqlens")), kw.get<std::int64_t>("max_len", 0),
                                                  kw.dtype("dtype", mi::DType::bool_)));
   }
   if (fn == "qkv_cu_seqlens_to_qkv_masks") {
@@ -290,7 +291,11 @@ OpResult run_op(MaskInfo const& m, std::string const& op, Kwargs const& kw) {
     return m.apply_sliding_window(win, o);
   }
   if (op == "apply_chunked") {
-    return m.apply_chunked(kw.at("chunk_size").get<std::int64_t>(), kw.get<std::int64_t>("offset", 0));
+    json const& c = kw.at("chunk_size");
+    // An array chunk_size takes upstream's traced branch: max(c, 1), no error.
+    std::int64_t const chunk = mj::is_array_value(c) ? std::max<std::int64_t>(static_cast<std::int64_t>(mj::scalar_of(c)), 1)
+                                                     : c.get<std::int64_t>();
+    return m.apply_chunked(chunk, kw.get<std::int64_t>("offset", 0));
   }
   if (op == "apply_token_type_ids") {
     json const& t = kw.at("token_type_ids");
