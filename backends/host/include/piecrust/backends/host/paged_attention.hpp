@@ -266,11 +266,13 @@ struct KernelImpl<ops::PagedAttention, Host> {
             float const cm = *std::max_element(sg, sg + n);
             float const new_m = std::max(m[head], cm);
             float const corr = std::exp(m[head] - new_m);  // exp(-inf) = 0 on the first chunk
-            float sum = 0.0f;
-            for (std::size_t j = 0; j < n; ++j) {
-              sg[j] = std::exp(sg[j] - new_m);
-              sum += sg[j];
+            // exp over the chunk, lanes at a time (the buffer has room for a full last vector).
+            host::detail::Vf const vm = host::detail::splat(new_m);
+            for (std::size_t j = 0; j < n; j += host::detail::lanes) {
+              host::detail::store(sg + j, host::detail::exp_approx(host::detail::load(sg + j) - vm));
             }
+            float sum = 0.0f;
+            for (std::size_t j = 0; j < n; ++j) sum += sg[j];
             l[head] = l[head] * corr + sum;
             m[head] = new_m;
             if (corr != 1.0f) {

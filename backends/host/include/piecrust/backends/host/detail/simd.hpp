@@ -60,6 +60,34 @@ inline float hsum(Vf v) noexcept {
   return s;
 }
 
+/// exp(x) per lane for x in [-87.3, 88.7] (inputs outside are clamped), relative error ~2e-7.
+/// Cody-Waite range reduction x = k ln2 + r and a degree-6 polynomial for e^r, as Cephes' expf
+/// (S. Moshier) and Pommier's sse_mathfun; 2^k is built in the exponent bits.
+inline Vf exp_approx(Vf x) noexcept {
+  Vf const hi = splat(88.37626f), lo = splat(-87.33654f);  // keep 2^k a normal float
+  x = x > hi ? hi : x;
+  x = x < lo ? lo : x;
+  Vf fx = x * 1.44269504088896341f + 0.5f;
+  typedef std::int32_t Vi __attribute__((vector_size(lanes * 4)));
+  Vi k = __builtin_convertvector(fx, Vi);                        // truncation toward zero
+  Vf kf = __builtin_convertvector(k, Vf);
+  Vi const adjust = kf > fx;                                        // -1 where truncation rounded up
+  k += adjust;
+  kf = __builtin_convertvector(k, Vf);
+  Vf const r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
+  Vf y = splat(1.9875691500e-4f);
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * (r * r) + r + 1.0f;
+  Vi const bits = (k + 127) << 23;
+  Vf scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return y * scale;
+}
+
 /// sum a[i] * b[i], n a multiple of lanes.
 template <class A, class B>
 inline float dot(A const* a, B const* b, std::size_t n) noexcept {
