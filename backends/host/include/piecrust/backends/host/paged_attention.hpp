@@ -252,6 +252,16 @@ struct KernelImpl<ops::PagedAttention, Host> {
           std::size_t const slot0 = pos % ps;
           std::size_t const n = std::min({stop - pos, ps - slot0, chunk});
           std::size_t const page = pages[kept != nullptr ? kept[logical] : logical];
+          // Pages are scattered over the pool: prefetch the next chunk's page while this one computes,
+          // so the hardware prefetcher's ramp-up at each page jump is hidden.
+          if (pos + n < stop) {
+            std::size_t const next_logical = (pos + n) / ps;
+            if (next_logical != logical) {
+              auto const* np = reinterpret_cast<char const*>(kv.at(pages[kept != nullptr ? kept[next_logical] : next_logical], 0, 0, 0));
+              std::size_t const bytes = kv.page_stride() * sizeof(T);
+              for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(np + off, 0, 1);
+            }
+          }
           // K rows of the chunk: slot-major, heads contiguous within a slot (one sequential read).
           T const* kb = kv.at(page, 0, slot0, 0);
           for (std::size_t h = 0; h < kvh; ++h) {
