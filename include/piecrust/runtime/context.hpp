@@ -135,7 +135,10 @@ class Context {
   }
 
   /// Greedy generation with speculative drafts: every draft (chain or tree) is verified in one pass, the
-  /// longest agreeing path is kept and the rest rolled back. The tokens equal plain greedy generation's.
+  /// longest agreeing path is kept and the rest rolled back. The tokens equal plain greedy generation's as
+  /// long as the model computes a row identically in a batch of 1 + max_draft rows and in a batch of one
+  /// (true of the host backend for batches of up to 12 rows, where OpenBLAS takes its small-matrix path;
+  /// larger batches can differ in the last bits, which may flip a near-tie argmax).
   template <Drafter D>
   Task<Generation> generate_with_drafter(D& drafter, StopCondition stop, std::size_t max_draft = 8) {
     open_assistant_turn();
@@ -147,7 +150,10 @@ class Context {
     Generation g;
     std::uint32_t const ps = page_size();
     for (;;) {
-      Draft draft = drafter.draft();
+      // A prompt is prefilled in a pass of its own, exactly as plain generation does, so every row is computed
+      // in the same batch shape as there: the host GEMM gives bit-identical rows only for equal shapes (and
+      // for small batches), so verification passes stay at most 1 + max_draft tokens.
+      Draft draft = s_->pending.size() > 1 ? Draft{} : drafter.draft();
       draft.validate();
       std::size_t const room = engine_->shape().context_length - std::min(engine_->shape().context_length, seq_len() + 1);
       std::size_t const keep = std::min({draft.size(), max_draft, room});
