@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "piecrust/backends/host/detail/attention_avx2.hpp"
 #include "piecrust/backends/host/detail/simd.hpp"
 #include "piecrust/backends/host/host_space.hpp"
 #include "piecrust/kernels/paged_attention.hpp"
@@ -44,6 +45,10 @@ template <std::size_t G, std::size_t D, class T>
 inline void attention_scores(float const* q, T const* k, std::size_t slot_stride, std::size_t n, float* scores,
                              std::size_t chunk, float scale, float cap) noexcept {
   auto finish = [&](float s) { return cap > 0.0f ? cap * std::tanh(s * scale / cap) : s * scale; };
+  if (attention_avx2_available()) {
+    attention_scores_avx2<G, D>(q, k, slot_stride, n, scores, chunk, finish);
+    return;
+  }
   std::size_t j = 0;
   for (; j + 2 <= n; j += 2) {
     Vf a0[G], a1[G];
@@ -79,6 +84,10 @@ inline void attention_scores(float const* q, T const* k, std::size_t slot_stride
 template <std::size_t G, std::size_t D, class T>
 inline void attention_values(float* acc, float const* p, std::size_t chunk, T const* v, std::size_t slot_stride,
                              std::size_t n) noexcept {
+  if (attention_avx2_available()) {
+    attention_values_avx2<G, D>(acc, p, chunk, v, slot_stride, n);
+    return;
+  }
   for (std::size_t d0 = 0; d0 < D; d0 += 2 * lanes) {
     Vf a[G][2];
 #pragma GCC unroll 8
