@@ -5,7 +5,7 @@
 //  * first-step top-5 logits: max |difference| reported and bounded.
 // Measured: identical logits (4 decimals, llama.cpp with f32 KV) for 1- and 2-token contexts; from 3 tokens
 // on the logits drift by up to ~0.5, so greedy continuations split at near-ties (8 of 20 identical).
-// By default the greedy/logit checks cover the first 3 prompts (seconds); PIECRUST_CONFORMANCE_FULL=1
+// By default the greedy/logit checks cover the first 2 prompts, 8 tokens each (seconds); PIECRUST_CONFORMANCE_FULL=1
 // runs all 20 (tests/conformance/llama_cpp/run.sh does).
 
 #include <piecrust/backends/host.hpp>
@@ -75,7 +75,8 @@ TEST_CASE("llama.cpp conformance: greedy continuations and first-step logits", "
   Llama m(LlamaWeights::from_gguf(file), Host{});
   auto const& cases = reference().at("greedy");
   REQUIRE(cases.size() == 20);
-  std::size_t const n = full() ? cases.size() : 3;
+  std::size_t const n = full() ? cases.size() : 2;
+  std::size_t const max_tokens = full() ? 1000 : 8;
   std::size_t const V = m.shape().vocab_size;
   double worst = 0;
   std::size_t same_seq = 0, same_tokens = 0, total_tokens = 0;
@@ -83,7 +84,8 @@ TEST_CASE("llama.cpp conformance: greedy continuations and first-step logits", "
   for (std::size_t p = 0; p < n; ++p) {
     auto const& c = cases[p];
     auto const prompt = c.at("prompt_ids").get<std::vector<TokenId>>();
-    auto const want = c.at("ids").get<std::vector<TokenId>>();
+    auto want = c.at("ids").get<std::vector<TokenId>>();
+    if (want.size() > max_tokens) want.resize(max_tokens);
     INFO("prompt " << p << ": " << c.at("prompt").get<std::string>());
     CHECK(tok.encode(c.at("prompt").get<std::string>(), {.parse_special = true}) == prompt);
     detail::SequenceRunner<Llama> run(m, 8, 16);
