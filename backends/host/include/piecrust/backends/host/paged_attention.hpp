@@ -119,6 +119,7 @@ inline void attention_values(float* acc, float const* p, std::size_t chunk, T co
 template <>
 struct KernelImpl<ops::PagedAttention, Host> {
   static constexpr std::size_t chunk = 64;               // slots per online-softmax step (at most one page)
+  static constexpr std::size_t value_block = 4;          // V slots per register-blocked step
   static constexpr std::size_t piece_positions = 1024;   // KV positions per work item (split-KV)
 
   template <std::size_t HeadDim, class T>
@@ -261,24 +262,21 @@ struct KernelImpl<ops::PagedAttention, Host> {
           std::size_t const slot0 = pos % ps;
           std::size_t const n = std::min({stop - pos, ps - slot0, chunk});
           std::size_t const page = pages[kept != nullptr ? kept[logical] : logical];
-          // Pages are scattered over the pool: prefetch the next chunk's page while this one computes,
-          // so the hardware prefetcher's ramp-up at each page jump is hidden.
-          if (pos + n < stop) {
-            std::size_t const next_logical = (pos + n) / ps;
-            if (next_logical != logical) {
-              auto const* np = reinterpret_cast<char const*>(kv.at(pages[kept != nullptr ? kept[next_logical] : next_logical], 0, 0, 0));
-              std::size_t const bytes = kv.page_stride() * sizeof(T);
-              for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(np + off, 0, 1);
-            }
-          }
-          // K rows of the chunk: slot-major, heads contiguous within a slot (one sequential read).
+          // No software prefetch of the next page: with K and V consumed front to back the hardware
+          // prefetcher follows each page, and a whole-page burst of prefetches measured no better.
+          // Slot pairs outermost: the K block is consumed front to back (a slot's row holds every head),
+          // not head by head across all the slots' rows (a 4 KiB stride the hardware prefetcher loses).
           T const* kb = kv.at(page, 0, slot0, 0);
-          for (std::size_t h = 0; h < kvh; ++h) {
-            for_group(group, [&](auto g_ct, std::size_t g0) {
-              std::size_t const head = h * group + g0;
-              host::detail::attention_scores<decltype(g_ct)::value, HeadDim>(
-                  qt + head * HeadDim, kb + h * HeadDim, slot_stride, n, scores.data() + head * chunk, chunk, scale, cap);
-            });
+          for (std::size_t j0 = 0; j0 < n; j0 += 2) {
+            std::size_t const nj = std::min<std::size_t>(2, n - j0);
+            for (std::size_t h = 0; h < kvh; ++h) {
+              for_group(group, [&](auto g_ct, std::size_t g0) {
+                std::size_t const head = h * group + g0;
+                host::detail::attention_scores<decltype(g_ct)::value, HeadDim>(
+                    qt + head * HeadDim, kb + j0 * slot_stride + h * HeadDim, slot_stride, nj,
+                    scores.data() + head * chunk + j0, chunk, scale, cap);
+              });
+            }
           }
           for (std::size_t head = 0; head < qo_heads; ++head) {
             float* sg = scores.data() + head * chunk;
@@ -298,13 +296,19 @@ struct KernelImpl<ops::PagedAttention, Host> {
               for (std::size_t d = 0; d < HeadDim; ++d) acc[head * HeadDim + d] *= corr;
             }
           }
+          // V in blocks of a few slots, all heads per block (front to back as K); the accumulators stay
+          // in registers over a block's slots, and the sum over slots keeps its order.
           T const* vb = kv.at(page, 1, slot0, 0);
-          for (std::size_t h = 0; h < kvh; ++h) {
-            for_group(group, [&](auto g_ct, std::size_t g0) {
-              std::size_t const head = h * group + g0;
-              host::detail::attention_values<decltype(g_ct)::value, HeadDim>(
-                  acc.data() + head * HeadDim, scores.data() + head * chunk, chunk, vb + h * HeadDim, slot_stride, n);
-            });
+          for (std::size_t j0 = 0; j0 < n; j0 += value_block) {
+            std::size_t const nj = std::min(value_block, n - j0);
+            for (std::size_t h = 0; h < kvh; ++h) {
+              for_group(group, [&](auto g_ct, std::size_t g0) {
+                std::size_t const head = h * group + g0;
+                host::detail::attention_values<decltype(g_ct)::value, HeadDim>(
+                    acc.data() + head * HeadDim, scores.data() + head * chunk + j0, chunk,
+                    vb + j0 * slot_stride + h * HeadDim, slot_stride, nj);
+              });
+            }
           }
           pos += n;
         }
