@@ -3,11 +3,12 @@
 //   piecrust-chat --prompt "What is the capital of France?"     one question, one answer
 //   piecrust-chat                                               interactive (/reset, /quit)
 //
-// Until the runtime's Engine exists this drives the model directly: one sequence, pages from a PagePool.
+// It runs on piecrust's runtime: an Engine owns the model and the KV pages, the conversation is a Context,
+// and each token is one Forward pass (input_pending + sample), streamed as it is produced.
 
 #include <piecrust/backends/host.hpp>
 #include <piecrust/model.hpp>
-#include <piecrust/model/detail/sequence_runner.hpp>
+#include <piecrust/runtime.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -97,43 +98,31 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-/// Greedy at temperature 0; otherwise softmax(logits / T) restricted to the top-k, then to the smallest
-/// set whose mass reaches top-p (Holtzman et al. 2019, "The Curious Case of Neural Text Degeneration").
-class Sampler {
- public:
-  explicit Sampler(Options const& o) : o_(o), rng_(o.seed) {}
-
-  TokenId sample(std::vector<float> const& logits) {
-    if (o_.temperature == 0.0f) {
-      return static_cast<TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    }
-    std::vector<TokenId> idx(logits.size());
-    std::iota(idx.begin(), idx.end(), 0);
-    std::size_t k = o_.top_k == 0 ? idx.size() : std::min(o_.top_k, idx.size());
-    std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
-                      [&](TokenId a, TokenId b) { return logits[a] > logits[b]; });
-    idx.resize(k);
-    std::vector<double> p(k);
-    double const mx = logits[idx[0]];
-    double z = 0;
-    for (std::size_t i = 0; i < k; ++i) z += p[i] = std::exp((logits[idx[i]] - mx) / o_.temperature);
-    double mass = 0;
-    std::size_t keep = 0;
-    while (keep < k && mass < o_.top_p * z) mass += p[keep++];
-    std::discrete_distribution<std::size_t> pick(p.begin(), p.begin() + static_cast<std::ptrdiff_t>(std::max<std::size_t>(keep, 1)));
-    return idx[pick(rng_)];
-  }
-
- private:
-  Options const& o_;
-  std::mt19937_64 rng_;
-};
+/// Greedy at temperature 0; otherwise the runtime's top-k / top-p samplers at the given temperature
+/// (Holtzman et al. 2019, "The Curious Case of Neural Text Degeneration").
+SamplerSpec make_sampler(Options const& o) {
+  if (o.temperature == 0.0f) return samplers::greedy();
+  auto const k = static_cast<std::uint32_t>(o.top_k);
+  if (k > 0 && o.top_p < 1.0f) return samplers::top_k_top_p(k, o.top_p, o.temperature);
+  if (k > 0) return samplers::top_k(k, o.temperature);
+  if (o.top_p < 1.0f) return samplers::top_p(o.top_p, o.temperature);
+  return samplers::temperature(o.temperature);
+}
 
 struct Stats {
   std::size_t prompt_tokens = 0, generated = 0;
   double prompt_s = 0, gen_s = 0;
 };
 
+EngineOptions engine_options(Options const& o) {
+  EngineOptions e;
+  e.page_size = 16;
+  e.num_pages = (o.context + e.page_size - 1) / e.page_size + 1;
+  e.seed = o.seed;
+  return e;
+}
+
+/// A conversation on piecrust's runtime: one Engine, one Context; each turn is a program the engine runs.
 class Chat {
  public:
   Chat(Options const& o, std::shared_ptr<GgufFile const> file)
@@ -141,62 +130,69 @@ class Chat {
         tok_(Tokenizer::from_gguf(*file)),
         tmpl_(o.raw ? ChatTemplate(ChatFamily::chatml) : ChatTemplate::from_gguf(*file)),
         model_(LlamaWeights::from_gguf(file), o.threads == 0 ? Host{} : Host{o.threads}),
-        runner_(model_, (o.context + 15) / 16, 16),
-        seq_(runner_.add_sequence()),
-        sampler_(o) {}
+        engine_(model_, engine_options(o), &tok_, tmpl_),
+        ctx_(engine_.create_context()),
+        sampler_(make_sampler(o)) {}
 
   /// Sends one user message (or raw text) and streams the reply to stdout.
-  void turn(std::string const& user) {
-    std::string text;
+  void turn(std::string const& user) { engine_.block_on(run_turn(user)); }
+
+  void reset() { ctx_ = engine_.create_context(); }
+  [[nodiscard]] Stats const& stats() const { return stats_; }
+
+ private:
+  Task<void> run_turn(std::string user) {
+    bool const fresh = ctx_.seq_len() == 0 && ctx_.pending_tokens().empty();
     if (o_.raw) {
-      text = user;
+      ctx_.fill(user);
     } else {
-      if (runner_.length(seq_) == 0) {
-        text = tmpl_.begin();
+      if (fresh) {
         std::string const sys = o_.system.value_or(tmpl_.default_system());
-        if (!sys.empty()) text += tmpl_.message("system", sys);
+        if (!sys.empty()) ctx_.fill_system(sys);
       }
-      text += tmpl_.message("user", user) + tmpl_.generation_prompt();
+      ctx_.fill_user(user);
+      ctx_.fill_generation_prompt();
     }
-    auto const ids = tok_.encode(text, {.add_special = runner_.length(seq_) == 0, .parse_special = !o_.raw});
-    if (runner_.length(seq_) + ids.size() + o_.max_tokens > o_.context) {
+    if (ctx_.seq_len() + ctx_.pending_tokens().size() + o_.max_tokens > o_.context) {
       std::fprintf(stderr, "[context of %zu tokens is full: starting a new conversation]\n", o_.context);
-      runner_.reset(seq_);
-      return turn(user);
+      reset();
+      co_await run_turn(std::move(user));
+      co_return;
     }
-    auto t0 = Clock::now();
-    auto logits = runner_.step(seq_, ids);
-    stats_.prompt_s += std::chrono::duration<double>(Clock::now() - t0).count();
-    stats_.prompt_tokens += ids.size();
+    std::size_t const prompt = ctx_.pending_tokens().size();
     StreamingDetokenizer out(tok_);
-    t0 = Clock::now();
+    auto t0 = Clock::now();
     for (std::size_t n = 0; n < o_.max_tokens; ++n) {
-      TokenId const next = sampler_.sample(logits);
+      // One pass: feed what is pending (the prompt, then each sampled token) and sample after its last token.
+      auto fwd = ctx_.forward();
+      fwd.input_pending();
+      auto const h = fwd.sample({ctx_.pending_tokens().size() - 1}, sampler_);
+      ForwardOutput const result = co_await fwd.execute();
+      auto const next = result.token(h);
+      if (n == 0) {
+        stats_.prompt_s += std::chrono::duration<double>(Clock::now() - t0).count();
+        stats_.prompt_tokens += prompt;
+        t0 = Clock::now();
+      }
       ++stats_.generated;
-      if (tok_.is_eog(next)) {
-        // Keep the end-of-turn token in the context so the next turn continues the conversation.
-        logits = runner_.step(seq_, std::span(&next, 1));
-        if (!o_.raw) (void)runner_.step(seq_, tok_.encode("\n"));
+      ctx_.fill({next});  // kept in the context so the next turn continues the conversation
+      if (tok_.is_eog(static_cast<TokenId>(next))) {
+        if (!o_.raw) ctx_.fill("\n");
         break;
       }
-      std::cout << out.push(next) << std::flush;
-      logits = runner_.step(seq_, std::span(&next, 1));
+      std::cout << out.push(static_cast<TokenId>(next)) << std::flush;
     }
     std::cout << out.flush() << std::endl;
     stats_.gen_s += std::chrono::duration<double>(Clock::now() - t0).count();
   }
 
-  void reset() { runner_.reset(seq_); }
-  [[nodiscard]] Stats const& stats() const { return stats_; }
-
- private:
   Options const& o_;
   Tokenizer tok_;
   ChatTemplate tmpl_;
   Llama model_;
-  detail::SequenceRunner<Llama> runner_;
-  std::size_t seq_;
-  Sampler sampler_;
+  Engine<Llama> engine_;
+  Context<Llama> ctx_;
+  SamplerSpec sampler_;
   Stats stats_;
 };
 

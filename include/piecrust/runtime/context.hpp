@@ -86,6 +86,11 @@ class Context {
     s_->user_turn_open = true;
   }
   void fill_assistant(std::string_view text) { fill_message("assistant", text); }
+  /// Opens the assistant's turn now (generate() does it by itself after fill_user).
+  void fill_generation_prompt() {
+    fill(engine_->encode(engine_->chat_template().generation_prompt()));
+    s_->user_turn_open = false;
+  }
 
   // ---- passes ----
 
@@ -295,9 +300,7 @@ class Context {
   }
 
   void open_assistant_turn() {
-    if (!s_->user_turn_open) return;
-    fill(engine_->encode(engine_->chat_template().generation_prompt()));
-    s_->user_turn_open = false;
+    if (s_->user_turn_open) fill_generation_prompt();
   }
 
   bool context_full() const { return context_full_after(0); }
