@@ -2,12 +2,12 @@
 # Installs what piecrust needs to build and test, from Debian's packages.
 # Idempotent: packages already present are skipped, so re-running is cheap.
 #   scripts/install-deps.sh            required packages only
-#   scripts/install-deps.sh --optional required + HIP compiler and Kokkos
+#   scripts/install-deps.sh --optional required + HIP compiler, Kokkos, clang and its fuzzer runtime
 set -euo pipefail
 
 required=(cmake g++ make catch2 libfmt-dev libbenchmark-dev libopenblas-dev
           libpcre2-dev libsqlite3-dev nlohmann-json3-dev pkg-config python3 python3-pip unzip)
-optional=(hipcc libamdhip64-dev libtrilinos-kokkos-dev)
+optional=(hipcc libamdhip64-dev libtrilinos-kokkos-dev clang libclang-rt-14-dev)
 
 want=("${required[@]}")
 if [[ "${1:-}" == "--optional" ]]; then want+=("${optional[@]}"); fi

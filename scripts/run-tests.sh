@@ -2,7 +2,8 @@
 # The README's second command: sets up a fresh machine and passes every test.
 #   1. installs dependencies (Debian packages) and fetches the SmolLM2 model;
 #   2. builds with -Wall -Wextra -Werror and runs ctest (unit, conformance, compile-fail, packaging, model);
-#   3. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs ctest.
+#   3. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs ctest;
+#   4. fuzzes the GGUF reader for 30 s (libFuzzer, when clang is present).
 # CUDA and HIP targets are compile-checked when nvcc / hipcc are present. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +24,10 @@ cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DPIECRUST_SANITIZE=ON -DPIECR
 cmake --build build/asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build/asan --output-on-failure -j"$jobs"
+
+if command -v clang++ >/dev/null; then
+  echo "== fuzz: the GGUF reader under libFuzzer (ASan + UBSan), briefly"
+  FUZZ_BUILD_DIR=build/fuzz scripts/fuzz-gguf.sh "${PIECRUST_FUZZ_SECONDS:-30}"
+fi
 
 echo "run-tests: all tests passed"
