@@ -474,3 +474,25 @@ TEST_CASE("thousands of random programs leave no page behind", "[runtime][model]
   INFO("out-of-pages outcomes: " << failures);
   CHECK(e.stats().passes > 300);
 }
+
+TEST_CASE("flush(keep_last) shares one prefill between forks that then generate together", "[runtime][fork]") {
+  // The README's example, on the tiny model with token ids instead of chat text.
+  Engine<Tiny> e(tiny(), opts());
+  auto two_answers = [](Engine<Tiny>& engine) -> Task<std::vector<Generation>> {
+    auto ctx = engine.create_context();
+    ctx.fill(prompt(13, 37));
+    co_await ctx.flush(Flush::keep_last);
+    CHECK(ctx.seq_len() == 36);
+    CHECK(ctx.pending_tokens().size() == 1);
+    auto a = ctx.fork(), b = ctx.fork();
+    std::vector<Task<Generation>> branches;
+    branches.push_back(a.generate(samplers::top_p(0.9f), max_len(16)));
+    branches.push_back(b.generate(samplers::min_p(0.1f), max_len(16)));
+    co_return co_await engine.when_all(std::move(branches));
+  };
+  auto const gens = e.block_on(two_answers(e));
+  CHECK(gens[0].tokens.size() == 16);
+  CHECK(gens[1].tokens.size() == 16);
+  CHECK(e.stats().steps == 1 + 16);
+  CHECK(e.stats().tokens == 36 + 2 * 16);  // the prompt once, then one token per branch per step
+}

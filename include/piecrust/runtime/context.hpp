@@ -24,7 +24,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -35,6 +37,9 @@ namespace piecrust {
 
 template <class M>
 class Engine;
+
+/// What Context::flush leaves pending: nothing, or the last token (to continue generating from it).
+enum class Flush { all, keep_last };
 
 /// What a generation produced. The token that triggered the stop condition is included (Pie's behaviour).
 struct Generation {
@@ -96,11 +101,25 @@ class Context {
 
   [[nodiscard]] Forward<M> forward() { return Forward<M>(*engine_, *s_); }
 
-  /// Prefills the pending tokens and commits full pages.
-  Task<void> flush() {
-    if (s_->pending.empty()) co_return;
-    auto fwd = forward();
-    co_await fwd.execute();
+  /// Prefills the pending tokens and commits full pages. With Flush::keep_last the last pending token stays
+  /// pending, so that generate() (or every fork of this context) can continue from it: the way to share one
+  /// prefilled prompt between branches.
+  Task<void> flush(Flush mode = Flush::all) {
+    if (s_->pending.empty() || (mode == Flush::keep_last && s_->pending.size() == 1)) co_return;
+    std::optional<std::uint32_t> kept;
+    if (mode == Flush::keep_last) {
+      kept = s_->pending.back();
+      s_->pending.pop_back();
+    }
+    std::exception_ptr error;
+    try {
+      auto fwd = forward();
+      co_await fwd.execute();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (kept) s_->pending.push_back(*kept);
+    if (error) std::rethrow_exception(error);
   }
 
   /// The next-token distribution after the pending tokens (prefilling them): ids and probabilities.
