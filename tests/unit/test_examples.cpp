@@ -3,6 +3,8 @@
 // page accounting through the pool's free count).
 #include <catch2/catch.hpp>
 
+#include "tiny_runtime.hpp"
+
 #include "attention_sink/attention_sink.hpp"
 #include "beam_search/beam_search.hpp"
 #include "best_of_n/best_of_n.hpp"
@@ -31,29 +33,13 @@
 
 using namespace piecrust;
 using namespace piecrust::examples;
-using Tiny = LlamaModel<Host>;
+using Tiny = testing::Tiny;
 
 namespace {
 
-EngineOptions opts(std::size_t pages = 256, std::uint64_t seed = 7) {
-  EngineOptions o;
-  o.num_pages = pages;
-  o.page_size = 16;
-  o.seed = seed;
-  return o;
-}
-
-Tiny& tiny() {
-  static Tiny model(tiny_llama_weights(3));
-  return model;
-}
-
-std::vector<std::uint32_t> prompt(std::uint32_t seed, std::size_t n) {
-  std::mt19937 rng(seed);
-  std::vector<std::uint32_t> p(n);
-  for (auto& t : p) t = rng() % 512;
-  return p;
-}
+EngineOptions opts(std::size_t pages = 256, std::uint64_t seed = 7) { return testing::engine_options(pages, 16, seed); }
+Tiny& tiny() { return testing::tiny_model(); }
+std::vector<std::uint32_t> prompt(std::uint32_t seed, std::size_t n) { return testing::random_prompt(seed, n); }
 
 Task<Generation> plain_greedy(Engine<Tiny>& e, std::vector<std::uint32_t> p, std::size_t n) {
   auto ctx = e.create_context();

@@ -3,8 +3,7 @@
 // greedy, constraints, KV export/import through memory and SQLite stores, and error paths that change nothing.
 #include <catch2/catch.hpp>
 
-#include <piecrust/model.hpp>
-#include <piecrust/runtime.hpp>
+#include "tiny_runtime.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -14,29 +13,15 @@
 #include <vector>
 
 using namespace piecrust;
-using Tiny = LlamaModel<Host>;
+using Tiny = testing::Tiny;
 
 namespace {
 
-EngineOptions opts(std::size_t pages = 256, std::uint32_t page_size = 16, std::uint64_t seed = 7) {
-  EngineOptions o;
-  o.num_pages = pages;
-  o.page_size = page_size;
-  o.seed = seed;
-  return o;
+EngineOptions opts(std::size_t pages = 256, std::uint32_t page_size = 16) {
+  return testing::engine_options(pages, page_size);
 }
-
-Tiny& tiny() {
-  static Tiny model(tiny_llama_weights(3));
-  return model;
-}
-
-std::vector<std::uint32_t> prompt(std::uint32_t seed, std::size_t n) {
-  std::mt19937 rng(seed);
-  std::vector<std::uint32_t> p(n);
-  for (auto& t : p) t = rng() % 512;
-  return p;
-}
+Tiny& tiny() { return testing::tiny_model(); }
+std::vector<std::uint32_t> prompt(std::uint32_t seed, std::size_t n) { return testing::random_prompt(seed, n); }
 
 std::uint32_t argmax(std::span<float const> row) {
   return static_cast<std::uint32_t>(std::max_element(row.begin(), row.end()) - row.begin());
