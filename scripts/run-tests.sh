@@ -15,6 +15,7 @@ jobs=$(nproc)
 echo "== build: warnings as errors"
 cmake -S . -B build/werror -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIECRUST_WERROR=ON
 cmake --build build/werror -j"$jobs"
+cmake --build build/werror --target all_verify_interface_header_sets -j"$jobs"  # every header compiles alone
 ctest --test-dir build/werror --output-on-failure -j"$jobs"
 
 echo "== build: AddressSanitizer + UndefinedBehaviorSanitizer"
