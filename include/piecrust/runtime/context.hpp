@@ -284,7 +284,8 @@ class Context {
 
   // ---- memory ----
 
-  /// Marks KV slots [begin, end) masked (later passes do not attend to them by default rows).
+  /// Marks KV slots [begin, end) masked: later passes that give no attention rows of their own do not attend
+  /// to them (and pages that are wholly masked are left out of attention by page-trim).
   void mask_token_range(std::size_t begin, std::size_t end, bool masked = true) { s_->table.mask_token_range(begin, end, masked); }
   /// Frees full committed pages whose slots are all masked; returns how many.
   std::size_t drop_masked_kv_pages() { return s_->table.drop_masked_kv_pages(); }

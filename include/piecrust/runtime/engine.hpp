@@ -13,6 +13,7 @@
 // seed produces the same tokens whatever else runs beside it.
 
 #include <piecrust/backends/host.hpp>
+#include <piecrust/core/brle.hpp>
 #include <piecrust/core/error.hpp>
 #include <piecrust/core/page_pool.hpp>
 #include <piecrust/core/trim_plan.hpp>
@@ -358,8 +359,22 @@ class Engine {
     std::vector<std::uint32_t> last_page_len;  // [batch]
     std::vector<TrimPlan> trims;               // [batch] when any pass has masks
     std::vector<std::uint32_t> logit_rows;     // [num_logits]
-    bool const any_masks = std::any_of(prepared.begin(), prepared.end(), [](Prepared const& p) { return !p.pass->masks.empty(); });
-    for (Prepared& p : prepared) {
+    // Attention rows per pass: the pass's own rows (after causal rows for a non-indexable pending prefix), or,
+    // when the context has masked slots (mask_token_range), causal rows that skip them; empty = plain causal.
+    std::vector<std::vector<AttentionMask>> pass_rows(prepared.size());
+    bool any_masks = false;
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      detail::PassRequest const& pass = *prepared[i].pass;
+      if (!pass.masks.empty()) {
+        pass_rows[i] = AttentionMask::causal_rows(prepared[i].kv_before, pass.prefix);
+        pass_rows[i].insert(pass_rows[i].end(), pass.masks.begin(), pass.masks.end());
+      } else {
+        pass_rows[i] = rows_skipping_masked(pass.ctx->table, prepared[i].kv_before, pass.tokens.size());
+      }
+      any_masks = any_masks || !pass_rows[i].empty();
+    }
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      Prepared& p = prepared[i];
       detail::PassRequest const& pass = *p.pass;
       PageTable const& t = pass.ctx->table;
       p.first_token = tokens.size();
@@ -370,14 +385,7 @@ class Engine {
       kv_indices.insert(kv_indices.end(), pages.begin(), pages.end());
       kv_indptr.push_back(static_cast<std::uint32_t>(kv_indices.size()));
       last_page_len.push_back(t.kv_last_page_len());
-      if (any_masks) {
-        std::vector<AttentionMask> rows;
-        if (!pass.masks.empty()) {
-          rows = AttentionMask::causal_rows(p.kv_before, pass.prefix);
-          rows.insert(rows.end(), pass.masks.begin(), pass.masks.end());
-        }
-        trims.push_back(TrimPlan::compute(ps, p.kv_before, pass.tokens.size(), rows));
-      }
+      if (any_masks) trims.push_back(TrimPlan::compute(ps, p.kv_before, pass.tokens.size(), pass_rows[i]));
       for (auto const& s : pass.samples) {
         for (std::size_t const i : s.indices) logit_rows.push_back(static_cast<std::uint32_t>(p.first_token + pass.prefix + i));
       }
@@ -423,6 +431,23 @@ class Engine {
       }
       finish(&pass);
     }
+  }
+
+  /// Causal rows for `n` new tokens after `kv_before` slots that also mask every slot flagged by
+  /// mask_token_range; empty when no slot is flagged (plain causal attention).
+  static std::vector<AttentionMask> rows_skipping_masked(PageTable const& t, std::size_t kv_before, std::size_t n) {
+    Brle history;  // [kv_before] 1 = masked slot
+    bool any = false;
+    for (std::size_t s = 0; s < kv_before; ++s) {
+      bool const masked = t.token(s).masked;
+      any = any || masked;
+      history.append(masked);
+    }
+    if (!any) return {};
+    std::vector<AttentionMask> rows;  // [n]
+    rows.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) rows.emplace_back(Brle(history).append(false, i + 1));
+    return rows;
   }
 
   static void commit_full_pages(PageTable& t) {
