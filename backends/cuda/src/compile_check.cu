@@ -1,5 +1,9 @@
 // Compiles every public CUDA-backend header with nvcc, and one kernel in the shared dialect.
+#include <piecrust/backends/cuda/copy.hpp>
+#include <piecrust/backends/cuda/memory.hpp>
 #include <piecrust/backends/cuda/runtime.hpp>
+#include <piecrust/backends/cuda/scratch.hpp>
+#include <piecrust/backends/cuda/space.hpp>
 
 namespace {
 __global__ void scale(float* x, float s, int n) {
