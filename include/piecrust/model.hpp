@@ -14,6 +14,7 @@
 #include <piecrust/model/llama_config.hpp>
 #include <piecrust/model/llama_model.hpp>
 #include <piecrust/model/llama_weights.hpp>
+#include <piecrust/model/lora_adapter.hpp>
 #include <piecrust/model/model_concept.hpp>
 #include <piecrust/model/model_paths.hpp>
 #include <piecrust/model/quantize.hpp>

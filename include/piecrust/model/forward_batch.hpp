@@ -11,16 +11,20 @@
 
 namespace piecrust {
 
+class LoraAdapter;
+
 /// Request b's new tokens are tokens[qo_indptr[b] .. qo_indptr[b+1]). Its page table (FlashInfer layout,
 /// `pages`) already covers the new tokens: they are written at KV positions kv_len - qo_len ... kv_len - 1
 /// of the request, in order. RoPE uses `positions`, which need not equal the KV positions (after
-/// eviction or for speculative branches).
+/// eviction or for speculative branches). `adapters`, when not empty, gives each request a LoRA adapter
+/// applied to its tokens' attention projections (nullptr: none); the adapters must outlive the step.
 struct ForwardBatch {
   std::span<TokenId const> tokens;           // [num_tokens]
   std::span<std::uint32_t const> positions;  // [num_tokens]
   PagedBatch pages;                          // qo_indptr [batch+1], kv_indptr [batch+1], kv_indices, kv_last_page_len [batch]
   AttentionSelection attention{};            // masks [num_tokens] / trims [batch], or empty for causal
   std::span<std::uint32_t const> logit_rows;  // [num_logits] token indices whose logits are computed
+  std::span<LoraAdapter const* const> adapters{};  // [batch] per request, nullptr = none; empty = no adapter
 };
 
 }  // namespace piecrust

@@ -13,6 +13,7 @@
 #include <piecrust/exec/execution_space.hpp>
 #include <piecrust/kernels.hpp>
 #include <piecrust/model/detail/activation_quant.hpp>
+#include <piecrust/model/detail/lora_apply.hpp>
 #include <piecrust/model/detail/q8_activation_gemm.hpp>
 #include <piecrust/model/forward_batch.hpp>
 #include <piecrust/model/kv_cache.hpp>
@@ -101,6 +102,7 @@ class LlamaModel {
       auto const& L = w_.layers[l];
       rms_norm(space_, x.view(T, E), ShapedView<float const, 1>(L.attn_norm), a.view(T, E), c.rms_eps);
       matmul3(a.view(T, E), {{{&L.wq, q.view(T, H * D)}, {&L.wk, k.view(T, KH * D)}, {&L.wv, v.view(T, KH * D)}}}, xq);
+      detail::apply_lora_qkv(batch, l, a.view(T, E), q.view(T, H * D), k.view(T, KH * D), v.view(T, KH * D));
       if (c.qkv_bias) {
         add_bias(q.view(T, H * D), L.bq);
         add_bias(k.view(T, KH * D), L.bk);
@@ -112,6 +114,7 @@ class LlamaModel {
       paged_attention(space_, std::as_const(q).view(T, H, D), kv.layer(l), batch.pages, o.view(T, H, D), lse.view(T, H), {},
                       batch.attention);
       matmul(o.view(T, H * D), L.wo, x.view(T, E), xq, 1.0f);
+      detail::apply_lora(batch, l, LoraTarget::o, o.view(T, H * D), x.view(T, E));
       rms_norm(space_, x.view(T, E), ShapedView<float const, 1>(L.ffn_norm), a.view(T, E), c.rms_eps);
       matmul3(a.view(T, E), {{{&L.gate, g.view(T, F)}, {&L.up, u.view(T, F)}, {nullptr, {}}}}, xq);
       swiglu(space_, std::as_const(g).view(T, F), std::as_const(u).view(T, F), g.view(T, F));
