@@ -1,0 +1,211 @@
+#pragma once
+// Host-side launchers of the GPU attention kernels over raw device pointers and a stream. The KernelImpl
+// specializations (paged_attention.hpp, merge_states.hpp beside this) call them with a Cuda space's
+// stream and Scratch; benchmarks and tests may call them directly.
+//
+// One paged_attention call: build the TilePlan on the host (page-trim, tile classification, split-KV),
+// upload it in ONE copy through the space's Scratch (its partial-state workspace lives there too),
+// launch the decode kernel over decode items, the prefill kernel over prefill items, and the merge of
+// split tokens, all on one stream. No allocation in steady state (Scratch grows geometrically).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "piecrust/backends/cuda/attention/decode_kernel.hpp"
+#include "piecrust/backends/cuda/attention/kernel_args.hpp"
+#include "piecrust/backends/cuda/attention/merge_kernel.hpp"
+#include "piecrust/backends/cuda/attention/prefill_kernel.hpp"
+#include "piecrust/backends/cuda/attention/tile_plan.hpp"
+#include "piecrust/backends/cuda/runtime.hpp"
+#include "piecrust/backends/cuda/scratch.hpp"
+#include "piecrust/exec/shaped_view.hpp"
+#include "piecrust/kernels/paged_attention.hpp"
+#include "piecrust/kernels/paged_kv.hpp"
+
+namespace piecrust::cuda::attention {
+
+namespace detail {
+
+inline constexpr int max_devices = 64;
+
+/// Multiprocessors of `device` (cached; the split-KV heuristic sizes the grid from it).
+inline int multiprocessor_count(int device) {
+  static int cache[max_devices] = {};
+  if (device >= 0 && device < max_devices && cache[device] > 0) return cache[device];
+  int n = 0;
+#if defined(__HIPCC__)
+  gpu::check(hipDeviceGetAttribute(&n, hipDeviceAttributeMultiprocessorCount, device), "DeviceGetAttribute");
+#else
+  gpu::check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "DeviceGetAttribute");
+#endif
+  n = std::max(n, 1);
+  if (device >= 0 && device < max_devices) cache[device] = n;
+  return n;
+}
+
+/// Resident CTAs of `kernel` per multiprocessor (at least 1).
+template <class Kernel>
+int occupancy(Kernel kernel, int threads, std::size_t smem) {
+  int n = 0;
+  gpu::check(PIECRUST_GPU_API(OccupancyMaxActiveBlocksPerMultiprocessor)(&n, kernel, threads, smem),
+             "OccupancyMaxActiveBlocksPerMultiprocessor");
+  return std::max(n, 1);
+}
+
+template <int D, class T, int GMax>
+struct DecodeLaunch {
+  static void run(KernelArgs<T> const& a, std::size_t items, gpu::stream_t stream) {
+    using C = DecodeConfig<D, T, GMax>;
+    dim3 const grid(static_cast<unsigned>(items), a.num_kv_heads * a.head_blocks);
+    decode_kernel<D, T, GMax><<<grid, C::threads, 0, stream>>>(a);
+    gpu::check_launch("paged_attention decode_kernel");
+  }
+  static int occupancy_per_sm() {
+    static int const n = occupancy(decode_kernel<D, T, GMax>, DecodeConfig<D, T, GMax>::threads, 0);
+    return n;
+  }
+};
+
+/// Calls f(std::integral_constant<int, GMax>{}) for the decode kernel's heads-per-CTA choice.
+template <class F>
+void dispatch_heads_per_cta(int heads, F&& f) {
+  switch (heads) {
+    case 1: f(std::integral_constant<int, 1>{}); return;
+    case 2: f(std::integral_constant<int, 2>{}); return;
+    case 4: f(std::integral_constant<int, 4>{}); return;
+    default: f(std::integral_constant<int, 8>{}); return;
+  }
+}
+
+#if PIECRUST_ATTENTION_TENSOR_CORES
+template <int D, class T>
+struct PrefillLaunch {
+  /// Raises the kernel's dynamic shared-memory limit past 48 KiB on `device` (once per device).
+  static void prepare(int device) {
+    static bool done[max_devices] = {};
+    if (device >= 0 && device < max_devices && done[device]) return;
+    gpu::check(cudaFuncSetAttribute(prefill_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(PrefillConfig<D>::smem_bytes)),
+               "FuncSetAttribute(MaxDynamicSharedMemorySize)");
+    if (device >= 0 && device < max_devices) done[device] = true;
+  }
+  static void run(KernelArgs<T> const& a, std::size_t items, gpu::stream_t stream) {
+    dim3 const grid(static_cast<unsigned>(items), a.num_kv_heads);
+    prefill_kernel<D, T><<<grid, PrefillConfig<D>::threads, PrefillConfig<D>::smem_bytes, stream>>>(a);
+    gpu::check_launch("paged_attention prefill_kernel");
+  }
+  static int occupancy_per_sm() {
+    static int const n = occupancy(prefill_kernel<D, T>, PrefillConfig<D>::threads, PrefillConfig<D>::smem_bytes);
+    return n;
+  }
+};
+#endif
+
+}  // namespace detail
+
+/// Prefill q-tile size in tokens for a GQA group: 64 packed rows / group (0 = decode kernel only:
+/// HIP, or a group wider than the tile).
+inline std::size_t prefill_tokens_per_qtile(std::size_t group) {
+#if PIECRUST_ATTENTION_TENSOR_CORES
+  return group <= 64 ? 64 / group : 0;
+#else
+  (void)group;
+  return 0;
+#endif
+}
+
+/// paged_attention on the GPU. q, kv.data, out and lse are device pointers on `device`; batch and
+/// selection are host objects, already validated by piecrust::paged_attention; params.sm_scale is
+/// resolved (> 0). Asynchronous on `stream`.
+template <std::size_t D, class T>
+void launch_paged_attention(gpu::Scratch& scratch, gpu::stream_t stream, int device, ShapedView<float const, 3> q,
+                            PagedKv<T const> kv, PagedBatch const& batch, AttentionSelection const& selection,
+                            PagedAttentionParams const& params, ShapedView<float, 3> out, ShapedView<float, 2> lse) {
+  constexpr int d = static_cast<int>(D);
+  std::size_t const tokens = q.extent(0);
+  if (tokens == 0) return;
+  std::size_t const qo_heads = q.extent(1);
+  std::size_t const group = qo_heads / kv.num_kv_heads;
+  int const heads_per_cta = decode_heads_per_cta(group);
+  std::size_t const head_blocks = (group + heads_per_cta - 1) / heads_per_cta;
+  int const sms = detail::multiprocessor_count(device);
+
+  PlanShape shape;
+  shape.page_size = kv.page_size;
+  shape.tokens_per_qtile = prefill_tokens_per_qtile(group);
+  shape.decode_ctas_per_item = kv.num_kv_heads * head_blocks;
+  shape.prefill_ctas_per_item = kv.num_kv_heads;
+  detail::dispatch_heads_per_cta(heads_per_cta, [&](auto g) {
+    shape.decode_capacity = static_cast<std::size_t>(sms) * detail::DecodeLaunch<d, T, decltype(g)::value>::occupancy_per_sm();
+  });
+#if PIECRUST_ATTENTION_TENSOR_CORES
+  detail::PrefillLaunch<d, T>::prepare(device);
+  shape.prefill_capacity = static_cast<std::size_t>(sms) * detail::PrefillLaunch<d, T>::occupancy_per_sm();
+#endif
+  TilePlan const plan = build_tile_plan(batch, selection, shape);
+
+  std::uint32_t const slots = plan.num_partial_slots();
+  scratch.begin();
+  auto const s_requests = scratch.upload(std::span<RequestInfo const>(plan.requests));
+  auto const s_pages = scratch.upload(std::span<std::uint32_t const>(plan.pages));
+  auto const s_entries = scratch.upload(std::span<Entry const>(plan.entries));
+  auto const s_words = scratch.upload(std::span<std::uint64_t const>(plan.words));
+  auto const s_decode = scratch.upload(std::span<WorkItem const>(plan.decode_items));
+  auto const s_prefill = scratch.upload(std::span<WorkItem const>(plan.prefill_items));
+  auto const s_offsets = scratch.upload(std::span<std::uint32_t const>(plan.part_offset));
+  auto const s_part_v = scratch.workspace<float>(std::size_t{slots} * qo_heads * D);  // [slots][qo_heads][D]
+  auto const s_part_s = scratch.workspace<float>(std::size_t{slots} * qo_heads);      // [slots][qo_heads]
+  scratch.commit();
+
+  KernelArgs<T> a;
+  a.q = q.data();
+  a.kv = kv.data;
+  a.page_size = static_cast<std::uint32_t>(kv.page_size);
+  a.num_kv_heads = static_cast<std::uint32_t>(kv.num_kv_heads);
+  a.qo_heads = static_cast<std::uint32_t>(qo_heads);
+  a.group = static_cast<std::uint32_t>(group);
+  a.head_blocks = static_cast<std::uint32_t>(head_blocks);
+  a.transform = detail::make_transform(params.sm_scale, params.logits_soft_cap);
+  a.requests = scratch.get(s_requests);
+  a.pages = scratch.get(s_pages);
+  a.entries = scratch.get(s_entries);
+  a.words = scratch.get(s_words);
+  a.part_offset = scratch.get(s_offsets);
+  a.out = out.data();
+  a.lse = lse.data();
+  a.part_v = scratch.get(s_part_v);
+  a.part_s = scratch.get(s_part_s);
+
+  if (!plan.decode_items.empty()) {
+    a.items = scratch.get(s_decode);
+    detail::dispatch_heads_per_cta(heads_per_cta, [&](auto g) {
+      detail::DecodeLaunch<d, T, decltype(g)::value>::run(a, plan.decode_items.size(), stream);
+    });
+  }
+#if PIECRUST_ATTENTION_TENSOR_CORES
+  if (!plan.prefill_items.empty()) {
+    a.items = scratch.get(s_prefill);
+    detail::PrefillLaunch<d, T>::run(a, plan.prefill_items.size(), stream);
+  }
+#endif
+  if (slots > 0) {
+    merge_kernel<><<<static_cast<unsigned>(tokens), merge_threads, 0, stream>>>(
+        a.part_v, a.part_s, a.part_offset, 0u, static_cast<unsigned>(qo_heads), static_cast<unsigned>(D), a.out, a.lse);
+    gpu::check_launch("paged_attention merge_kernel");
+  }
+}
+
+/// merge_states on the GPU: v [tokens][states][heads][head_dim], s [tokens][states][heads] (device);
+/// v_out [tokens][heads][head_dim], s_out [tokens][heads]. Asynchronous on `stream`.
+inline void launch_merge_states(gpu::stream_t stream, ShapedView<float const, 4> v, ShapedView<float const, 3> s,
+                                ShapedView<float, 3> v_out, ShapedView<float, 2> s_out) {
+  if (v.extent(0) == 0 || v.extent(2) == 0) return;
+  merge_kernel<><<<static_cast<unsigned>(v.extent(0)), merge_threads, 0, stream>>>(
+      v.data(), s.data(), nullptr, static_cast<unsigned>(v.extent(1)), static_cast<unsigned>(v.extent(2)),
+      static_cast<unsigned>(v.extent(3)), v_out.data(), s_out.data());
+  gpu::check_launch("merge_states merge_kernel");
+}
+
+}  // namespace piecrust::cuda::attention
