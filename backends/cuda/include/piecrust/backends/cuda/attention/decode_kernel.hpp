@@ -34,9 +34,12 @@ namespace piecrust::cuda::attention {
 
 /// Compile-time shape of the decode kernel for head_dim D, KV element T and up to GMax query heads
 /// per CTA.
+/// Threads per decode CTA (a named constant: __launch_bounds__ is a macro on HIP, so no template commas).
+inline constexpr int decode_threads = 128;
+
 template <int D, class T, int GMax>
 struct DecodeConfig {
-  static constexpr int threads = 128;
+  static constexpr int threads = decode_threads;
   static constexpr int warps = threads / gpu::warp_size;
   static constexpr int vec = detail::vec_elems<T>;     // elements per 16-byte load
   static constexpr int tpr = D / vec;                  // lanes per K/V row
@@ -68,7 +71,7 @@ __device__ __forceinline__ std::uint64_t bound_word(std::uint32_t tile, std::uin
 }  // namespace detail
 
 template <int D, class T, int GMax>
-__global__ void __launch_bounds__(DecodeConfig<D, T, GMax>::threads) decode_kernel(KernelArgs<T> a) {
+__global__ void __launch_bounds__(decode_threads) decode_kernel(KernelArgs<T> a) {
   using C = DecodeConfig<D, T, GMax>;
   constexpr int vec = C::vec;
   constexpr int unroll = C::unroll;

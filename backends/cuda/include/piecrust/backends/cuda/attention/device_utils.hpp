@@ -1,5 +1,5 @@
 #pragma once
-// Small device helpers of the attention kernels: 16-byte vector loads and their conversion to f32,
+// Small device functions of the attention kernels: 16-byte vector loads and their conversion to f32,
 // the split-state merge, and (CUDA only) the cp.async / ldmatrix / mma.sync wrappers of the prefill kernel.
 // Portable parts use only what CUDA and HIP share; the PTX wrappers are compiled only by nvcc
 // (PIECRUST_ATTENTION_TENSOR_CORES), and HIP takes the CUDA-core path for every token.

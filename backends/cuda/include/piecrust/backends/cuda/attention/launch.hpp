@@ -189,6 +189,8 @@ void launch_paged_attention(gpu::Scratch& scratch, gpu::stream_t stream, int dev
     a.items = scratch.get(s_prefill);
     detail::PrefillLaunch<d, T>::run(a, plan.prefill_items.size(), stream);
   }
+#else
+  (void)s_prefill;  // the plan has no prefill items without tensor cores
 #endif
   if (slots > 0) {
     merge_kernel<><<<static_cast<unsigned>(tokens), merge_threads, 0, stream>>>(

@@ -35,7 +35,7 @@ namespace piecrust::cuda::attention {
 template <int D>
 struct PrefillConfig {
   static constexpr int warps = 4;
-  static constexpr int threads = 128;  // 4 warps x 16 rows (mma.sync m16) = 64 rows
+  static constexpr int threads = 128;  // 4 warps x 16 rows (mma.sync m16) = 64 rows (== __launch_bounds__)
   static constexpr int rows = 64;
   static constexpr int kv = static_cast<int>(kv_tile);
   /// bf16 elements per shared-memory row: D + 8 pads each row by 16 bytes, so the 8 rows one ldmatrix
@@ -96,7 +96,7 @@ __device__ __forceinline__ void load_tile(KernelArgs<T> const& a, RequestInfo co
 }  // namespace detail
 
 template <int D, class T>
-__global__ void __launch_bounds__(PrefillConfig<D>::threads) prefill_kernel(KernelArgs<T> a) {
+__global__ void __launch_bounds__(128) prefill_kernel(KernelArgs<T> a) {
   using C = PrefillConfig<D>;
   constexpr int ksteps = D / 16;  // k-steps of Q K^T
   constexpr int dtiles = D / 8;   // n-tiles of O
