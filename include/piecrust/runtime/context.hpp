@@ -46,20 +46,47 @@ struct Generation {
   std::vector<std::uint32_t> tokens;
   std::string text;  // the tokens decoded, special tokens left out (empty without a tokenizer)
   std::size_t passes = 0;  // forward passes the generation took (speculation makes this < tokens.size())
+  /// [tokens.size()] ln p(tokens[i]) under the distribution the sampler drew tokens[i] from, before any
+  /// cut-off: softmax(logits / T) over the ids the constraints allow (renormalized over them; every id without
+  /// constraints), T = the sampler's temperature (1 for greedy, multinomial and custom samplers; speculative
+  /// generation is greedy). Top-k / top-p / min-p truncation is not renormalized in. Natural log, <= 0.
+  std::vector<float> logprobs;
 };
 
-/// Low-level page operations of a context (Pie's ctx.inner()).
+/// Low-level page operations of a context (Pie's ctx.inner()). Each validates before it changes anything.
 template <class M>
 class RawContext {
  public:
   explicit RawContext(detail::ContextState& s) : s_(&s) {}
   void reserve_working_pages(std::size_t n) { s_->table.reserve_working_pages(n); }
-  std::vector<PageId> commit_working_pages(std::size_t k) { return s_->table.commit_working_pages(k); }
+  /// Commits the first k working pages (see PageTable::commit_working_pages). Throws InvalidState (nothing
+  /// committed) for pages that are not full or hold positions not above the committed ones, and for a context
+  /// whose K/V was computed under a LoRA adapter (its pages stay working: see Forward::adapter).
+  std::vector<PageId> commit_working_pages(std::size_t k) {
+    check_commit("RawContext::commit_working_pages");
+    return s_->table.commit_working_pages(k);
+  }
+  /// Commits every full working page at once (say, after passes run with defer_commit) and returns their
+  /// physical ids, in order; none when no working page is full. Throws InvalidState, nothing committed, in the
+  /// cases commit_working_pages does.
+  std::vector<PageId> commit_full_working_pages() {
+    check_commit("RawContext::commit_full_working_pages");
+    std::size_t const k = s_->table.working_token_count() / s_->table.page_size();
+    if (k == 0) return {};
+    return s_->table.commit_working_pages(k);
+  }
   void release_working_pages(std::size_t n) { s_->table.release_working_pages(n); }
   void truncate_working_page_tokens(std::size_t n) { s_->table.truncate_working_page_tokens(n); }
   [[nodiscard]] PageTable const& page_table() const { return s_->table; }
 
  private:
+  void check_commit(char const* op) const {
+    if (s_->adapter_kv) {
+      detail::fail<InvalidState>(op, ": this context's K/V was computed under a LoRA adapter; its pages stay working ",
+                                 "(committed pages are shared by content, which does not record the adapter)");
+    }
+  }
+
   detail::ContextState* s_;
 };
 
@@ -99,7 +126,23 @@ class Context {
 
   // ---- passes ----
 
-  [[nodiscard]] Forward<M> forward() { return Forward<M>(*engine_, *s_); }
+  /// A pass builder; it starts with the context's adapter (set_adapter), if any.
+  [[nodiscard]] Forward<M> forward() {
+    Forward<M> f(*engine_, *s_);
+    if (s_->adapter) f.adapter(*s_->adapter);  // InvalidArgument if it was unloaded since
+    return f;
+  }
+
+  /// Runs the passes this context builds from now on (flush, generate, generate_with_drafter, decode_step_dist
+  /// and every forward() builder) with the LoRA adapter `id` loaded by Engine::load_adapter, or with none
+  /// (std::nullopt). Forks inherit it. Throws InvalidArgument (nothing changed) when `id` is not loaded.
+  void set_adapter(std::optional<AdapterId> id) {
+    if (id && !engine_->has_adapter(*id)) {
+      detail::fail<InvalidArgument>("Context::set_adapter: adapter id ", id->value, " is not loaded in this engine");
+    }
+    s_->adapter = id;
+  }
+  [[nodiscard]] std::optional<AdapterId> adapter() const { return s_->adapter; }
 
   /// Prefills the pending tokens and commits full pages. With Flush::keep_last the last pending token stays
   /// pending, so that generate() (or every fork of this context) can continue from it: the way to share one
@@ -151,6 +194,7 @@ class Context {
       std::uint32_t const t = out.token(h);
       (constraints.advance(t), ...);
       g.tokens.push_back(t);
+      g.logprobs.push_back(out.sampled_logprobs(h).front());
       s_->pending.push_back(t);
       if (stop.should_stop(g.tokens) || context_full()) break;
     }
@@ -205,6 +249,7 @@ class Context {
       ForwardOutput out = co_await fwd.execute();
       ++g.passes;
       auto const picked = out.tokens(h);  // [keep + 1]: after the last pending token, then after each draft token
+      auto const picked_logprobs = out.sampled_logprobs(h);  // [keep + 1]
 
       // Walk the tree: follow the child whose token equals the model's choice.
       std::vector<std::size_t> path;
@@ -224,14 +269,20 @@ class Context {
         next = picked[static_cast<std::size_t>(found) + 1];
       }
       std::vector<std::uint32_t> emitted;
-      for (std::size_t const i : path) emitted.push_back(draft.tokens[i]);
+      std::vector<float> emitted_logprobs;  // the first token is picked after the pending ones, each next one after its parent
+      for (std::size_t k = 0; k < path.size(); ++k) {
+        emitted.push_back(draft.tokens[path[k]]);
+        emitted_logprobs.push_back(picked_logprobs[k == 0 ? 0 : path[k - 1] + 1]);
+      }
       emitted.push_back(next);
+      emitted_logprobs.push_back(picked_logprobs[path.empty() ? 0 : path.back() + 1]);
 
       // Where the stop condition fires, the rest of the emitted tokens are dropped.
       std::size_t used = 0;
       bool stopped = false;
       for (std::uint32_t const t : emitted) {
         g.tokens.push_back(t);
+        g.logprobs.push_back(emitted_logprobs[used]);
         ++used;
         if (stop.should_stop(g.tokens) || context_full_after(used)) {
           stopped = true;
@@ -286,9 +337,26 @@ class Context {
 
   /// Marks KV slots [begin, end) masked: later passes that give no attention rows of their own do not attend
   /// to them (and pages that are wholly masked are left out of attention by page-trim).
-  void mask_token_range(std::size_t begin, std::size_t end, bool masked = true) { s_->table.mask_token_range(begin, end, masked); }
-  /// Frees full committed pages whose slots are all masked; returns how many.
-  std::size_t drop_masked_kv_pages() { return s_->table.drop_masked_kv_pages(); }
+  /// Throws OutOfRange (nothing changed) unless [begin, end) lies inside [0, seq_len()).
+  void mask_token_range(std::size_t begin, std::size_t end, bool masked = true) {
+    s_->table.mask_token_range(begin, end, masked);
+    s_->masked.truncate(s_->table.seq_len());
+    s_->masked.assign(begin, end, masked);
+  }
+  /// Frees full committed pages whose slots are all masked; returns how many. Later slots move down by a page
+  /// each (positions unchanged).
+  std::size_t drop_masked_kv_pages() {
+    PageTable& t = s_->table;
+    s_->masked.truncate(t.seq_len());
+    auto const firsts = s_->masked.masked_blocks(t.page_size(), t.committed_pages().size());
+    std::size_t const dropped = t.drop_masked_kv_pages();
+    if (dropped == firsts.size()) {
+      s_->masked.erase_blocks(firsts, t.page_size());
+    } else {
+      s_->masked = MaskedSlots::from_tokens(t.tokens());  // out of step with the flags (not expected): rebuild
+    }
+    return dropped;
+  }
 
   [[nodiscard]] RawContext<M> inner() { return RawContext<M>(*s_); }
 
@@ -330,6 +398,7 @@ class Context {
   }
 
   void try_commit(std::size_t k) {
+    if (s_->adapter_kv) return;  // K/V computed under an adapter stays working (see RawContext::check_commit)
     try {
       s_->table.commit_working_pages(k);
     } catch (InvalidState const&) {

@@ -3,9 +3,12 @@
 
 #include <piecrust/core/page_pool.hpp>
 #include <piecrust/core/page_table.hpp>
+#include <piecrust/runtime/adapter_id.hpp>
+#include <piecrust/runtime/masked_slots.hpp>
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace piecrust::detail {
@@ -19,6 +22,9 @@ struct ContextState {
   std::uint64_t sample_step = 0;       // draws made so far (SampleKey::step)
   bool user_turn_open = false;         // fill_user was the last fill: generate opens the assistant turn
   bool conversation_started = false;   // the chat template's begin() was filled
+  MaskedSlots masked;                  // slots flagged by mask_token_range, as ranges (default attention rows)
+  std::optional<AdapterId> adapter;    // LoRA adapter of the passes the context builds (Context::set_adapter)
+  bool adapter_kv = false;             // some K/V was computed under a LoRA adapter: its pages stay working
 };
 
 /// A process-wide serial for passes, so a handle can be checked against the output it is read on.

@@ -7,6 +7,7 @@
 //   engine.spawn(my_program(engine));      // Task<void> programs
 //   engine.run();                           // until every program has finished
 //   auto text = engine.block_on(single_context_program(engine));   // one program, its result
+//   AdapterId id = engine.load_adapter("terse", "terse-lora.gguf");  // LoRA, selected per pass: fwd.adapter(id)
 //
 // The loop is single-threaded and deterministic: passes are batched and answered in the order they were
 // submitted, and sampling randomness is keyed by (seed, context, draw), so the same program with the same
@@ -21,23 +22,31 @@
 #include <piecrust/kernels/sample.hpp>
 #include <piecrust/model/chat_template.hpp>
 #include <piecrust/model/forward_batch.hpp>
+#include <piecrust/model/llama_config.hpp>
+#include <piecrust/model/lora_adapter.hpp>
 #include <piecrust/model/model_concept.hpp>
 #include <piecrust/model/tokenizer.hpp>
+#include <piecrust/runtime/adapter_id.hpp>
 #include <piecrust/runtime/context.hpp>
 #include <piecrust/runtime/forward.hpp>
 #include <piecrust/runtime/kv_export.hpp>
 #include <piecrust/runtime/task.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <exception>
+#include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <variant>
 #include <vector>
@@ -63,6 +72,13 @@ concept PagedKvStorage = requires(K& kv, std::size_t l) {
   { kv.num_layers() } -> std::convertible_to<std::size_t>;
   kv.layer(l).page_stride();
   kv.layer(l).data;
+};
+
+/// A model that LoRA adapters can be loaded for: a Llama-family model that applies ForwardBatch::adapters and
+/// exposes its config (the projection shapes adapters are checked against).
+template <class M>
+concept LoraCapableModel = requires(M const& m) {
+  { m.config() } -> std::convertible_to<LlamaConfig const&>;
 };
 
 template <class M>
@@ -166,6 +182,58 @@ class Engine {
     co_return out;
   }
 
+  // ---- LoRA adapters ----
+
+  /// Registers `adapter` under `name`; select it for a pass with Forward::adapter(id). Throws InvalidArgument
+  /// (nothing registered) for an empty or taken name, or an adapter whose shapes do not fit the model (the
+  /// message names the tensor and both shapes).
+  AdapterId load_adapter(std::string name, LoraAdapter adapter)
+    requires LoraCapableModel<M>
+  {
+    constexpr char const* op = "Engine::load_adapter";
+    if (name.empty()) detail::fail<InvalidArgument>(op, ": the adapter name is empty");
+    if (find_adapter(name)) detail::fail<InvalidArgument>(op, ": an adapter named \"", name, "\" is already loaded");
+    LlamaConfig const& c = model_->config();
+    LoraShape const want = LoraShape::of(c);
+    if (adapter.shape().num_layers != want.num_layers) {
+      detail::fail<InvalidArgument>(op, ": adapter \"", name, "\" has ", adapter.shape().num_layers,
+                                    " layers, the model has ", want.num_layers);
+    }
+    std::string const where = detail::message(op, " \"", name, "\"");
+    adapter.check_fits(want, where);
+    AdapterId const id = detail::next_adapter_id();
+    adapters_.emplace(id.value, AdapterEntry{std::move(name), std::make_unique<LoraAdapter const>(std::move(adapter))});
+    return id;
+  }
+
+  /// Reads a GGUF LoRA adapter file (LoraAdapter::from_file) and registers it under `name`. Throws what
+  /// from_file throws, or what load_adapter(name, adapter) throws; nothing is registered then.
+  AdapterId load_adapter(std::string name, std::filesystem::path const& gguf)
+    requires LoraCapableModel<M>
+  {
+    return load_adapter(std::move(name), LoraAdapter::from_file(gguf.string(), model_->config()));
+  }
+
+  /// The adapter loaded under `name`, if any.
+  [[nodiscard]] std::optional<AdapterId> find_adapter(std::string_view name) const {
+    for (auto const& [id, e] : adapters_) {
+      if (e.name == name) return AdapterId{id};
+    }
+    return std::nullopt;
+  }
+  [[nodiscard]] bool has_adapter(AdapterId id) const { return adapters_.contains(id.value); }
+  /// The adapter `id`. Throws OutOfRange when it is not loaded.
+  [[nodiscard]] LoraAdapter const& adapter(AdapterId id) const {
+    auto const it = adapters_.find(id.value);
+    if (it == adapters_.end()) detail::fail<OutOfRange>("Engine::adapter: adapter id ", id.value, " is not loaded");
+    return *it->second.adapter;
+  }
+  /// Unloads adapter `id`. Passes already queued with it fail with InvalidArgument at the next step (their
+  /// contexts unchanged). Throws OutOfRange when it is not loaded.
+  void unload_adapter(AdapterId id) {
+    if (adapters_.erase(id.value) == 0) detail::fail<OutOfRange>("Engine::unload_adapter: adapter id ", id.value, " is not loaded");
+  }
+
   // ---- used by Context and Forward ----
 
   void enqueue(detail::PassRequest* pass) { pending_.push_back(pass); }
@@ -204,6 +272,9 @@ class Engine {
     child->pending = parent.pending;
     child->user_turn_open = parent.user_turn_open;
     child->conversation_started = parent.conversation_started;
+    child->masked = parent.masked;
+    child->adapter_kv = parent.adapter_kv;
+    child->adapter = parent.adapter;
     ++next_context_id_;
     return Context<M>(*this, std::move(child));
   }
@@ -252,6 +323,7 @@ class Engine {
       }
     }
     t.commit_working_pages(pages);  // equal pages already in the pool are shared
+    ctx.state().masked = MaskedSlots::from_tokens(e.tokens);
     return ctx;
   }
 
@@ -311,6 +383,7 @@ class Engine {
     std::size_t reserved_pages;
     std::size_t kv_before;
     std::size_t first_token;  // index of the pass's first token in the step
+    LoraAdapter const* adapter;  // of every token of the pass, or nullptr
   };
 
   void rollback(Prepared const& p) {
@@ -331,7 +404,19 @@ class Engine {
     std::uint32_t const ps = options_.page_size;
     std::vector<Prepared> prepared;
     for (detail::PassRequest* pass : batch) {
+      LoraAdapter const* adapter = nullptr;
+      if (pass->adapter) {
+        auto const it = adapters_.find(pass->adapter->value);
+        if (it == adapters_.end()) {
+          pass->error = std::make_exception_ptr(InvalidArgument(
+              detail::message("Forward::execute: adapter id ", pass->adapter->value, " was unloaded before the pass ran")));
+          finish(pass);
+          continue;
+        }
+        adapter = it->second.adapter.get();
+      }
       PageTable& t = pass->ctx->table;
+      pass->ctx->masked.truncate(t.seq_len());  // slots truncated away since the last pass are no longer masked
       std::size_t const n = pass->tokens.size();
       std::size_t const need = n > t.working_capacity() ? n - t.working_capacity() : 0;
       std::size_t const pages = (need + ps - 1) / ps;
@@ -346,7 +431,7 @@ class Engine {
       std::vector<TokenMeta> meta(n);
       for (std::size_t i = 0; i < n; ++i) meta[i] = TokenMeta{pass->tokens[i], pass->positions[i], false};
       t.append_working_tokens(meta);
-      prepared.push_back({pass, pages, kv_before, 0});
+      prepared.push_back({pass, pages, kv_before, 0, adapter});
     }
     if (prepared.empty()) return;
 
@@ -359,6 +444,8 @@ class Engine {
     std::vector<std::uint32_t> last_page_len;  // [batch]
     std::vector<TrimPlan> trims;               // [batch] when any pass has masks
     std::vector<std::uint32_t> logit_rows;     // [num_logits]
+    std::vector<LoraAdapter const*> adapters;  // [batch] when any pass has an adapter
+    bool any_adapter = false;
     // Attention rows per pass: the pass's own rows (after causal rows for a non-indexable pending prefix), or,
     // when the context has masked slots (mask_token_range), causal rows that skip them; empty = plain causal.
     std::vector<std::vector<AttentionMask>> pass_rows(prepared.size());
@@ -369,7 +456,7 @@ class Engine {
         pass_rows[i] = AttentionMask::causal_rows(prepared[i].kv_before, pass.prefix);
         pass_rows[i].insert(pass_rows[i].end(), pass.masks.begin(), pass.masks.end());
       } else {
-        pass_rows[i] = rows_skipping_masked(pass.ctx->table, prepared[i].kv_before, pass.tokens.size());
+        pass_rows[i] = rows_skipping_masked(pass.ctx->masked, prepared[i].kv_before, pass.tokens.size());
       }
       any_masks = any_masks || !pass_rows[i].empty();
     }
@@ -385,6 +472,8 @@ class Engine {
       kv_indices.insert(kv_indices.end(), pages.begin(), pages.end());
       kv_indptr.push_back(static_cast<std::uint32_t>(kv_indices.size()));
       last_page_len.push_back(t.kv_last_page_len());
+      adapters.push_back(p.adapter);
+      any_adapter = any_adapter || p.adapter != nullptr;
       if (any_masks) trims.push_back(TrimPlan::compute(ps, p.kv_before, pass.tokens.size(), pass_rows[i]));
       for (auto const& s : pass.samples) {
         for (std::size_t const i : s.indices) logit_rows.push_back(static_cast<std::uint32_t>(p.first_token + pass.prefix + i));
@@ -400,6 +489,7 @@ class Engine {
     fb.pages = PagedBatch{qo_indptr, kv_indptr, kv_indices, last_page_len};
     if (any_masks) fb.attention = AttentionSelection{{}, trims};
     fb.logit_rows = logit_rows;
+    if (any_adapter) fb.adapters = adapters;
     try {
       model_->forward(kv_, fb, logits);
     } catch (...) {
@@ -427,30 +517,30 @@ class Engine {
         rollback(p);
       } else {
         cs.pending.erase(cs.pending.begin(), cs.pending.begin() + static_cast<std::ptrdiff_t>(pass.consumed_pending));
-        if (!pass.defer_commit) commit_full_pages(cs.table);
+        cs.adapter_kv = cs.adapter_kv || p.adapter != nullptr;
+        if (!pass.defer_commit) commit_full_pages(cs);
       }
       finish(&pass);
     }
   }
 
   /// Causal rows for `n` new tokens after `kv_before` slots that also mask every slot flagged by
-  /// mask_token_range; empty when no slot is flagged (plain causal attention).
-  static std::vector<AttentionMask> rows_skipping_masked(PageTable const& t, std::size_t kv_before, std::size_t n) {
-    Brle history;  // [kv_before] 1 = masked slot
-    bool any = false;
-    for (std::size_t s = 0; s < kv_before; ++s) {
-      bool const masked = t.token(s).masked;
-      any = any || masked;
-      history.append(masked);
-    }
-    if (!any) return {};
+  /// mask_token_range; empty when no slot is flagged (plain causal attention). O(n x masked ranges), read from
+  /// the context's MaskedSlots rather than by scanning the slots.
+  static std::vector<AttentionMask> rows_skipping_masked(MaskedSlots const& masked, std::size_t kv_before, std::size_t n) {
+    if (!masked.any_before(kv_before)) return {};
+    Brle const history = masked.bits(kv_before);  // [kv_before] 1 = masked slot
     std::vector<AttentionMask> rows;  // [n]
     rows.reserve(n);
     for (std::size_t i = 0; i < n; ++i) rows.emplace_back(Brle(history).append(false, i + 1));
     return rows;
   }
 
-  static void commit_full_pages(PageTable& t) {
+  // K/V computed under an adapter stays in working pages: committed pages are shared by content (token ids,
+  // positions, mask flags), which does not record the adapter, so committing could swap K/V between contexts.
+  static void commit_full_pages(detail::ContextState& cs) {
+    if (cs.adapter_kv) return;
+    PageTable& t = cs.table;
     std::size_t const k = t.working_token_count() / t.page_size();
     if (k == 0) return;
     try {
@@ -473,6 +563,7 @@ class Engine {
       for (std::size_t k = 0; k < s.indices.size(); ++k, ++row) {
         SampleKey const key{options_.seed, cs.id, cs.sample_step++};
         std::uint32_t token = 0;
+        float logprob = -std::numeric_limits<float>::infinity();  // ln p(token), see ForwardOutput::sampled_logprobs
         if (s.sampler.is_custom()) {
           std::vector<std::uint32_t> ids(vocab);
           std::vector<float> probs(vocab);
@@ -481,11 +572,18 @@ class Engine {
           std::size_t allowed = vocab;
           while (allowed > 1 && probs[allowed - 1] == 0.0f) --allowed;
           token = s.sampler.custom_fn()(std::span(ids).first(allowed), std::span(probs).first(allowed));
+          for (std::size_t j = 0; j < allowed; ++j) {
+            if (ids[j] == token) logprob = std::log(probs[j]);  // the distribution the sampler was handed (T = 1)
+          }
         } else {
           SamplingParams const params = s.sampler.params();
           sample(host_, row_view(row), std::span(&params, 1), mask, std::span(&key, 1), std::span(&token, 1));
+          logprob = 0.0f;
+          probe_logprobs(host_, row_view(row), ShapedView<std::uint32_t const, 2>(&token, 1, 1), params.effective_temperature(),
+                         mask, ShapedView<float, 2>(&logprob, 1, 1));
         }
         res.tokens.push_back(token);
+        res.logprobs.push_back(logprob);
       }
       pass.output.samples.push_back(std::move(res));
     }
@@ -539,6 +637,11 @@ class Engine {
   std::vector<Task<void>> children_;
   std::uint64_t next_context_id_ = 0;
   EngineStats stats_;
+  struct AdapterEntry {
+    std::string name;
+    std::unique_ptr<LoraAdapter const> adapter;  // stable address: steps hold pointers to it
+  };
+  std::map<std::uint64_t, AdapterEntry> adapters_;  // by AdapterId::value
 };
 
 }  // namespace piecrust

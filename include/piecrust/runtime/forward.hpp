@@ -7,6 +7,10 @@
 //   auto d = fwd.probe(0, Distribution{1.0f, 32});
 //   ForwardOutput out = co_await fwd.execute();
 //   std::uint32_t next = out.token(h);
+//   float lp = out.sampled_logprobs(h)[0];               // ln p of the sampled token (see sampled_logprobs)
+//
+// `fwd.adapter(id)` computes every token of this pass (pending tokens it prefills included) with a LoRA
+// adapter loaded by Engine::load_adapter; other passes of the same engine step keep their own adapter or none.
 //
 // Pending tokens (from ctx.fill) are prefilled in the same model step, before the pass's inputs; indices of
 // sample/probe/attention_mask refer to the pass's own inputs. `input_pending()` makes the pending tokens the
@@ -17,6 +21,7 @@
 #include <piecrust/core/attention_mask.hpp>
 #include <piecrust/core/error.hpp>
 #include <piecrust/core/logit_mask.hpp>
+#include <piecrust/runtime/adapter_id.hpp>
 #include <piecrust/runtime/context_state.hpp>
 #include <piecrust/runtime/probe_spec.hpp>
 #include <piecrust/runtime/sampler.hpp>
@@ -60,6 +65,12 @@ class ForwardOutput {
   [[nodiscard]] std::uint32_t token(SampleHandle h) const { return tokens(h).front(); }
   /// The tokens sampled at every index of the handle's sample() call, in the order given.
   [[nodiscard]] std::span<std::uint32_t const> tokens(SampleHandle h) const { return sample_at(h).tokens; }
+  /// ln p of each token of tokens(h), in the same order, under the distribution its sampler drew from before
+  /// any cut-off: p = softmax(logits / T) over the ids the pass's logit mask allows (renormalized over them;
+  /// every id without a mask), T = the sampler's temperature (1 for greedy, multinomial and custom samplers).
+  /// Top-k / top-p / min-p truncation is not renormalized in. With no mask and T = 1 it equals a Logprob probe
+  /// of the token at the same index.
+  [[nodiscard]] std::span<float const> sampled_logprobs(SampleHandle h) const { return sample_at(h).logprobs; }
 
   /// Raw logits, [vocab].
   [[nodiscard]] std::span<float const> logits(ProbeHandle<Logits> h) const { return probe_at(h).values; }
@@ -78,6 +89,7 @@ class ForwardOutput {
   // ---- filled by the engine ----
   struct SampleResult {
     std::vector<std::uint32_t> tokens;
+    std::vector<float> logprobs;  // [tokens.size()] see sampled_logprobs
   };
   struct ProbeResult {
     std::vector<std::uint32_t> ids;
@@ -129,6 +141,7 @@ struct PassRequest {
   std::vector<SampleRequest> samples;
   std::vector<ProbeRequest> probes;
   bool defer_commit = false;
+  std::optional<AdapterId> adapter;  // LoRA adapter of every token of the pass
   std::uint64_t serial = 0;
 
   std::exception_ptr error;
@@ -221,6 +234,18 @@ class Forward {
     return *this;
   }
 
+  /// Computes this pass (its inputs and the pending tokens it prefills) with the LoRA adapter `id`, loaded by
+  /// Engine::load_adapter, or with none (std::nullopt; the default unless Context::set_adapter chose one).
+  /// Throws InvalidArgument (the pass unchanged) when no adapter `id` is loaded in this engine. The K/V the
+  /// pass writes stays in the context: later passes attend to it, adapter or not.
+  Forward& adapter(std::optional<AdapterId> id) {
+    if (id && !engine_->has_adapter(*id)) {
+      detail::fail<InvalidArgument>("Forward::adapter: adapter id ", id->value, " is not loaded in this engine");
+    }
+    adapter_ = id;
+    return *this;
+  }
+
   /// Validates the pass and hands it to the engine. `co_await` the result to get the ForwardOutput.
   /// Throws InvalidArgument / OutOfRange / InvalidState (context unchanged) for an invalid pass.
   ForwardAwaiter<M> execute() {
@@ -247,6 +272,10 @@ class Forward {
     r.ctx = ctx_;
     r.serial = serial_;
     r.defer_commit = defer_commit_;
+    if (adapter_ && !engine_->has_adapter(*adapter_)) {
+      detail::fail<InvalidArgument>(op, ": adapter id ", adapter_->value, " is no longer loaded");
+    }
+    r.adapter = adapter_;
     r.consumed_pending = cs.pending.size();
     r.prefix = pending_indexable_ ? 0 : cs.pending.size();
 
@@ -338,6 +367,7 @@ class Forward {
   std::vector<detail::SampleRequest> samples_;
   std::vector<detail::ProbeRequest> probes_;
   bool defer_commit_ = false;
+  std::optional<AdapterId> adapter_;
   bool executed_ = false;
 };
 
