@@ -1,0 +1,276 @@
+// GPU paged_attention and merge_states against the host implementation (the semantics oracle), on fresh
+// random inputs every run: causal (implicit and as rows), window, sink + window, random BRLE rows, tree
+// masks; with and without page-trim; ragged batches mixing prefill and decode rows; GQA 1 / 3 / 4 / 8
+// (and 12: two decode head blocks); f32 and bf16 KV; head_dim 64 and 128; soft-cap; split-KV.
+//
+// Tolerances (values in [-1, 1]):
+//  * decode-only batches (CUDA-core kernel, f32 arithmetic, bf16 KV widened exactly): |out - host| and
+//    |lse - host| <= 2e-4 (f32 summation order and the host's polynomial exp differ);
+//  * batches with prefill rows (tensor cores: q, P and f32 K/V rounded to bf16, 8 mantissa bits):
+//    max |out - host| <= 2.5e-2, max |lse - host| <= 2.5e-2 and ||out - host|| / ||host|| <= 1e-2;
+//  * a token that sees nothing: out exactly 0 and lse exactly -inf in both. NaN never passes; outputs are
+//    poisoned with NaN before each call, so an unwritten element fails.
+// Prints "N passed, M failed"; exit status 1 on any failure. Needs a GPU to run.
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <piecrust/backends/cuda/attention/merge_states.hpp>
+#include <piecrust/backends/cuda/attention/paged_attention.hpp>
+#include <piecrust/backends/cuda/copy.hpp>
+#include <piecrust/backends/cuda/space.hpp>
+#include <piecrust/backends/host/host_space.hpp>
+#include <piecrust/backends/host/merge_states.hpp>
+#include <piecrust/backends/host/paged_attention.hpp>
+#include <piecrust/kernels/bfloat16.hpp>
+
+#include "test_attention_cases.hpp"
+
+namespace {
+
+using namespace piecrust;
+
+struct Stats {
+  double max_out = 0, max_lse = 0, sq_err = 0, sq_ref = 0;
+  std::string problem;
+};
+
+/// Compares GPU results with host results (out [tokens][heads][D], lse [tokens][heads]).
+Stats compare(std::vector<float> const& out, std::vector<float> const& lse, std::vector<float> const& ref_out,
+              std::vector<float> const& ref_lse, std::size_t head_dim) {
+  Stats s;
+  for (std::size_t i = 0; i < ref_lse.size(); ++i) {
+    bool const empty = std::isinf(ref_lse[i]) && ref_lse[i] < 0;
+    if (std::isnan(lse[i])) {
+      s.problem = "NaN lse at row " + std::to_string(i);
+      return s;
+    }
+    if (empty != (std::isinf(lse[i]) && lse[i] < 0)) {
+      s.problem = "row " + std::to_string(i) + ": lse " + std::to_string(lse[i]) + ", host " + std::to_string(ref_lse[i]);
+      return s;
+    }
+    if (!empty) s.max_lse = std::max(s.max_lse, std::fabs(double{lse[i]} - ref_lse[i]));
+    for (std::size_t d = 0; d < head_dim; ++d) {
+      float const g = out[i * head_dim + d], r = ref_out[i * head_dim + d];
+      if (std::isnan(g)) {
+        s.problem = "NaN out at row " + std::to_string(i) + " d " + std::to_string(d);
+        return s;
+      }
+      if (empty && g != 0.0f) {
+        s.problem = "row " + std::to_string(i) + " sees nothing but out = " + std::to_string(g);
+        return s;
+      }
+      s.max_out = std::max(s.max_out, std::fabs(double{g} - r));
+      s.sq_err += (double{g} - r) * (double{g} - r);
+      s.sq_ref += double{r} * r;
+    }
+  }
+  return s;
+}
+
+template <class T>
+std::vector<T> to_kv(std::vector<float> const& f) {
+  std::vector<T> v(f.size());
+  for (std::size_t i = 0; i < f.size(); ++i) v[i] = T(f[i]);
+  return v;
+}
+
+/// Runs one case on the GPU and the host; "" on success, else what went wrong.
+template <class T>
+std::string run_case(Cuda const& space, test::Case const& c, std::mt19937_64& rng) {
+  test::CaseSpec const& sp = c.spec;
+  std::size_t const heads = sp.num_kv_heads * sp.group;
+  std::size_t const D = sp.head_dim;
+  std::size_t const tokens = c.tokens();
+  std::vector<float> const q = test::random_floats(tokens * heads * D, rng);  // [tokens][heads][D]
+  std::vector<T> const kv = to_kv<T>(test::random_floats(c.num_pages * 2 * sp.page_size * sp.num_kv_heads * D, rng));
+  PagedAttentionParams params;
+  params.logits_soft_cap = sp.soft_cap;
+
+  // Host oracle.
+  std::vector<float> ref_out(tokens * heads * D), ref_lse(tokens * heads);
+  PagedKv<T const> const host_kv{kv.data(), c.num_pages, sp.page_size, sp.num_kv_heads, D};
+  paged_attention(Host{}, ShapedView<float const, 3>(q.data(), tokens, heads, D), host_kv, c.batch(),
+                  ShapedView<float, 3>(ref_out.data(), tokens, heads, D), ShapedView<float, 2>(ref_lse.data(), tokens, heads),
+                  params, c.selection());
+
+  // GPU, outputs poisoned with NaN (all bytes 0xff).
+  auto const d_q = to_device(space, q);
+  auto const d_kv = to_device(space, kv);
+  Buffer<float, CudaMemory> d_out(tokens * heads * D, space.memory());
+  Buffer<float, CudaMemory> d_lse(tokens * heads, space.memory());
+  gpu::memset_async(d_out.data(), 0xff, d_out.size_bytes(), space.stream());
+  gpu::memset_async(d_lse.data(), 0xff, d_lse.size_bytes(), space.stream());
+  PagedKv<T const> const dev_kv{d_kv.data(), c.num_pages, sp.page_size, sp.num_kv_heads, D};
+  paged_attention(space, ShapedView<float const, 3>(d_q.data(), tokens, heads, D), dev_kv, c.batch(),
+                  ShapedView<float, 3>(d_out.data(), tokens, heads, D), ShapedView<float, 2>(d_lse.data(), tokens, heads),
+                  params, c.selection());
+  space.fence();
+  std::vector<float> const out = to_host(space, d_out);
+  std::vector<float> const lse = to_host(space, d_lse);
+
+  bool decode_only = true;
+  for (std::size_t b = 0; b < c.kv_last_page_len.size(); ++b) decode_only = decode_only && c.batch().qo_len(b) == 1;
+  Stats const s = compare(out, lse, ref_out, ref_lse, D);
+  if (!s.problem.empty()) return s.problem;
+  double const tol = decode_only ? 2e-4 : 2.5e-2;
+  double const rel = s.sq_ref > 0 ? std::sqrt(s.sq_err / s.sq_ref) : 0.0;
+  if (s.max_out > tol || s.max_lse > tol || (!decode_only && rel > 1e-2)) {
+    return "max|out err| " + std::to_string(s.max_out) + ", max|lse err| " + std::to_string(s.max_lse) + ", rel " +
+           std::to_string(rel) + " (tolerance " + std::to_string(tol) + ")";
+  }
+  return {};
+}
+
+std::string run_merge(Cuda const& space, std::mt19937_64& rng) {
+  std::size_t const tokens = 37, states = 5, heads = 6, D = 128;
+  std::vector<float> const v = test::random_floats(tokens * states * heads * D, rng);  // [tokens][states][heads][D]
+  std::vector<float> s = test::random_floats(tokens * states * heads, rng);            // [tokens][states][heads]
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    s[i] *= 8.0f;
+    if (i % 7 == 3) s[i] = -INFINITY;  // states that saw nothing
+  }
+  for (std::size_t k = 0; k < states; ++k) s[(2 * states + k) * heads + 1] = -INFINITY;  // a row that saw nothing
+  std::vector<float> ref_v(tokens * heads * D), ref_s(tokens * heads);
+  merge_states(Host{}, ShapedView<float const, 4>(v.data(), tokens, states, heads, D),
+               ShapedView<float const, 3>(s.data(), tokens, states, heads), ShapedView<float, 3>(ref_v.data(), tokens, heads, D),
+               ShapedView<float, 2>(ref_s.data(), tokens, heads));
+  auto const d_v = to_device(space, v);
+  auto const d_s = to_device(space, s);
+  Buffer<float, CudaMemory> d_vo(tokens * heads * D, space.memory()), d_so(tokens * heads, space.memory());
+  gpu::memset_async(d_vo.data(), 0xff, d_vo.size_bytes(), space.stream());
+  gpu::memset_async(d_so.data(), 0xff, d_so.size_bytes(), space.stream());
+  merge_states(space, ShapedView<float const, 4>(d_v.data(), tokens, states, heads, D),
+               ShapedView<float const, 3>(d_s.data(), tokens, states, heads), ShapedView<float, 3>(d_vo.data(), tokens, heads, D),
+               ShapedView<float, 2>(d_so.data(), tokens, heads));
+  Stats const st = compare(to_host(space, d_vo), to_host(space, d_so), ref_v, ref_s, D);
+  if (!st.problem.empty()) return st.problem;
+  if (st.max_out > 1e-5 || st.max_lse > 1e-5) {
+    return "merge_states max|v err| " + std::to_string(st.max_out) + ", max|s err| " + std::to_string(st.max_lse);
+  }
+  return {};
+}
+
+/// Bad input is rejected before any GPU work, with a typed error.
+std::string run_errors(Cuda const& space) {
+  std::vector<std::uint32_t> const qo{0, 1}, kvp{0, 1}, idx{5}, last{1};
+  PagedBatch const batch{qo, kvp, idx, last};
+  Buffer<float, CudaMemory> q(1 * 4 * 96, space.memory()), out(1 * 4 * 96, space.memory()), lse(4, space.memory());
+  Buffer<BFloat16, CudaMemory> kv(2 * 2 * 16 * 1 * 96, space.memory());
+  try {
+    paged_attention(space, ShapedView<float const, 3>(q.data(), 1, 4, 96), PagedKv<BFloat16 const>{kv.data(), 2, 16, 1, 96},
+                    batch, ShapedView<float, 3>(out.data(), 1, 4, 96), ShapedView<float, 2>(lse.data(), 1, 4));
+    return "kv_indices[0] = 5 outside a 2-page pool was accepted";
+  } catch (OutOfRange const&) {
+  }
+  std::vector<std::uint32_t> const idx_ok{1};
+  try {
+    paged_attention(space, ShapedView<float const, 3>(q.data(), 1, 4, 96), PagedKv<BFloat16 const>{kv.data(), 2, 16, 1, 96},
+                    PagedBatch{qo, kvp, idx_ok, last}, ShapedView<float, 3>(out.data(), 1, 4, 96),
+                    ShapedView<float, 2>(lse.data(), 1, 4));
+    return "head_dim 96 was accepted";
+  } catch (Unsupported const&) {
+  }
+  return {};
+}
+
+}  // namespace
+
+int main() {
+  int passed = 0, failed = 0;
+  auto report = [&](std::string const& label, std::function<std::string()> const& f) {
+    std::string why;
+    try {
+      why = f();
+    } catch (std::exception const& e) {
+      why = std::string("threw: ") + e.what();
+    }
+    if (why.empty()) {
+      ++passed;
+    } else {
+      ++failed;
+      std::printf("FAIL %s: %s\n", label.c_str(), why.c_str());
+    }
+  };
+  try {
+    if (gpu::device_count() == 0) throw Error("no device");
+  } catch (Error const& e) {
+    std::printf("no usable GPU (%s): 0 passed, 1 failed\n", e.what());
+    return 1;
+  }
+  Cuda const space;
+  std::uint64_t const seed = std::random_device{}();
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+
+  test::MaskKind const kinds[] = {test::MaskKind::implicit_causal, test::MaskKind::causal_rows, test::MaskKind::window,
+                                  test::MaskKind::sink_window,     test::MaskKind::random_brle, test::MaskKind::tree};
+  std::size_t const groups[] = {1, 3, 4, 8};
+  int n = 0;
+  for (test::MaskKind const kind : kinds) {
+    for (bool const trim : {false, true}) {
+      for (std::size_t const D : {64, 128}) {
+        for (bool const bf16 : {false, true}) {
+          for (double const decode_share : {1.0, 0.5}) {
+            test::CaseSpec spec;
+            spec.mask = kind;
+            spec.trim = trim;
+            spec.head_dim = D;
+            spec.group = groups[n % 4];
+            spec.num_kv_heads = 1 + n % 3;
+            spec.batch = 1 + n % 6;
+            spec.decode_share = decode_share;
+            spec.page_size = n % 5 == 0 ? 1 : 16;
+            spec.soft_cap = n % 7 == 0 ? 5.0f : 0.0f;
+            ++n;
+            std::string const label = std::string(test::name(kind)) + (trim ? " +trim" : "") + " D" + std::to_string(D) +
+                                      (bf16 ? " bf16" : " f32") + " group " + std::to_string(spec.group) +
+                                      (decode_share == 1.0 ? " decode" : " mixed") + " page " + std::to_string(spec.page_size);
+            report(label, [&] {
+              test::Case const c = test::make_case(spec, rng);
+              return bf16 ? run_case<BFloat16>(space, c, rng) : run_case<float>(space, c, rng);
+            });
+          }
+        }
+      }
+    }
+  }
+  // Split-KV: one long decode request (chunks merged), a long prefill request, a wide GQA group.
+  report("split-KV decode B=1 L~20000 bf16 D128 group 8", [&] {
+    test::CaseSpec spec;
+    spec.batch = 1;
+    spec.decode_share = 1.0;
+    spec.max_kv_before = 20000;
+    spec.group = 8;
+    test::Case const c = test::make_case(spec, rng);
+    return run_case<BFloat16>(space, c, rng);
+  });
+  report("split-KV prefill qo~1000 L~3000 sink+window bf16 D128 group 4", [&] {
+    test::CaseSpec spec;
+    spec.batch = 1;
+    spec.decode_share = 0.0;
+    spec.max_prefill = 1000;
+    spec.max_kv_before = 2000;
+    spec.mask = test::MaskKind::sink_window;
+    test::Case const c = test::make_case(spec, rng);
+    return run_case<BFloat16>(space, c, rng);
+  });
+  report("group 12 (two decode head blocks) mixed f32 D64", [&] {
+    test::CaseSpec spec;
+    spec.group = 12;
+    spec.head_dim = 64;
+    spec.decode_share = 0.5;
+    test::Case const c = test::make_case(spec, rng);
+    return run_case<float>(space, c, rng);
+  });
+  report("merge_states", [&] { return run_merge(space, rng); });
+  report("bad input rejected", [&] { return run_errors(space); });
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
