@@ -32,7 +32,7 @@ template <class T>
 /// as the call returns (the driver stages it).
 template <class T>
   requires std::is_trivially_copyable_v<T>
-void copy_async(Cuda const& space, std::span<T> dst, std::span<T const> src) {
+void copy_async(Cuda const& space, std::span<T> dst, std::type_identity_t<std::span<T const>> src) {
   detail::check_extent("copy_async", "dst.size()", dst.size(), src.size());
   detail::check_data("copy_async", "dst", dst.data(), dst.size());
   detail::check_data("copy_async", "src", src.data(), src.size());
@@ -55,7 +55,7 @@ template <class T>
 /// Copies device elements into a host span and waits for them (fences the space's stream).
 template <class T>
   requires std::is_trivially_copyable_v<T>
-void copy_to_host(Cuda const& space, std::span<T> host, std::span<T const> device) {
+void copy_to_host(Cuda const& space, std::span<T> host, std::type_identity_t<std::span<T const>> device) {
   copy_async(space, host, device);
   space.fence();
 }
