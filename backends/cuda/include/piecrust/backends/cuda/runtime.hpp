@@ -29,6 +29,11 @@ using event_t = PIECRUST_GPU_API(Event_t);
 using mem_pool_t = PIECRUST_GPU_API(MemPool_t);
 using graph_t = PIECRUST_GPU_API(Graph_t);
 using graph_exec_t = PIECRUST_GPU_API(GraphExec_t);
+#if defined(__HIPCC__)
+using pointer_attributes_t = hipPointerAttribute_t;
+#else
+using pointer_attributes_t = cudaPointerAttributes;
+#endif
 inline constexpr error_t success = PIECRUST_GPU_API(Success);
 inline char const* error_string(error_t e) { return PIECRUST_GPU_API(GetErrorString)(e); }
 

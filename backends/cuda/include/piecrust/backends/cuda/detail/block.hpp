@@ -55,6 +55,10 @@ __device__ __forceinline__ T block_exclusive_scan(T v, T& total, T* tmp) {
   int const warp = static_cast<int>(threadIdx.x) / warp_size;
   int const warps = static_cast<int>((blockDim.x + warp_size - 1) / warp_size);
   T const inclusive = warp_inclusive_scan(v);
+  // The lane before's inclusive sum, not inclusive - v: exact for floating-point T too, so neighbouring
+  // threads' ranges [exclusive, exclusive + v) meet where the scan put them.
+  T exclusive = shfl(inclusive, lane > 0 ? lane - 1 : 0);
+  if (lane == 0) exclusive = T{};
   __syncthreads();
   if (lane == warp_size - 1) tmp[warp] = inclusive;
   __syncthreads();
@@ -66,7 +70,7 @@ __device__ __forceinline__ T block_exclusive_scan(T v, T& total, T* tmp) {
   }
   __syncthreads();
   total = sum;
-  return before + inclusive - v;
+  return before + exclusive;
 }
 
 struct Sum {

@@ -71,7 +71,7 @@ inline MaskBits stage_masks(Scratch& scratch, std::size_t rows, std::size_t voca
 
 /// Whether p points to memory the host owns (pageable or pinned), i.e. not device or managed memory.
 inline bool is_host_pointer(void const* p) {
-  PIECRUST_GPU_API(PointerAttributes) attr{};
+  pointer_attributes_t attr{};
   error_t const e = PIECRUST_GPU_API(PointerGetAttributes)(&attr, p);
   if (e != success) {
     (void)PIECRUST_GPU_API(GetLastError)();  // older runtimes report unregistered host memory as an error

@@ -1,0 +1,18 @@
+#pragma once
+// piecrust's HIP backend: the CUDA backend's space, memory, copies and kernels, compiled by hipcc
+// (piecrust::Cuda is then a HIP device + stream). Everything of piecrust/backends/cuda.hpp except gemm:
+// Debian's HIP 5.2 toolchain ships no hipBLAS, so there is no GEMM on HIP yet.
+
+#include "piecrust/backends/hip/runtime.hpp"
+
+#include "piecrust/backends/cuda/append_kv.hpp"
+#include "piecrust/backends/cuda/copy.hpp"
+#include "piecrust/backends/cuda/embedding.hpp"
+#include "piecrust/backends/cuda/memory.hpp"
+#include "piecrust/backends/cuda/probe.hpp"
+#include "piecrust/backends/cuda/rms_norm.hpp"
+#include "piecrust/backends/cuda/rope.hpp"
+#include "piecrust/backends/cuda/sample.hpp"
+#include "piecrust/backends/cuda/scratch.hpp"
+#include "piecrust/backends/cuda/space.hpp"
+#include "piecrust/backends/cuda/swiglu.hpp"
