@@ -10,13 +10,12 @@
 //    max |out - host| <= 2.5e-2, max |lse - host| <= 2.5e-2 and ||out - host|| / ||host|| <= 1e-2;
 //  * a token that sees nothing: out exactly 0 and lse exactly -inf in both. NaN never passes; outputs are
 //    poisoned with NaN before each call, so an unwritten element fails.
-// Prints "N passed, M failed"; exit status 1 on any failure. Needs a GPU to run.
+// Registered with gpu_test.hpp's PIECRUST_GPU_TEST (part of piecrust_gpu_tests). Needs a GPU to run.
 
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
-#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -30,6 +29,7 @@
 #include <piecrust/backends/host/paged_attention.hpp>
 #include <piecrust/kernels/bfloat16.hpp>
 
+#include "gpu_test.hpp"
 #include "test_attention_cases.hpp"
 
 namespace {
@@ -180,35 +180,19 @@ std::string run_errors(Cuda const& space) {
   return {};
 }
 
+/// Runs `f` and turns an exception into a failure message.
+template <class F>
+std::string guarded(F&& f) {
+  try {
+    return f();
+  } catch (std::exception const& e) {
+    return std::string("threw: ") + e.what();
+  }
+}
+
 }  // namespace
 
-int main() {
-  int passed = 0, failed = 0;
-  auto report = [&](std::string const& label, std::function<std::string()> const& f) {
-    std::string why;
-    try {
-      why = f();
-    } catch (std::exception const& e) {
-      why = std::string("threw: ") + e.what();
-    }
-    if (why.empty()) {
-      ++passed;
-    } else {
-      ++failed;
-      std::printf("FAIL %s: %s\n", label.c_str(), why.c_str());
-    }
-  };
-  try {
-    if (gpu::device_count() == 0) throw Error("no device");
-  } catch (Error const& e) {
-    std::printf("no usable GPU (%s): 0 passed, 1 failed\n", e.what());
-    return 1;
-  }
-  Cuda const space;
-  std::uint64_t const seed = std::random_device{}();
-  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
-  std::mt19937_64 rng(seed);
-
+PIECRUST_GPU_TEST(attention_matches_host_on_random_batches) {
   test::MaskKind const kinds[] = {test::MaskKind::implicit_causal, test::MaskKind::causal_rows, test::MaskKind::window,
                                   test::MaskKind::sink_window,     test::MaskKind::random_brle, test::MaskKind::tree};
   std::size_t const groups[] = {1, 3, 4, 8};
@@ -232,45 +216,54 @@ int main() {
             std::string const label = std::string(test::name(kind)) + (trim ? " +trim" : "") + " D" + std::to_string(D) +
                                       (bf16 ? " bf16" : " f32") + " group " + std::to_string(spec.group) +
                                       (decode_share == 1.0 ? " decode" : " mixed") + " page " + std::to_string(spec.page_size);
-            report(label, [&] {
-              test::Case const c = test::make_case(spec, rng);
-              return bf16 ? run_case<BFloat16>(space, c, rng) : run_case<float>(space, c, rng);
+            std::string const why = guarded([&] {
+              test::Case const c = test::make_case(spec, t.rng());
+              return bf16 ? run_case<BFloat16>(t.space(), c, t.rng()) : run_case<float>(t.space(), c, t.rng());
             });
+            t.check(why.empty(), label, ": ", why);
           }
         }
       }
     }
   }
-  // Split-KV: one long decode request (chunks merged), a long prefill request, a wide GQA group.
-  report("split-KV decode B=1 L~20000 bf16 D128 group 8", [&] {
+}
+
+PIECRUST_GPU_TEST(attention_split_kv_and_wide_groups_match_host) {
+  {  // One long decode request: its KV tiles are split over several CTAs and merged.
     test::CaseSpec spec;
     spec.batch = 1;
     spec.decode_share = 1.0;
     spec.max_kv_before = 20000;
     spec.group = 8;
-    test::Case const c = test::make_case(spec, rng);
-    return run_case<BFloat16>(space, c, rng);
-  });
-  report("split-KV prefill qo~1000 L~3000 sink+window bf16 D128 group 4", [&] {
+    std::string const why = guarded([&] { return run_case<BFloat16>(t.space(), test::make_case(spec, t.rng()), t.rng()); });
+    t.check(why.empty(), "split-KV decode B=1 L<=20000 bf16 D128 group 8: ", why);
+  }
+  {  // One long prefill request with sink + window rows: split prefill items.
     test::CaseSpec spec;
     spec.batch = 1;
     spec.decode_share = 0.0;
     spec.max_prefill = 1000;
     spec.max_kv_before = 2000;
     spec.mask = test::MaskKind::sink_window;
-    test::Case const c = test::make_case(spec, rng);
-    return run_case<BFloat16>(space, c, rng);
-  });
-  report("group 12 (two decode head blocks) mixed f32 D64", [&] {
+    std::string const why = guarded([&] { return run_case<BFloat16>(t.space(), test::make_case(spec, t.rng()), t.rng()); });
+    t.check(why.empty(), "split-KV prefill sink+window bf16 D128 group 4: ", why);
+  }
+  {  // Group 12: two decode head blocks per KV head; 5 prefill tokens per tile.
     test::CaseSpec spec;
     spec.group = 12;
     spec.head_dim = 64;
     spec.decode_share = 0.5;
-    test::Case const c = test::make_case(spec, rng);
-    return run_case<float>(space, c, rng);
-  });
-  report("merge_states", [&] { return run_merge(space, rng); });
-  report("bad input rejected", [&] { return run_errors(space); });
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+    std::string const why = guarded([&] { return run_case<float>(t.space(), test::make_case(spec, t.rng()), t.rng()); });
+    t.check(why.empty(), "group 12 mixed f32 D64: ", why);
+  }
+}
+
+PIECRUST_GPU_TEST(attention_merge_states_matches_host) {
+  std::string const why = guarded([&] { return run_merge(t.space(), t.rng()); });
+  t.check(why.empty(), why);
+}
+
+PIECRUST_GPU_TEST(attention_bad_input_rejected_before_launch) {
+  std::string const why = guarded([&] { return run_errors(t.space()); });
+  t.check(why.empty(), why);
 }
