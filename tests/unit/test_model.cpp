@@ -9,6 +9,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <random>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -194,19 +196,35 @@ TEST_CASE("model: SmolLM2-135M-Instruct completes a fact", "[model][model-file]"
 }
 
 TEST_CASE("model: 8-bit activation gemm (AVX2) equals its scalar code and the f32 product", "[model]") {
+  std::mt19937 rng(Catch::rngSeed());
+  std::uniform_real_distribution<float> dist(-3.0f, 3.0f);
   for (auto type : {GgmlType::q4_1, GgmlType::q8_0}) {
-    for (std::size_t m : {1u, 3u, 4u, 8u, 13u}) {
+    for (std::size_t m : {1u, 3u, 4u, 8u, 13u, 17u, 40u}) {
       INFO(ggml_type_name(type) << " m = " << m);
       auto w = LlamaWeights::random(tiny_llama_config(), 4, type);
       WeightMatrix const full = w.layers[0].gate;  // [256][128]
       std::vector<float> x(m * full.cols);       // [m][128]
-      for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(static_cast<float>(i) * 0.37f) * 3.0f;
+      for (auto& v : x) v = dist(rng);
       detail::Q8Activations a;
       a.quantize(x.data(), m, full.cols);
-      std::vector<float> fast(m * full.rows, 1.0f), slow(m * full.rows, 1.0f);
+      std::vector<float> fast(m * full.rows, 1.0f), slow(m * full.rows, 1.0f), split(m * full.rows, 1.0f);
       auto serial = [](std::size_t len, auto&& f) { f(std::size_t{0}, len); };
+      // uneven chunks of 7 output rows: row blocks cut at chunk boundaries
+      auto chunked = [](std::size_t len, auto&& f) {
+        for (std::size_t b = 0; b < len; b += 7) f(b, std::min(len, b + 7));
+      };
       detail::q8_activation_gemm(serial, a, full, fast.data(), 1.0f);
       detail::q8_activation_gemm(serial, a, full, slow.data(), 1.0f, /*force_scalar=*/true);
+      detail::q8_activation_gemm(chunked, a, full, split.data(), 1.0f);
+      CHECK(fast == split);
+      // batch invariance: each row alone gives the same bits as inside the batch
+      for (std::size_t i = 0; i < m; ++i) {
+        detail::Q8Activations one;
+        one.quantize(x.data() + i * full.cols, 1, full.cols);
+        std::vector<float> alone(full.rows, 1.0f);
+        detail::q8_activation_gemm(serial, one, full, alone.data(), 1.0f);
+        CHECK(std::equal(alone.begin(), alone.end(), fast.begin() + static_cast<std::ptrdiff_t>(i * full.rows)));
+      }
       CHECK(max_abs_diff(fast, slow) < 1e-4);
       // against the f32 product of dequantized weights and unrounded activations
       std::vector<float> row(full.cols);

@@ -12,7 +12,7 @@
 #include <piecrust/exec/buffer.hpp>
 #include <piecrust/exec/execution_space.hpp>
 #include <piecrust/kernels.hpp>
-#include <piecrust/model/detail/activation_quant.hpp>
+#include <piecrust/model/detail/llama_cpp_arithmetic.hpp>
 #include <piecrust/model/detail/lora_apply.hpp>
 #include <piecrust/model/detail/q8_activation_gemm.hpp>
 #include <piecrust/model/forward_batch.hpp>
@@ -36,6 +36,11 @@ struct LlamaModelOptions {
   /// as llama.cpp's CPU backend does (ggml-cpu type_traits vec_dot_type), so that logits and greedy
   /// tokens agree with it. Off: f32 activations (slightly more accurate, not llama.cpp's numbers).
   bool llama_cpp_activation_rounding = true;
+  /// RoPE, attention and SwiGLU with llama.cpp's exact CPU arithmetic (detail/llama_cpp_arithmetic.hpp) instead
+  /// of piecrust's kernels: with activation rounding on, logits equal llama.cpp's (AVX2 build, f32 KV
+  /// cache, no flash attention) bit for bit, so greedy continuations are the same ids. Slower (a naive
+  /// attention loop) and f32 KV only; meant for conformance checks. Off by default.
+  bool llama_cpp_attention = false;
 };
 
 template <ExecutionSpace Space, class KvT = float>
@@ -48,6 +53,13 @@ class LlamaModel {
   LlamaModel(LlamaWeights weights, Space space = Space{}, LlamaModelOptions options = {})
       : w_(std::move(weights)), space_(std::move(space)), opt_(options) {
     w_.config.validate();
+    if (opt_.llama_cpp_attention && !std::is_same_v<KvT, float>) {
+      detail::fail<Unsupported>("LlamaModel: llama_cpp_attention needs an f32 KV cache (KvT = float)");
+    }
+    if (opt_.llama_cpp_attention && w_.config.rope.llama3.enabled()) {
+      detail::fail<Unsupported>("LlamaModel: llama_cpp_attention does not reproduce Llama-3 RoPE scaling (factor = ",
+                                w_.config.rope.llama3.factor, ")");
+    }
   }
 
   [[nodiscard]] LlamaConfig const& config() const noexcept { return w_.config; }
@@ -95,30 +107,48 @@ class LlamaModel {
     Buffer<float> lse(T * H);        // [T][H]
     Buffer<float> g(T * F);          // [T][F] gate, then silu(gate) * up
     Buffer<float> u(T * F);          // [T][F]
-    Buffer<float> xq(T * std::max(E, F));  // [T][max(E, F)] 8-bit-rounded matmul input
 
     embedding(space_, w_.token_embd, ids, x.view(T, E));
     for (std::size_t l = 0; l < c.num_layers; ++l) {
       auto const& L = w_.layers[l];
       rms_norm(space_, x.view(T, E), ShapedView<float const, 1>(L.attn_norm), a.view(T, E), c.rms_eps);
-      matmul3(a.view(T, E), {{{&L.wq, q.view(T, H * D)}, {&L.wk, k.view(T, KH * D)}, {&L.wv, v.view(T, KH * D)}}}, xq);
+      matmul3(a.view(T, E), {{{&L.wq, q.view(T, H * D)}, {&L.wk, k.view(T, KH * D)}, {&L.wv, v.view(T, KH * D)}}});
       detail::apply_lora_qkv(batch, l, a.view(T, E), q.view(T, H * D), k.view(T, KH * D), v.view(T, KH * D));
       if (c.qkv_bias) {
         add_bias(q.view(T, H * D), L.bq);
         add_bias(k.view(T, KH * D), L.bk);
         add_bias(v.view(T, KH * D), L.bv);
       }
-      rope(space_, q.view(T, H, D), batch.positions, c.rope);
-      rope(space_, k.view(T, KH, D), batch.positions, c.rope);
+      if (llama_cpp_attention()) {
+        detail::llama_cpp::rope(q.view(T, H, D), batch.positions, c.rope);
+        detail::llama_cpp::rope(k.view(T, KH, D), batch.positions, c.rope);
+      } else {
+        rope(space_, q.view(T, H, D), batch.positions, c.rope);
+        rope(space_, k.view(T, KH, D), batch.positions, c.rope);
+      }
       append_kv(space_, kv.layer(l), std::as_const(k).view(T, KH, D), std::as_const(v).view(T, KH, D), slots);
-      paged_attention(space_, std::as_const(q).view(T, H, D), kv.layer(l), batch.pages, o.view(T, H, D), lse.view(T, H), {},
-                      batch.attention);
-      matmul(o.view(T, H * D), L.wo, x.view(T, E), xq, 1.0f);
+      if constexpr (std::is_same_v<KvT, float>) {
+        if (llama_cpp_attention()) {
+          auto const layer = kv.layer(l);
+          PagedKv<float const> const ro{layer.data, layer.num_pages, layer.page_size, layer.num_kv_heads, layer.head_dim};
+          detail::llama_cpp::attention([&](std::size_t n, auto&& f) { split(n, f, 1); }, std::as_const(q).view(T, H, D), ro,
+                                       batch.pages, batch.attention, o.view(T, H, D));
+        }
+      }
+      if (!llama_cpp_attention()) {
+        paged_attention(space_, std::as_const(q).view(T, H, D), kv.layer(l), batch.pages, o.view(T, H, D), lse.view(T, H), {},
+                        batch.attention);
+      }
+      matmul(o.view(T, H * D), L.wo, x.view(T, E), 1.0f);
       detail::apply_lora(batch, l, LoraTarget::o, o.view(T, H * D), x.view(T, E));
       rms_norm(space_, x.view(T, E), ShapedView<float const, 1>(L.ffn_norm), a.view(T, E), c.rms_eps);
-      matmul3(a.view(T, E), {{{&L.gate, g.view(T, F)}, {&L.up, u.view(T, F)}, {nullptr, {}}}}, xq);
-      swiglu(space_, std::as_const(g).view(T, F), std::as_const(u).view(T, F), g.view(T, F));
-      matmul(g.view(T, F), L.down, x.view(T, E), xq, 1.0f);
+      matmul3(a.view(T, E), {{{&L.gate, g.view(T, F)}, {&L.up, u.view(T, F)}, {nullptr, {}}}});
+      if (llama_cpp_attention()) {
+        detail::llama_cpp::swiglu(std::as_const(g).span(), std::as_const(u).span(), g.span());
+      } else {
+        swiglu(space_, std::as_const(g).view(T, F), std::as_const(u).view(T, F), g.view(T, F));
+      }
+      matmul(g.view(T, F), L.down, x.view(T, E), 1.0f);
     }
     if (R == 0) return;
     Buffer<float> rows(R * E);  // [R][E]
@@ -126,8 +156,7 @@ class LlamaModel {
       std::copy_n(x.data() + std::size_t{batch.logit_rows[r]} * E, E, rows.data() + r * E);
     }
     rms_norm(space_, rows.view(R, E), ShapedView<float const, 1>(w_.output_norm), rows.view(R, E), c.rms_eps);
-    Buffer<float> rq(R * E);  // [R][E]
-    matmul(rows.view(R, E), w_.lm_head, ShapedView<float, 2>(logits.data(), R, c.vocab_size), rq);
+    matmul(rows.view(R, E), w_.lm_head, ShapedView<float, 2>(logits.data(), R, c.vocab_size));
   }
 
  private:
@@ -180,25 +209,17 @@ class LlamaModel {
     }
   }
 
-  // y = beta * y + x W^T, with llama.cpp's 8-bit activation rounding for quantized weights when enabled.
-  void matmul(ShapedView<float, 2> x, WeightMatrix const& w, ShapedView<float, 2> y, Buffer<float>& scratch,
-              float beta = 0.0f) {
-    ShapedView<float const, 2> in = x;
+  // y = beta * y + x W^T. Quantized weights with activation rounding on: llama.cpp's 8-bit activations and
+  // integer dot products per block (detail/q8_activation_gemm.hpp) for any number of rows, each row's
+  // result independent of the others; otherwise the kernel layer's gemm.
+  void matmul(ShapedView<float, 2> x, WeightMatrix const& w, ShapedView<float, 2> y, float beta = 0.0f) {
     bool const q8 = w.type == WeightType::q4_1 || w.type == WeightType::q8_0;
-    // Decode on a host-accessible space: integer dot products on 8-bit activations, as llama.cpp
-    // (detail/q8_activation_gemm.hpp), split over the space's threads when it has a parallel_for (Host).
-    if (opt_.llama_cpp_activation_rounding && q8 && x.extent(0) <= detail::q8_activation_gemm_max_rows) {
+    if (opt_.llama_cpp_activation_rounding && q8) {
       qx_.quantize(x.data(), x.extent(0), x.extent(1));
       detail::q8_activation_gemm([&](std::size_t n, auto&& f) { split(n, f); }, qx_, w, y.data(), beta);
       return;
     }
-    if (opt_.llama_cpp_activation_rounding && q8) {
-      std::size_t const n = x.size();
-      if (scratch.size() < n) scratch = Buffer<float>(n);
-      detail::round_to_q8_blocks(x.flat(), scratch.span().first(n));
-      in = ShapedView<float const, 2>(scratch.data(), x.extent(0), x.extent(1));
-    }
-    gemm(space_, in, w, y, beta);
+    gemm(space_, ShapedView<float const, 2>(x), w, y, beta);
   }
 
   // Up to three products of the same input (Q, K, V or gate, up): one parallel loop on the decode path.
@@ -206,12 +227,12 @@ class LlamaModel {
     WeightMatrix const* w;
     ShapedView<float, 2> y;
   };
-  void matmul3(ShapedView<float, 2> x, std::array<Product, 3> const& ps, Buffer<float>& scratch) {
-    bool fused = opt_.llama_cpp_activation_rounding && x.extent(0) <= detail::q8_activation_gemm_max_rows;
+  void matmul3(ShapedView<float, 2> x, std::array<Product, 3> const& ps) {
+    bool fused = opt_.llama_cpp_activation_rounding;
     for (auto const& p : ps) fused = fused && (p.w == nullptr || p.w->type == WeightType::q4_1 || p.w->type == WeightType::q8_0);
     if (!fused) {
       for (auto const& p : ps) {
-        if (p.w != nullptr) matmul(x, *p.w, p.y, scratch);
+        if (p.w != nullptr) matmul(x, *p.w, p.y);
       }
       return;
     }
@@ -225,10 +246,12 @@ class LlamaModel {
                                     std::span<detail::Q8GemmOutput const>(outs.data(), n));
   }
 
+  [[nodiscard]] bool llama_cpp_attention() const noexcept { return opt_.llama_cpp_attention; }
+
   template <class F>
-  void split(std::size_t n, F&& f) {
-    if constexpr (requires { space_.parallel_for(n, f, std::size_t{16}); }) {
-      space_.parallel_for(n, f, 16);
+  void split(std::size_t n, F&& f, std::size_t grain = 16) {
+    if constexpr (requires { space_.parallel_for(n, f, grain); }) {
+      space_.parallel_for(n, f, grain);
     } else {
       f(std::size_t{0}, n);
     }
@@ -243,7 +266,7 @@ class LlamaModel {
   LlamaWeights w_;
   Space space_;
   LlamaModelOptions opt_;
-  detail::Q8Activations qx_;  // scratch of the decode path
+  detail::Q8Activations qx_;  // [rows][cols] 8-bit activations of the current matmul
 };
 
 }  // namespace piecrust

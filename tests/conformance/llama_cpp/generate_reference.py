@@ -111,10 +111,13 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--kv", choices=["f32", "f16"], default="f32",
+                    help="KV cache type (f32: piecrust's llama_cpp_attention reproduces it bit for bit)")
     args = ap.parse_args()
 
+    kv_type = 0 if args.kv == "f32" else 1  # GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1
     llm = Llama(model_path=args.model, n_ctx=1024, n_batch=512, n_threads=args.threads, logits_all=False,
-                flash_attn=False, verbose=False, seed=0)
+                flash_attn=False, verbose=False, seed=0, type_k=kv_type, type_v=kv_type)
     vocab = llm.n_vocab()
     eog = {i for i in range(vocab) if llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(llm.model), i)}
 
@@ -152,7 +155,7 @@ def main():
         "generator": "tests/conformance/llama_cpp/generate_reference.py",
         "llama_cpp_python": llama_cpp.__version__,
         "model": {"file": os.path.basename(args.model), "sha256": h.hexdigest()},
-        "settings": {"add_bos": False, "parse_special": True, "kv_cache": "f16", "flash_attn": False,
+        "settings": {"add_bos": False, "parse_special": True, "kv_cache": args.kv, "flash_attn": False,
                      "threads": args.threads, "greedy_tokens": args.tokens},
         "tokenize": tok,
         "greedy": greedy,

@@ -4,8 +4,9 @@
 // ggml_vec_dot_q8_0_q8_0). Integer dot products per block of 32, so the results equal llama.cpp's up to
 // float summation order, and decode reads each weight once for all (few) activation rows.
 //
-// This is the model layer's decode path on the Host space (LlamaModel::matmul uses it for m <= 16 when
-// llama_cpp_activation_rounding is on). AVX2 code is selected at run time; the scalar code is the
+// This is the model layer's matmul for quantized weights on the Host space, for any number of rows
+// (LlamaModel::matmul, when llama_cpp_activation_rounding is on): each output is one row's own integer
+// dot product, so a row's result never depends on the other rows of the batch (batch invariance). AVX2 code is selected at run time; the scalar code is the
 // fallback and the tests' oracle. It belongs in the host backend's gemm; it lives here until the kernel
 // layer takes pre-quantized activations.
 
@@ -168,8 +169,9 @@ __attribute__((target("avx2,fma,f16c"))) inline void q8_dot_all_avx2(std::byte c
 }
 #endif
 
-/// Largest number of activation rows q8_activation_gemm accepts.
-inline constexpr std::size_t q8_activation_gemm_max_rows = 16;
+/// Weight rows per block: their outputs for all activation rows are gathered in a small buffer and
+/// written to y as contiguous runs, not as one strided column per weight row.
+inline constexpr std::size_t q8_activation_gemm_row_block = 16;
 
 /// One weight matrix and its output: y [m][w->rows] = beta * y + dot(activation rows, weight rows).
 struct Q8GemmOutput {
@@ -190,9 +192,9 @@ void q8_activation_gemm_many(ParallelFor&& parallel_for, Q8Activations const& a,
     if (w.type != WeightType::q4_1 && w.type != WeightType::q8_0) {
       fail<InvalidArgument>("q8_activation_gemm: weight type ", weight_type_name(w.type), " is not q4_1 or q8_0");
     }
-    if (a.cols != w.cols || a.rows > q8_activation_gemm_max_rows) {
+    if (a.cols != w.cols) {
       fail<InvalidArgument>("q8_activation_gemm: activations [", a.rows, "][", a.cols, "] vs weights [", w.rows, "][",
-                            w.cols, "] (at most ", q8_activation_gemm_max_rows, " rows)");
+                            w.cols, "]");
     }
     start.push_back(start.back() + w.rows);
   }
@@ -201,29 +203,39 @@ void q8_activation_gemm_many(ParallelFor&& parallel_for, Q8Activations const& a,
 #if PIECRUST_MODEL_X86
   use_avx2 = !force_scalar && cpu_has_avx2();
 #endif
+  constexpr std::size_t rb = q8_activation_gemm_row_block;
   parallel_for(start.back(), [&](std::size_t begin, std::size_t end) {
-    float out[q8_activation_gemm_max_rows];
+    std::vector<float> out(rb * m);  // [rb weight rows][m activation rows]
     std::size_t k = 0;
-    for (std::size_t g = begin; g < end; ++g) {
+    std::size_t g = begin;
+    while (g < end) {
       while (g >= start[k + 1]) ++k;
       auto const& w = *outs[k].w;
-      std::size_t const o = g - start[k], n = w.rows;
-      std::byte const* wr = w.row(o);
+      std::size_t const o0 = g - start[k], n = w.rows;
+      std::size_t const nb = std::min({rb, end - g, start[k + 1] - g});  // a block never crosses outputs
+      for (std::size_t jb = 0; jb < nb; ++jb) {
+        std::byte const* wr = w.row(o0 + jb);
+        float* ob = out.data() + jb * m;
 #if PIECRUST_MODEL_X86
-      if (use_avx2 && w.type == WeightType::q4_1) {
-        q8_dot_all_avx2<WeightType::q4_1>(wr, a, out);
-      } else if (use_avx2) {
-        q8_dot_all_avx2<WeightType::q8_0>(wr, a, out);
-      } else
+        if (use_avx2 && w.type == WeightType::q4_1) {
+          q8_dot_all_avx2<WeightType::q4_1>(wr, a, ob);
+        } else if (use_avx2) {
+          q8_dot_all_avx2<WeightType::q8_0>(wr, a, ob);
+        } else
 #endif
-      {
-        for (std::size_t i = 0; i < m; ++i) out[i] = q8_dot_scalar(w.type, wr, a, i);
+        {
+          for (std::size_t i = 0; i < m; ++i) ob[i] = q8_dot_scalar(w.type, wr, a, i);
+        }
       }
       float const beta = outs[k].beta;
       for (std::size_t i = 0; i < m; ++i) {
-        float& yo = outs[k].y[i * n + o];
-        yo = beta == 0.0f ? out[i] : beta * yo + out[i];
+        float* yr = outs[k].y + i * n + o0;
+        for (std::size_t jb = 0; jb < nb; ++jb) {
+          float const v = out[jb * m + i];
+          yr[jb] = beta == 0.0f ? v : beta * yr[jb] + v;
+        }
       }
+      g += nb;
     }
   });
 }

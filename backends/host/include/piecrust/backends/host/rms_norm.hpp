@@ -1,5 +1,8 @@
 #pragma once
-// Host implementations of rms_norm and fused_add_rms_norm (sum of squares in f32, per row).
+// Host implementations of rms_norm and fused_add_rms_norm. Each square is rounded to f32 and summed in
+// double, the mean rounded to f32, y = (x * scale) * w: llama.cpp's CPU arithmetic (ggml-cpu ops.cpp,
+// rms_norm_f32), so that activations agree with it bit for bit and its 8-bit activation rounding makes the
+// same decisions downstream.
 
 #include <cmath>
 #include <cstddef>
@@ -18,9 +21,9 @@ struct KernelImpl<ops::RmsNorm, Host> {
       for (std::size_t r = begin; r < end; ++r) {
         float const* xr = x.data() + r * dim;
         float* o = out.data() + r * dim;
-        float ss = 0.0f;
-        for (std::size_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
-        float const inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+        double ss = 0.0;
+        for (std::size_t i = 0; i < dim; ++i) ss += static_cast<double>(xr[i] * xr[i]);
+        float const inv = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(dim)) + eps);
         for (std::size_t i = 0; i < dim; ++i) o[i] = xr[i] * inv * weight.data()[i];
       }
     }, 4);
@@ -36,12 +39,12 @@ struct KernelImpl<ops::FusedAddRmsNorm, Host> {
       for (std::size_t r = begin; r < end; ++r) {
         float* xr = x.data() + r * dim;
         float* res = residual.data() + r * dim;
-        float ss = 0.0f;
+        double ss = 0.0;
         for (std::size_t i = 0; i < dim; ++i) {
           res[i] += xr[i];
-          ss += res[i] * res[i];
+          ss += static_cast<double>(res[i] * res[i]);
         }
-        float const inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+        float const inv = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(dim)) + eps);
         for (std::size_t i = 0; i < dim; ++i) xr[i] = res[i] * inv * weight.data()[i];
       }
     }, 4);
