@@ -98,66 +98,107 @@ __attribute__((target("avx2,fma,f16c"))) inline float hsum_avx2(__m256 v) noexce
   return _mm_cvtss_f32(r);
 }
 
-/// out[i] = dot(weight row, activation row r0 + i) for i < M, reading the weight row once; M is a
-/// compile-time count so the accumulators stay in registers.
-template <WeightType Type, std::size_t M>
-__attribute__((target("avx2,fma,f16c"))) inline void q8_dot_rows_avx2(std::byte const* wrow, Q8Activations const& a,
-                                                                       std::size_t r0, float* out) noexcept {
+/// out[w * out_stride + i] = dot(weight row w, activation row r0 + i) for w < NW, i < M: each weight
+/// block is unpacked once for the M rows and each activation block loaded once for the NW weight rows;
+/// the NW * M accumulators are independent FMA chains (latency, not throughput, bounds one chain).
+/// Every output sees the same operations in the same order whatever NW and M are, so a row's result
+/// never depends on the batch around it. Weight row w starts at wrow + w * row_bytes.
+template <WeightType Type, std::size_t M, std::size_t NW>
+__attribute__((target("avx2,fma,f16c"))) inline void q8_dot_rows_avx2(std::byte const* wrow, std::size_t row_bytes,
+                                                                       Q8Activations const& a, std::size_t r0,
+                                                                       float* out, std::size_t out_stride) noexcept {
+  static_assert(M >= 1 && M <= 8 && NW >= 1);
   std::size_t const nb = a.cols / 32;
-  __m256 acc[M];
-  __m256 summ = _mm256_setzero_ps();  // lane i: the Q4_1 m * s terms of row i (M <= 8)
-  for (std::size_t i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+  __m256 acc[NW][M];
+#pragma GCC unroll 8
+  for (std::size_t w = 0; w < NW; ++w) {
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < M; ++i) acc[w][i] = _mm256_setzero_ps();
+  }
   __m256i const ones = _mm256_set1_epi16(1);
   std::int8_t const* xq = a.q.data() + r0 * a.cols;
   float const* xd = a.d.data() + r0 * nb;
   float const* xs = a.s.data() + r0 * nb;
   for (std::size_t b = 0; b < nb; ++b) {
     if constexpr (Type == WeightType::q4_1) {
-      auto const* blk = reinterpret_cast<unsigned char const*>(wrow + b * sizeof(BlockQ4_1));
-      std::uint16_t hd, hm;
-      std::memcpy(&hd, blk, 2);
-      std::memcpy(&hm, blk + 2, 2);
-      float const wd = _cvtsh_ss(hd), wm = _cvtsh_ss(hm);
-      __m128i const raw = _mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + 4));
-      // low nibbles = elements 0..15, high nibbles = 16..31 (ggml bytes_from_nibbles_32)
-      __m256i const wq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0f));
-      alignas(32) float sv[8] = {};
-      for (std::size_t i = 0; i < M; ++i) {
-        __m256i const x = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(xq + i * a.cols + b * 32));
-        __m256i const p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, x), ones);
-        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[i * nb + b]), _mm256_cvtepi32_ps(p), acc[i]);
-        sv[i] = xs[i * nb + b];
+      __m256i wq[NW];
+      __m256 wdv[NW];
+#pragma GCC unroll 8
+      for (std::size_t w = 0; w < NW; ++w) {
+        auto const* blk = reinterpret_cast<unsigned char const*>(wrow + w * row_bytes + b * sizeof(BlockQ4_1));
+        std::uint16_t hd;
+        std::memcpy(&hd, blk, 2);
+        wdv[w] = _mm256_set1_ps(_cvtsh_ss(hd));
+        __m128i const raw = _mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + 4));
+        // low nibbles = elements 0..15, high nibbles = 16..31 (ggml bytes_from_nibbles_32)
+        wq[w] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0f));
       }
-      summ = _mm256_fmadd_ps(_mm256_set1_ps(wm), _mm256_load_ps(sv), summ);
-    } else {
-      auto const* blk = reinterpret_cast<unsigned char const*>(wrow + b * sizeof(BlockQ8_0));
-      std::uint16_t hd;
-      std::memcpy(&hd, blk, 2);
-      float const wd = _cvtsh_ss(hd);
-      __m256i const wq = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(blk + 2));
-      __m256i const aw = _mm256_sign_epi8(wq, wq);  // |w|, so maddubs sees an unsigned operand
+#pragma GCC unroll 8
       for (std::size_t i = 0; i < M; ++i) {
         __m256i const x = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(xq + i * a.cols + b * 32));
-        __m256i const p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, wq)), ones);
-        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[i * nb + b]), _mm256_cvtepi32_ps(p), acc[i]);
+        __m256 const di = _mm256_broadcast_ss(xd + i * nb + b);
+#pragma GCC unroll 8
+        for (std::size_t w = 0; w < NW; ++w) {
+          __m256i const p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq[w], x), ones);
+          // wd * d_x rounded to f32 in every lane: the same product as the scalar code's
+          acc[w][i] = _mm256_fmadd_ps(_mm256_mul_ps(wdv[w], di), _mm256_cvtepi32_ps(p), acc[w][i]);
+        }
+      }
+    } else {
+      __m256i wq[NW], aw[NW];
+      __m256 wdv[NW];
+#pragma GCC unroll 8
+      for (std::size_t w = 0; w < NW; ++w) {
+        auto const* blk = reinterpret_cast<unsigned char const*>(wrow + w * row_bytes + b * sizeof(BlockQ8_0));
+        std::uint16_t hd;
+        std::memcpy(&hd, blk, 2);
+        wdv[w] = _mm256_set1_ps(_cvtsh_ss(hd));
+        wq[w] = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(blk + 2));
+        aw[w] = _mm256_sign_epi8(wq[w], wq[w]);  // |w|, so maddubs sees an unsigned operand
+      }
+#pragma GCC unroll 8
+      for (std::size_t i = 0; i < M; ++i) {
+        __m256i const x = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(xq + i * a.cols + b * 32));
+        __m256 const di = _mm256_broadcast_ss(xd + i * nb + b);
+#pragma GCC unroll 8
+        for (std::size_t w = 0; w < NW; ++w) {
+          __m256i const p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[w], _mm256_sign_epi8(x, wq[w])), ones);
+          acc[w][i] = _mm256_fmadd_ps(_mm256_mul_ps(wdv[w], di), _mm256_cvtepi32_ps(p), acc[w][i]);
+        }
       }
     }
   }
-  alignas(32) float sm[8];
-  _mm256_store_ps(sm, summ);
-  for (std::size_t i = 0; i < M; ++i) out[i] = hsum_avx2(acc[i]) + sm[i];
+#pragma GCC unroll 8
+  for (std::size_t w = 0; w < NW; ++w) {
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < M; ++i) {
+      // Q4_1's m * s terms: a separate fused chain over the blocks (ggml's scalar `summs += m * s`),
+      // kept out of the main loop so its accumulators do not compete for registers.
+      float sm = 0.0f;
+      if constexpr (Type == WeightType::q4_1) {
+        for (std::size_t b = 0; b < nb; ++b) {
+          std::uint16_t hm;
+          std::memcpy(&hm, wrow + w * row_bytes + b * sizeof(BlockQ4_1) + 2, 2);
+          sm = std::fma(_cvtsh_ss(hm), xs[i * nb + b], sm);
+        }
+      }
+      out[w * out_stride + i] = hsum_avx2(acc[w][i]) + sm;
+    }
+  }
 }
 
-/// All m rows, in groups of at most 4 (the weight row stays in L1 between groups).
-template <WeightType Type>
-__attribute__((target("avx2,fma,f16c"))) inline void q8_dot_all_avx2(std::byte const* wrow, Q8Activations const& a,
-                                                                      float* out) noexcept {
+/// All m rows of NW consecutive weight rows, in groups of G activation rows (the weight rows stay in L1
+/// between groups; NW * G accumulators plus the unpacked weights fit the 16 ymm registers).  out [NW][m]
+template <WeightType Type, std::size_t NW, std::size_t G = (NW == 1 ? 4 : 3)>
+__attribute__((target("avx2,fma,f16c"))) inline void q8_dot_all_avx2(std::byte const* wrow, std::size_t row_bytes,
+                                                                      Q8Activations const& a, float* out) noexcept {
+  std::size_t const m = a.rows;
   std::size_t r = 0;
-  for (; r + 4 <= a.rows; r += 4) q8_dot_rows_avx2<Type, 4>(wrow, a, r, out + r);
-  switch (a.rows - r) {
-    case 3: q8_dot_rows_avx2<Type, 3>(wrow, a, r, out + r); break;
-    case 2: q8_dot_rows_avx2<Type, 2>(wrow, a, r, out + r); break;
-    case 1: q8_dot_rows_avx2<Type, 1>(wrow, a, r, out + r); break;
+  for (; r + G <= m; r += G) q8_dot_rows_avx2<Type, G, NW>(wrow, row_bytes, a, r, out + r, m);
+  switch (m - r) {
+    case 3: q8_dot_rows_avx2<Type, 3, NW>(wrow, row_bytes, a, r, out + r, m); break;
+    case 2: q8_dot_rows_avx2<Type, 2, NW>(wrow, row_bytes, a, r, out + r, m); break;
+    case 1: q8_dot_rows_avx2<Type, 1, NW>(wrow, row_bytes, a, r, out + r, m); break;
     default: break;
   }
 }
@@ -213,19 +254,30 @@ void q8_activation_gemm_many(ParallelFor&& parallel_for, Q8Activations const& a,
       auto const& w = *outs[k].w;
       std::size_t const o0 = g - start[k], n = w.rows;
       std::size_t const nb = std::min({rb, end - g, start[k + 1] - g});  // a block never crosses outputs
-      for (std::size_t jb = 0; jb < nb; ++jb) {
+      std::size_t jb = 0;
+#if PIECRUST_MODEL_X86
+      if (use_avx2) {
+        std::size_t const row_bytes = w.row_bytes();
+        for (; jb + 2 <= nb; jb += 2) {
+          if (w.type == WeightType::q4_1) {
+            q8_dot_all_avx2<WeightType::q4_1, 2>(w.row(o0 + jb), row_bytes, a, out.data() + jb * m);
+          } else {
+            q8_dot_all_avx2<WeightType::q8_0, 2>(w.row(o0 + jb), row_bytes, a, out.data() + jb * m);
+          }
+        }
+        for (; jb < nb; ++jb) {
+          if (w.type == WeightType::q4_1) {
+            q8_dot_all_avx2<WeightType::q4_1, 1>(w.row(o0 + jb), row_bytes, a, out.data() + jb * m);
+          } else {
+            q8_dot_all_avx2<WeightType::q8_0, 1>(w.row(o0 + jb), row_bytes, a, out.data() + jb * m);
+          }
+        }
+      }
+#endif
+      for (; jb < nb; ++jb) {
         std::byte const* wr = w.row(o0 + jb);
         float* ob = out.data() + jb * m;
-#if PIECRUST_MODEL_X86
-        if (use_avx2 && w.type == WeightType::q4_1) {
-          q8_dot_all_avx2<WeightType::q4_1>(wr, a, ob);
-        } else if (use_avx2) {
-          q8_dot_all_avx2<WeightType::q8_0>(wr, a, ob);
-        } else
-#endif
-        {
-          for (std::size_t i = 0; i < m; ++i) ob[i] = q8_dot_scalar(w.type, wr, a, i);
-        }
+        for (std::size_t i = 0; i < m; ++i) ob[i] = q8_dot_scalar(w.type, wr, a, i);
       }
       float const beta = outs[k].beta;
       for (std::size_t i = 0; i < m; ++i) {
