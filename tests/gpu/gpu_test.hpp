@@ -13,14 +13,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <iostream>
+
+#include <piecrust/backends/cuda/copy.hpp>
+#include <piecrust/backends/cuda/space.hpp>
+
 #include <random>
 #include <span>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <piecrust/backends/cuda/copy.hpp>
-#include <piecrust/backends/cuda/space.hpp>
 
 namespace piecrust::gpu_test {
 
@@ -28,7 +29,8 @@ namespace piecrust::gpu_test {
 /// check(), which records a failure with a message and lets the test continue.
 class Test {
  public:
-  Test(std::string name, Cuda space, std::uint64_t seed) : name_(std::move(name)), space_(std::move(space)), seed_(seed), rng_(seed) {}
+  Test(std::string name, Cuda space, std::uint64_t seed)
+      : name_(std::move(name)), space_(std::move(space)), seed_(seed), rng_(seed) {}
 
   [[nodiscard]] Cuda const& space() const noexcept { return space_; }
   [[nodiscard]] std::mt19937_64& rng() noexcept { return rng_; }
@@ -120,7 +122,7 @@ inline double chi_square_critical(double df) {
 #define PIECRUST_GPU_TEST_CAT2(a, b) a##b
 #define PIECRUST_GPU_TEST_CAT(a, b) PIECRUST_GPU_TEST_CAT2(a, b)
 /// Defines and registers a test: PIECRUST_GPU_TEST(name) { ...body using `t`... }
-#define PIECRUST_GPU_TEST(name)                                                                              \
-  static void name(::piecrust::gpu_test::Test& t);                                                          \
-  static ::piecrust::gpu_test::Registrar const PIECRUST_GPU_TEST_CAT(name, _registrar){#name, &name};       \
+#define PIECRUST_GPU_TEST(name)                                                                       \
+  static void name(::piecrust::gpu_test::Test& t);                                                    \
+  static ::piecrust::gpu_test::Registrar const PIECRUST_GPU_TEST_CAT(name, _registrar){#name, &name}; \
   static void name([[maybe_unused]] ::piecrust::gpu_test::Test& t)

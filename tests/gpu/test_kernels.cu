@@ -9,8 +9,6 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <span>
-#include <vector>
 
 #include <piecrust/backends/cuda.hpp>
 #include <piecrust/backends/host/append_kv.hpp>
@@ -24,10 +22,21 @@
 #include <piecrust/backends/host/swiglu.hpp>
 #include <piecrust/kernels/reference/sampling.hpp>
 
+#include <span>
+#include <vector>
+
 #include "gpu_test.hpp"
 
 using namespace piecrust;
 using piecrust::gpu_test::tolerance_ratio;
+
+/// The host emulation (tests/gpu/emulation) runs these tests too, with smaller sizes: it executes every
+/// GPU thread on one CPU core.
+#if defined(PIECRUST_GPU_EMULATION)
+constexpr bool emulated = true;
+#else
+constexpr bool emulated = false;
+#endif
 
 namespace {
 
@@ -56,10 +65,17 @@ std::vector<std::byte> random_weights(gpu_test::Test& t, WeightType type, std::s
     for (std::size_t c = 0; c < cols; ++c) {
       float const v = vals[r * cols + c];
       switch (type) {
-        case WeightType::f32: std::memcpy(out.data() + base + 4 * c, &v, 4); break;
-        case WeightType::f16: put16(base + 2 * c, Half::from_float(v)); break;
-        case WeightType::bf16: put16(base + 2 * c, BFloat16::from_float(v)); break;
-        default: break;
+        case WeightType::f32:
+          std::memcpy(out.data() + base + 4 * c, &v, 4);
+          break;
+        case WeightType::f16:
+          put16(base + 2 * c, Half::from_float(v));
+          break;
+        case WeightType::bf16:
+          put16(base + 2 * c, BFloat16::from_float(v));
+          break;
+        default:
+          break;
       }
     }
     if (type == WeightType::q8_0) {
@@ -81,7 +97,8 @@ std::vector<std::byte> random_weights(gpu_test::Test& t, WeightType type, std::s
   return out;
 }
 
-constexpr WeightType all_types[] = {WeightType::f32, WeightType::f16, WeightType::bf16, WeightType::q8_0, WeightType::q4_1};
+constexpr WeightType all_types[] = {WeightType::f32, WeightType::f16, WeightType::bf16, WeightType::q8_0,
+                                    WeightType::q4_1};
 
 }  // namespace
 
@@ -155,8 +172,8 @@ PIECRUST_GPU_TEST(fused_add_rms_norm_matches_host) {
   auto dx = dev(s, x);
   auto dres = dev(s, res);
   auto const dw = dev(s, w);
-  fused_add_rms_norm(host_space(), ShapedView<float, 2>(x.data(), rows, dim), ShapedView<float, 2>(res.data(), rows, dim),
-                     ShapedView<float const, 1>(w.data(), dim));
+  fused_add_rms_norm(host_space(), ShapedView<float, 2>(x.data(), rows, dim),
+                     ShapedView<float, 2>(res.data(), rows, dim), ShapedView<float const, 1>(w.data(), dim));
   fused_add_rms_norm(s, dx.view(rows, dim), dres.view(rows, dim), dw.view(dim));
   t.check(to_host(s, dres) == res, "fused_add_rms_norm: residual differs from the host (expected bit-exact)");
   double const r = tolerance_ratio(to_host(s, dx), x, 1e-6, 1e-5);
@@ -239,8 +256,8 @@ void append_kv_case(gpu_test::Test& t) {
   dkv.data = dpool.data();
   append_kv(s, dkv, dk.view(tokens, heads, head_dim), dv.view(tokens, heads, head_dim), slots);
   auto const got = to_host(s, dpool);
-  t.check(std::memcmp(got.data(), pool.data(), pool.size() * sizeof(T)) == 0, "append_kv (", sizeof(T) == 4 ? "f32" : "bf16",
-          " pool) differs from the host");
+  t.check(std::memcmp(got.data(), pool.data(), pool.size() * sizeof(T)) == 0, "append_kv (",
+          sizeof(T) == 4 ? "f32" : "bf16", " pool) differs from the host");
 }
 PIECRUST_GPU_TEST(append_kv_matches_host) {
   append_kv_case<float>(t);
@@ -277,7 +294,8 @@ PIECRUST_GPU_TEST(embedding_and_dequantize_match_host) {
     auto const bf = to_host(s, dbf);
     std::size_t bad = 0;
     for (std::size_t i = 0; i < full.size(); ++i) bad += bf[i].bits != BFloat16::from_float(full[i]) ? 1 : 0;
-    t.check(bad == 0, "dequantize_to_bf16 ", weight_type_name(type), ": ", bad, " elements differ from BFloat16(host f32)");
+    t.check(bad == 0, "dequantize_to_bf16 ", weight_type_name(type), ": ", bad,
+            " elements differ from BFloat16(host f32)");
   }
   bool threw = false;
   try {
@@ -296,6 +314,7 @@ PIECRUST_GPU_TEST(embedding_and_dequantize_match_host) {
 // dot product): f32 weights (Sgemm) and the quantized GEMV (m <= 8, f32 accumulation of exact decoded
 // weights): 2e-5 (different summation orders, k <= 4096). f16/bf16 weights: x rounded to 16 bits
 // (relative 2^-11 / 2^-9): 2e-3 / 4e-3. Quantized panels (m > 8): x and W both rounded to bf16: 8e-3.
+#if !defined(PIECRUST_GPU_EMULATION)  // cuBLAS has no host emulation
 PIECRUST_GPU_TEST(gemm_matches_host) {
   Cuda const& s = t.space();
   std::size_t const n = 384, k = 512;
@@ -312,16 +331,17 @@ PIECRUST_GPU_TEST(gemm_matches_host) {
         auto y0 = t.random_floats(m * n);
         if (beta == 0.0f) y0[0] = std::numeric_limits<float>::quiet_NaN();  // beta = 0 ignores old contents
         std::vector<float> want = y0;
-        gemm(host_space(), ShapedView<float const, 2>(x.data(), m, k), hw, ShapedView<float, 2>(want.data(), m, n), beta);
+        gemm(host_space(), ShapedView<float const, 2>(x.data(), m, k), hw, ShapedView<float, 2>(want.data(), m, n),
+             beta);
         auto const dx = dev(s, x);
         auto dy = dev(s, y0);
         gemm(s, dx.view(m, k), dw, dy.view(m, n), beta);
         auto const got = to_host(s, dy);
         bool const quant = type == WeightType::q8_0 || type == WeightType::q4_1;
         double const tol = type == WeightType::f32 || (quant && m <= 8) ? 2e-5
-                           : type == WeightType::f16                     ? 2e-3
-                           : type == WeightType::bf16                    ? 4e-3
-                                                                         : 8e-3;
+                           : type == WeightType::f16                    ? 2e-3
+                           : type == WeightType::bf16                   ? 4e-3
+                                                                        : 8e-3;
         double worst = 0;
         for (std::size_t i = 0; i < m; ++i) {
           for (std::size_t o = 0; o < n; ++o) {
@@ -337,6 +357,8 @@ PIECRUST_GPU_TEST(gemm_matches_host) {
     }
   }
 }
+
+#endif
 
 // ---- sampling -------------------------------------------------------------------------------------
 
@@ -379,7 +401,7 @@ std::vector<float> random_logits(gpu_test::Test& t, std::size_t rows, std::size_
   if (ties) {
     std::uniform_int_distribution<std::size_t> d(0, vocab - 1);
     for (std::size_t r = 0; r < rows; ++r) {
-      for (int j = 0; j < 6; ++j) l[r * vocab + d(t.rng())] = 4.5f;   // tied maxima
+      for (int j = 0; j < 6; ++j) l[r * vocab + d(t.rng())] = 4.5f;    // tied maxima
       for (int j = 0; j < 20; ++j) l[r * vocab + d(t.rng())] = 1.25f;  // a tie block inside top-k / top-p
       l[r * vocab + d(t.rng())] = -std::numeric_limits<float>::infinity();
     }
@@ -410,10 +432,12 @@ SampleRun run_both(gpu_test::Test& t, std::vector<float> const& logits, std::siz
 // u falls within float rounding of a CDF boundary (device expf vs host std::exp): allowed at most
 // 1 in 500 rows for the continuous samplers, none for greedy.
 PIECRUST_GPU_TEST(sample_matches_host_token_for_token) {
-  for (std::size_t vocab : {50u, 5000u, 128256u}) {
+  std::vector<std::size_t> const vocabs =
+      emulated ? std::vector<std::size_t>{50, 3000, 40000} : std::vector<std::size_t>{50, 5000, 128256};
+  for (std::size_t vocab : vocabs) {
     for (bool masked : {false, true}) {
       for (SamplingParams const& p : all_samplers()) {
-        std::size_t const rows = vocab > 10000 ? 24 : 96;
+        std::size_t const rows = emulated ? (vocab > 10000 ? 4 : 24) : (vocab > 10000 ? 24 : 96);
         auto const logits = random_logits(t, rows, vocab, true);
         std::vector<SamplingParams> params(rows, p);
         std::vector<LogitMask> masks;
@@ -430,21 +454,25 @@ PIECRUST_GPU_TEST(sample_matches_host_token_for_token) {
           forbidden += ok ? 0 : 1;
         }
         std::size_t const allowed_mismatches = p.kind == SamplingKind::greedy ? 0 : rows / 500;
-        t.check(mismatches <= allowed_mismatches, "sample ", sampling_kind_name(p.kind), " vocab ", vocab, " masked ", masked,
-                ": ", mismatches, " of ", rows, " rows differ from the host");
-        t.check(forbidden == 0, "sample ", sampling_kind_name(p.kind), ": ", forbidden, " forbidden or out-of-range tokens");
+        t.check(mismatches <= allowed_mismatches, "sample ", sampling_kind_name(p.kind), " vocab ", vocab, " masked ",
+                masked, ": ", mismatches, " of ", rows, " rows differ from the host");
+        t.check(forbidden == 0, "sample ", sampling_kind_name(p.kind), ": ", forbidden,
+                " forbidden or out-of-range tokens");
       }
     }
   }
 }
 
 // Chi-square at p = 1e-4 against the reference's exact filtered distribution (8000 draws of one row,
-// steps 0..7999), and ids outside the support never drawn (as tests/unit/test_kernel_sampling.cpp).
+// steps 0..7999), ids outside the support never drawn (as tests/unit/test_kernel_sampling.cpp), and the
+// host's token for every one of those keys (at most 1 in 500 may differ, see above). The host emulation
+// makes 150 draws and checks the support and the host's tokens only (too few draws for chi-square).
 PIECRUST_GPU_TEST(sample_chi_square_every_sampler) {
-  std::size_t const vocab = 48, draws = 8000;
+  std::size_t const vocab = 48, draws = emulated ? 150 : 8000;
   auto const row = t.random_floats(vocab, -3.0f, 3.0f);
   std::vector<float> logits(draws * vocab);  // [draws][vocab] the same row
-  for (std::size_t i = 0; i < draws; ++i) std::copy(row.begin(), row.end(), logits.begin() + static_cast<std::ptrdiff_t>(i * vocab));
+  for (std::size_t i = 0; i < draws; ++i)
+    std::copy(row.begin(), row.end(), logits.begin() + static_cast<std::ptrdiff_t>(i * vocab));
   auto const dl = dev(t.space(), logits);
   for (bool masked : {false, true}) {
     LogitMask const mask = masked ? random_mask(t, vocab, 0.7) : LogitMask{};
@@ -457,6 +485,13 @@ PIECRUST_GPU_TEST(sample_chi_square_every_sampler) {
       for (std::size_t i = 0; i < draws; ++i) keys[i] = {seed, 7, i};
       std::vector<std::uint32_t> got(draws);  // host memory: the call copies back and waits
       sample(t.space(), dl.view(draws, vocab), params, masks, keys, got);
+      std::vector<std::uint32_t> want(draws);
+      sample(host_space(), ShapedView<float const, 2>(logits.data(), draws, vocab), params, masks, keys, want);
+      std::size_t mismatches = 0;
+      for (std::size_t i = 0; i < draws; ++i) mismatches += got[i] != want[i] ? 1 : 0;
+      std::size_t const allowed_mismatches = p.kind == SamplingKind::greedy ? 0 : draws / 500;
+      t.check(mismatches <= allowed_mismatches, "sample ", sampling_kind_name(p.kind), " masked ", masked, ": ",
+              mismatches, " of ", draws, " draws differ from the host's");
       std::vector<double> counts(vocab, 0.0);
       bool outside = false;
       for (auto id : got) {
@@ -476,8 +511,9 @@ PIECRUST_GPU_TEST(sample_chi_square_every_sampler) {
         chi += (counts[i] - e) * (counts[i] - e) / e;
         df += 1;
       }
-      t.check(!outside, "sample ", sampling_kind_name(p.kind), " masked ", masked, ": drew an id outside the filtered support");
-      if (df >= 1) {
+      t.check(!outside, "sample ", sampling_kind_name(p.kind), " masked ", masked,
+              ": drew an id outside the filtered support");
+      if (df >= 1 && !emulated) {
         t.check(chi < gpu_test::chi_square_critical(df), "sample ", sampling_kind_name(p.kind), " masked ", masked,
                 ": chi-square ", chi, " >= critical ", gpu_test::chi_square_critical(df), " (df ", df, ")");
       }
@@ -488,7 +524,7 @@ PIECRUST_GPU_TEST(sample_chi_square_every_sampler) {
 // Same inputs and keys: the same tokens, run after run (fixed-point masses, ordered scans); a row's
 // token depends on its key, not on its position in the batch.
 PIECRUST_GPU_TEST(sample_is_reproducible) {
-  std::size_t const rows = 32, vocab = 32000;
+  std::size_t const rows = emulated ? 8 : 32, vocab = emulated ? 4000 : 32000;
   auto const logits = random_logits(t, rows, vocab, true);
   auto const dl = dev(t.space(), logits);
   for (SamplingParams const& p : all_samplers()) {
@@ -537,23 +573,28 @@ PIECRUST_GPU_TEST(sample_rejects_host_logits_and_bad_params) {
 // absolute (expf vs std::exp, double sums in another order); forbidden tail ids exact with p = 0.
 PIECRUST_GPU_TEST(probe_distribution_matches_host) {
   Cuda const& s = t.space();
-  for (std::size_t vocab : {40u, 3000u, 70000u}) {
+  std::vector<std::size_t> const vocabs =
+      emulated ? std::vector<std::size_t>{40, 3000, 9000} : std::vector<std::size_t>{40, 3000, 70000};
+  for (std::size_t vocab : vocabs) {
     std::size_t const rows = 4;
     auto const logits = random_logits(t, rows, vocab, true);
     auto const dl = dev(s, logits);
     std::vector<LogitMask> masks;
-    for (std::size_t r = 0; r < rows; ++r) masks.push_back(r == 0 ? LogitMask{} : random_mask(t, vocab, r == 3 ? 0.01 : 0.5));
+    for (std::size_t r = 0; r < rows; ++r)
+      masks.push_back(r == 0 ? LogitMask{} : random_mask(t, vocab, r == 3 ? 0.01 : 0.5));
     for (std::size_t k : {std::size_t{1}, std::size_t{10}, std::size_t{0}}) {
       for (float temp : {1.0f, 0.6f}) {
         std::size_t const kk = k == 0 ? vocab : k;
         std::vector<std::uint32_t> hid(rows * kk);
         std::vector<float> hp(rows * kk);
         probe_distribution(host_space(), ShapedView<float const, 2>(logits.data(), rows, vocab), k, temp, masks,
-                           ShapedView<std::uint32_t, 2>(hid.data(), rows, kk), ShapedView<float, 2>(hp.data(), rows, kk));
+                           ShapedView<std::uint32_t, 2>(hid.data(), rows, kk),
+                           ShapedView<float, 2>(hp.data(), rows, kk));
         Buffer<std::uint32_t, CudaMemory> did(rows * kk, s.memory());
         Buffer<float, CudaMemory> dp(rows * kk, s.memory());
         probe_distribution(s, dl.view(rows, vocab), k, temp, masks, did.view(rows, kk), dp.view(rows, kk));
-        t.check(to_host(s, did) == hid, "probe_distribution vocab ", vocab, " k ", k, " T ", temp, ": ids differ from the host");
+        t.check(to_host(s, did) == hid, "probe_distribution vocab ", vocab, " k ", k, " T ", temp,
+                ": ids differ from the host");
         double const r = tolerance_ratio(to_host(s, dp), hp, 1e-9, 1e-5);
         t.check(r <= 1.0, "probe_distribution vocab ", vocab, " k ", k, ": probability tolerance ratio ", r);
       }
@@ -564,7 +605,7 @@ PIECRUST_GPU_TEST(probe_distribution_matches_host) {
 // Tolerance: 1e-5 absolute on log-probabilities and entropies (log Z from double sums of f32 weights).
 PIECRUST_GPU_TEST(probe_logprobs_and_entropy_match_host) {
   Cuda const& s = t.space();
-  std::size_t const rows = 6, vocab = 50000, n = 9;
+  std::size_t const rows = 6, vocab = emulated ? 8000 : 50000, n = 9;
   auto const logits = random_logits(t, rows, vocab, true);
   auto const dl = dev(s, logits);
   std::vector<LogitMask> masks;
@@ -575,7 +616,8 @@ PIECRUST_GPU_TEST(probe_logprobs_and_entropy_match_host) {
   for (float temp : {1.0f, 1.7f}) {
     std::vector<float> hl(rows * n), he(rows);
     probe_logprobs(host_space(), ShapedView<float const, 2>(logits.data(), rows, vocab),
-                   ShapedView<std::uint32_t const, 2>(ids.data(), rows, n), temp, masks, ShapedView<float, 2>(hl.data(), rows, n));
+                   ShapedView<std::uint32_t const, 2>(ids.data(), rows, n), temp, masks,
+                   ShapedView<float, 2>(hl.data(), rows, n));
     probe_entropy(host_space(), ShapedView<float const, 2>(logits.data(), rows, vocab), temp, masks, he);
     Buffer<float, CudaMemory> dlp(rows * n, s.memory());
     probe_logprobs(s, dl.view(rows, vocab), ShapedView<std::uint32_t const, 2>(ids.data(), rows, n), temp, masks,

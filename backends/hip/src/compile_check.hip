@@ -4,10 +4,12 @@
 
 static_assert(piecrust::gpu::warp_size == 64, "CDNA wavefronts are 64 lanes wide");
 
-void piecrust_hip_compile_check_kernels(piecrust::Cuda const& space, float* x, std::uint32_t* ids, std::span<std::uint32_t const> host_ids,
+void piecrust_hip_compile_check_kernels(piecrust::Cuda const& space, float* x, std::uint32_t* ids,
+                                        std::span<std::uint32_t const> host_ids,
                                         std::span<piecrust::SamplingParams const> params,
-                                        std::span<piecrust::LogitMask const> masks, std::span<piecrust::SampleKey const> keys,
-                                        piecrust::WeightMatrix const& w, piecrust::PagedKv<piecrust::BFloat16> kv_bf16,
+                                        std::span<piecrust::LogitMask const> masks,
+                                        std::span<piecrust::SampleKey const> keys, piecrust::WeightMatrix const& w,
+                                        piecrust::PagedKv<piecrust::BFloat16> kv_bf16,
                                         piecrust::PagedKv<float> kv_f32) {
   using namespace piecrust;
   ShapedView<float, 2> const m(x, 4, 64);

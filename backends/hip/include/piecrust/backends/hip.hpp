@@ -3,8 +3,6 @@
 // (piecrust::Cuda is then a HIP device + stream). Everything of piecrust/backends/cuda.hpp except gemm:
 // Debian's HIP 5.2 toolchain ships no hipBLAS, so there is no GEMM on HIP yet.
 
-#include "piecrust/backends/hip/runtime.hpp"
-
 #include "piecrust/backends/cuda/append_kv.hpp"
 #include "piecrust/backends/cuda/copy.hpp"
 #include "piecrust/backends/cuda/embedding.hpp"
@@ -16,3 +14,4 @@
 #include "piecrust/backends/cuda/scratch.hpp"
 #include "piecrust/backends/cuda/space.hpp"
 #include "piecrust/backends/cuda/swiglu.hpp"
+#include "piecrust/backends/hip/runtime.hpp"

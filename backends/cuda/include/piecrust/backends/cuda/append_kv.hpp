@@ -42,8 +42,8 @@ struct KernelImpl<ops::AppendKv, Cuda> {
     scratch.begin();
     auto const s = scratch.upload(slots);
     scratch.commit();
-    gpu::detail::append_kv_kernel<T><<<static_cast<unsigned>(slots.size()), 128, 0, space.stream()>>>(
-        kv, k.data(), v.data(), scratch.get(s));
+    PIECRUST_GPU_LAUNCH(gpu::detail::append_kv_kernel<T>, static_cast<unsigned>(slots.size()), 128, 0, space.stream(),
+                        kv, k.data(), v.data(), scratch.get(s));
     gpu::check_launch("append_kv_kernel");
   }
 };

@@ -36,8 +36,8 @@ void launch_gather(Cuda const& space, WeightMatrix const& w, std::uint32_t const
                    std::size_t rows, Out* out) {
   if (rows == 0 || w.cols == 0) return;
   // Grid dimension x allows 2^31 - 1 blocks: one per row.
-  gather_rows_kernel<Out><<<static_cast<unsigned>(rows), 256, 0, space.stream()>>>(
-      w.type, static_cast<unsigned char const*>(w.data), w.row_bytes(), w.cols, ids, first_row, out);
+  PIECRUST_GPU_LAUNCH(gather_rows_kernel<Out>, static_cast<unsigned>(rows), 256, 0, space.stream(), w.type,
+                      static_cast<unsigned char const*>(w.data), w.row_bytes(), w.cols, ids, first_row, out);
   check_launch("gather_rows_kernel");
 }
 

@@ -14,7 +14,7 @@
 
 #include "piecrust/config.hpp"
 
-#if PIECRUST_DEVICE_COMPILE && !defined(__HIPCC__)
+#if PIECRUST_DEVICE_COMPILE && !defined(__HIPCC__) && !defined(PIECRUST_GPU_EMULATION)
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -34,7 +34,8 @@ namespace piecrust {
 namespace gpu::detail {
 
 inline void check_cublas(cublasStatus_t s, char const* what) {
-  if (s != CUBLAS_STATUS_SUCCESS) piecrust::detail::fail<Error>("cuBLAS call ", what, " failed with status ", static_cast<int>(s));
+  if (s != CUBLAS_STATUS_SUCCESS)
+    piecrust::detail::fail<Error>("cuBLAS call ", what, " failed with status ", static_cast<int>(s));
 }
 
 /// One cuBLAS handle per (host thread, device), created on first use: a handle is not safe to share
@@ -52,7 +53,8 @@ inline cublasHandle_t cublas_handle(int device) {
     }
   };
   thread_local Handles handles;
-  if (device < 0 || device >= 64) piecrust::detail::fail<Unsupported>("gemm: device = ", device, " (at most 64 devices)");
+  if (device < 0 || device >= 64)
+    piecrust::detail::fail<Unsupported>("gemm: device = ", device, " (at most 64 devices)");
   if (handles.h[device] == nullptr) check_cublas(cublasCreate(&handles.h[device]), "cublasCreate");
   return handles.h[device];
 }
@@ -62,9 +64,11 @@ inline constexpr std::size_t gemv_max_rows = 8;
 inline constexpr int gemv_threads = 256;
 
 /// y[i][o] = beta * y[i][o] + sum_c x[i][c] * W[o][c] for i < m <= gemv_max_rows; one warp per output o.
-__global__ void __launch_bounds__(gemv_threads) gemv_quant_kernel(WeightType type, unsigned char const* w,
-                                                                  std::size_t row_bytes, std::size_t n, std::size_t k,
-                                                                  float const* x, std::size_t m, float* y, float beta) {
+/// A template (of nothing) so that the header may be included by any number of translation units.
+template <int = 0>
+__global__ void __launch_bounds__(gemv_threads)
+    gemv_quant_kernel(WeightType type, unsigned char const* w, std::size_t row_bytes, std::size_t n, std::size_t k,
+                      float const* x, std::size_t m, float* y, float beta) {
   int const lane = static_cast<int>(threadIdx.x) % warp_size;
   std::size_t const o = static_cast<std::size_t>(blockIdx.x) * (gemv_threads / warp_size) + threadIdx.x / warp_size;
   if (o >= n) return;
@@ -108,8 +112,10 @@ struct KernelImpl<ops::Gemm, Cuda> {
     if (m == 0 || n == 0) return;
     gpu::DeviceGuard guard(space.device());
     if (k == 0) {  // an empty sum: y = beta * y (beta = 0 clears, NaN included)
-      if (beta == 0.0f) gpu::memset_async(y.data(), 0, m * n * sizeof(float), space.stream());
-      else gemm_f32_scale(space, y.data(), m * n, beta);
+      if (beta == 0.0f)
+        gpu::memset_async(y.data(), 0, m * n * sizeof(float), space.stream());
+      else
+        gemm_f32_scale(space, y.data(), m * n, beta);
       return;
     }
     check_int("m", m);
@@ -140,16 +146,17 @@ struct KernelImpl<ops::Gemm, Cuda> {
       case WeightType::q4_1: {
         if (m <= gpu::detail::gemv_max_rows) {
           constexpr unsigned warps = gpu::detail::gemv_threads / gpu::warp_size;
-          gpu::detail::gemv_quant_kernel<<<static_cast<unsigned>((n + warps - 1) / warps), gpu::detail::gemv_threads, 0,
-                                           space.stream()>>>(w.type, static_cast<unsigned char const*>(w.data),
-                                                             w.row_bytes(), n, k, x.data(), m, y.data(), beta);
+          PIECRUST_GPU_LAUNCH(gpu::detail::gemv_quant_kernel<>, static_cast<unsigned>((n + warps - 1) / warps),
+                              gpu::detail::gemv_threads, 0, space.stream(), w.type,
+                              static_cast<unsigned char const*>(w.data), w.row_bytes(), n, k, x.data(), m, y.data(),
+                              beta);
           gpu::check_launch("gemv_quant_kernel");
           return;
         }
         std::size_t const panel_rows = std::clamp<std::size_t>(gpu::detail::gemm_panel_bytes / (2 * k), 1, n);
         gpu::Scratch& scratch = space.scratch();
         scratch.begin();
-        auto const x16 = scratch.workspace<std::uint16_t>(m * k);           // [m][k] bf16
+        auto const x16 = scratch.workspace<std::uint16_t>(m * k);        // [m][k] bf16
         auto const panel = scratch.workspace<BFloat16>(panel_rows * k);  // [panel_rows][k] bf16
         scratch.commit();
         convert(space, x.data(), scratch.get(x16), m * k, true);
@@ -170,21 +177,23 @@ struct KernelImpl<ops::Gemm, Cuda> {
   static void convert(Cuda const& space, float const* x, std::uint16_t* out, std::size_t count, bool bf) {
     unsigned const blocks = gpu::detail::elementwise_blocks(count, 256);
     if (bf) {
-      gpu::detail::to_16bit_kernel<BFloat16><<<blocks, 256, 0, space.stream()>>>(x, reinterpret_cast<BFloat16*>(out), count);
+      PIECRUST_GPU_LAUNCH(gpu::detail::to_16bit_kernel<BFloat16>, blocks, 256, 0, space.stream(), x,
+                          reinterpret_cast<BFloat16*>(out), count);
     } else {
-      gpu::detail::to_16bit_kernel<Half><<<blocks, 256, 0, space.stream()>>>(x, reinterpret_cast<Half*>(out), count);
+      PIECRUST_GPU_LAUNCH(gpu::detail::to_16bit_kernel<Half>, blocks, 256, 0, space.stream(), x,
+                          reinterpret_cast<Half*>(out), count);
     }
     gpu::check_launch("to_16bit_kernel");
   }
   // y (column-major [n_rows of W][m], leading dimension ldy) = beta * y + W x^T.
-  static void gemm_ex(cublasHandle_t h, bool bf, void const* w, void const* x16, float* y, std::size_t rows, std::size_t m,
-                      std::size_t k, std::size_t ldy, float beta) {
+  static void gemm_ex(cublasHandle_t h, bool bf, void const* w, void const* x16, float* y, std::size_t rows,
+                      std::size_t m, std::size_t k, std::size_t ldy, float beta) {
     float const alpha = 1.0f;
     cudaDataType_t const t = bf ? CUDA_R_16BF : CUDA_R_16F;
     gpu::detail::check_cublas(
-        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(m), static_cast<int>(k), &alpha,
-                     w, t, static_cast<int>(k), x16, t, static_cast<int>(k), &beta, y, CUDA_R_32F, static_cast<int>(ldy),
-                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(m), static_cast<int>(k),
+                     &alpha, w, t, static_cast<int>(k), x16, t, static_cast<int>(k), &beta, y, CUDA_R_32F,
+                     static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
         "cublasGemmEx");
   }
   static void gemm_f32_scale(Cuda const& space, float* y, std::size_t count, float beta) {

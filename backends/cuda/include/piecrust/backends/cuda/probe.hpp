@@ -30,9 +30,11 @@
 namespace piecrust {
 namespace gpu::detail {
 
-__global__ void __launch_bounds__(row_threads) entropy_kernel(float const* logits, std::uint32_t vocab, float inv_t,
-                                                              std::uint32_t const* mask_offsets,
-                                                              std::uint32_t const* mask_words, float* out) {
+/// A template (of nothing) so that the header may be included by any number of translation units.
+template <int = 0>
+__global__ void __launch_bounds__(row_threads)
+    entropy_kernel(float const* logits, std::uint32_t vocab, float inv_t, std::uint32_t const* mask_offsets,
+                   std::uint32_t const* mask_words, float* out) {
   __shared__ RowShared sh;
   std::size_t const r = blockIdx.x;
   Normalizer const n = normalize(logits + r * vocab, vocab, row_mask(mask_offsets, mask_words, r), inv_t, sh);
@@ -42,10 +44,11 @@ __global__ void __launch_bounds__(row_threads) entropy_kernel(float const* logit
   }
 }
 
-__global__ void __launch_bounds__(row_threads) logprobs_kernel(float const* logits, std::uint32_t vocab, float inv_t,
-                                                               std::uint32_t const* mask_offsets,
-                                                               std::uint32_t const* mask_words, std::uint32_t const* ids,
-                                                               std::size_t n_ids, float* out) {
+/// A template (of nothing) so that the header may be included by any number of translation units.
+template <int = 0>
+__global__ void __launch_bounds__(row_threads)
+    logprobs_kernel(float const* logits, std::uint32_t vocab, float inv_t, std::uint32_t const* mask_offsets,
+                    std::uint32_t const* mask_words, std::uint32_t const* ids, std::size_t n_ids, float* out) {
   __shared__ RowShared sh;
   std::size_t const r = blockIdx.x;
   float const* l = logits + r * vocab;
@@ -77,7 +80,7 @@ __device__ void for_each_ranked(std::uint32_t vocab, Pred pred, F f, RowShared& 
 }
 
 /// Sorts a[0, cap) ascending (cap a power of two) with the block: a bitonic network in global memory.
-__device__ void block_bitonic_sort(unsigned long long* a, std::uint32_t cap) {
+__device__ inline void block_bitonic_sort(unsigned long long* a, std::uint32_t cap) {
   for (std::uint32_t size = 2; size <= cap; size <<= 1) {
     for (std::uint32_t stride = size / 2; stride > 0; stride >>= 1) {
       for (std::uint32_t i = threadIdx.x; i < cap / 2; i += blockDim.x) {
@@ -96,11 +99,12 @@ __device__ void block_bitonic_sort(unsigned long long* a, std::uint32_t cap) {
   }
 }
 
-__global__ void __launch_bounds__(row_threads) distribution_kernel(float const* logits, std::uint32_t vocab, float inv_t,
-                                                                   std::uint32_t const* mask_offsets,
-                                                                   std::uint32_t const* mask_words, std::uint32_t kk,
-                                                                   std::uint32_t cap, unsigned long long* work,
-                                                                   std::uint32_t* ids, float* probs) {
+/// A template (of nothing) so that the header may be included by any number of translation units.
+template <int = 0>
+__global__ void __launch_bounds__(row_threads)
+    distribution_kernel(float const* logits, std::uint32_t vocab, float inv_t, std::uint32_t const* mask_offsets,
+                        std::uint32_t const* mask_words, std::uint32_t kk, std::uint32_t cap, unsigned long long* work,
+                        std::uint32_t* ids, float* probs) {
   __shared__ RowShared sh;
   std::size_t const r = blockIdx.x;
   float const* l = logits + r * vocab;
@@ -114,7 +118,8 @@ __global__ void __launch_bounds__(row_threads) distribution_kernel(float const* 
   for (std::uint32_t i = threadIdx.x; i < vocab; i += blockDim.x) part += allowed(i) ? 1ull : 0ull;
   std::uint32_t const allowed_count = static_cast<std::uint32_t>(block_reduce(part, Sum{}, sh.u64));
   std::uint32_t const n_kept = kk < allowed_count ? kk : allowed_count;
-  Cut const c = pivot_search<false>(l, vocab, allowed, [](std::uint32_t) { return 0.0f; }, n_kept, sh);
+  Cut const c = pivot_search<false>(
+      l, vocab, allowed, [](std::uint32_t) { return 0.0f; }, n_kept, sh);
   for_each_ranked(
       vocab, [&](std::uint32_t i) { return allowed(i) && c.keeps(order_key(l[i]), i); },
       [&](std::uint32_t i, std::uint32_t rank) {
@@ -162,15 +167,16 @@ struct Output {
 };
 
 inline void check_probe_vocab(char const* op, std::size_t vocab) {
-  if (vocab > max_vocab) piecrust::detail::fail<Unsupported>(op, ": vocab = ", vocab, " exceeds the Cuda probes' limit of ", max_vocab);
+  if (vocab > max_vocab)
+    piecrust::detail::fail<Unsupported>(op, ": vocab = ", vocab, " exceeds the Cuda probes' limit of ", max_vocab);
 }
 
 }  // namespace gpu::detail
 
 template <>
 struct KernelImpl<ops::ProbeEntropy, Cuda> {
-  static void run(Cuda const& space, ShapedView<float const, 2> logits, float temperature, std::span<LogitMask const> masks,
-                  std::span<float> out) {
+  static void run(Cuda const& space, ShapedView<float const, 2> logits, float temperature,
+                  std::span<LogitMask const> masks, std::span<float> out) {
     std::size_t const rows = logits.extent(0);
     std::size_t const vocab = logits.extent(1);
     gpu::detail::check_probe_vocab("probe_entropy", vocab);
@@ -182,9 +188,9 @@ struct KernelImpl<ops::ProbeEntropy, Cuda> {
     gpu::detail::MaskBits const mb = gpu::detail::stage_masks(scratch, rows, vocab, masks);
     gpu::detail::Output<float> const o(scratch, out.data(), rows);
     scratch.commit();
-    gpu::detail::entropy_kernel<<<static_cast<unsigned>(rows), gpu::detail::row_threads, 0, space.stream()>>>(
-        logits.data(), static_cast<std::uint32_t>(vocab), 1.0f / temperature, scratch.get(mb.offsets),
-        scratch.get(mb.words), o.device(scratch));
+    PIECRUST_GPU_LAUNCH(gpu::detail::entropy_kernel<>, static_cast<unsigned>(rows), gpu::detail::row_threads, 0,
+                        space.stream(), logits.data(), static_cast<std::uint32_t>(vocab), 1.0f / temperature,
+                        scratch.get(mb.offsets), scratch.get(mb.words), o.device(scratch));
     gpu::check_launch("entropy_kernel");
     o.finish(space, scratch);
   }
@@ -206,9 +212,10 @@ struct KernelImpl<ops::ProbeLogprobs, Cuda> {
     auto const d_ids = scratch.upload(ids.flat());
     gpu::detail::Output<float> const o(scratch, out.data(), out.size());
     scratch.commit();
-    gpu::detail::logprobs_kernel<<<static_cast<unsigned>(rows), gpu::detail::row_threads, 0, space.stream()>>>(
-        logits.data(), static_cast<std::uint32_t>(vocab), 1.0f / temperature, scratch.get(mb.offsets),
-        scratch.get(mb.words), scratch.get(d_ids), ids.extent(1), o.device(scratch));
+    PIECRUST_GPU_LAUNCH(gpu::detail::logprobs_kernel<>, static_cast<unsigned>(rows), gpu::detail::row_threads, 0,
+                        space.stream(), logits.data(), static_cast<std::uint32_t>(vocab), 1.0f / temperature,
+                        scratch.get(mb.offsets), scratch.get(mb.words), scratch.get(d_ids), ids.extent(1),
+                        o.device(scratch));
     gpu::check_launch("logprobs_kernel");
     o.finish(space, scratch);
   }
@@ -216,8 +223,8 @@ struct KernelImpl<ops::ProbeLogprobs, Cuda> {
 
 template <>
 struct KernelImpl<ops::ProbeDistribution, Cuda> {
-  static void run(Cuda const& space, ShapedView<float const, 2> logits, float temperature, std::span<LogitMask const> masks,
-                  ShapedView<std::uint32_t, 2> ids, ShapedView<float, 2> probs) {
+  static void run(Cuda const& space, ShapedView<float const, 2> logits, float temperature,
+                  std::span<LogitMask const> masks, ShapedView<std::uint32_t, 2> ids, ShapedView<float, 2> probs) {
     std::size_t const rows = logits.extent(0);
     std::size_t const vocab = logits.extent(1);
     std::size_t const kk = ids.extent(1);
@@ -234,10 +241,10 @@ struct KernelImpl<ops::ProbeDistribution, Cuda> {
     gpu::detail::Output<std::uint32_t> const oi(scratch, ids.data(), ids.size());
     gpu::detail::Output<float> const op(scratch, probs.data(), probs.size());
     scratch.commit();
-    gpu::detail::distribution_kernel<<<static_cast<unsigned>(rows), gpu::detail::row_threads, 0, space.stream()>>>(
-        logits.data(), static_cast<std::uint32_t>(vocab), 1.0f / temperature, scratch.get(mb.offsets),
-        scratch.get(mb.words), static_cast<std::uint32_t>(kk), cap, scratch.get(work), oi.device(scratch),
-        op.device(scratch));
+    PIECRUST_GPU_LAUNCH(gpu::detail::distribution_kernel<>, static_cast<unsigned>(rows), gpu::detail::row_threads, 0,
+                        space.stream(), logits.data(), static_cast<std::uint32_t>(vocab), 1.0f / temperature,
+                        scratch.get(mb.offsets), scratch.get(mb.words), static_cast<std::uint32_t>(kk), cap,
+                        scratch.get(work), oi.device(scratch), op.device(scratch));
     gpu::check_launch("distribution_kernel");
     oi.finish(space, scratch, false);
     op.finish(space, scratch);

@@ -19,8 +19,8 @@ namespace gpu::detail {
 inline constexpr int norm_threads = 256;
 
 template <bool AddResidual>
-__global__ void __launch_bounds__(norm_threads) rms_norm_kernel(float const* x, float* residual, float const* weight,
-                                                                float* out, std::size_t dim, float eps) {
+__global__ void __launch_bounds__(norm_threads)
+    rms_norm_kernel(float const* x, float* residual, float const* weight, float* out, std::size_t dim, float eps) {
   __shared__ float tmp[max_warps];
   std::size_t const row = blockIdx.x;
   float const* xr = x + row * dim;
@@ -51,8 +51,9 @@ struct KernelImpl<ops::RmsNorm, Cuda> {
                   ShapedView<float, 2> out, float eps) {
     if (x.extent(0) == 0 || x.extent(1) == 0) return;
     gpu::DeviceGuard guard(space.device());
-    gpu::detail::rms_norm_kernel<false><<<static_cast<unsigned>(x.extent(0)), gpu::detail::norm_threads, 0, space.stream()>>>(
-        x.data(), nullptr, weight.data(), out.data(), x.extent(1), eps);
+    PIECRUST_GPU_LAUNCH(gpu::detail::rms_norm_kernel<false>, static_cast<unsigned>(x.extent(0)),
+                        gpu::detail::norm_threads, 0, space.stream(), x.data(), nullptr, weight.data(), out.data(),
+                        x.extent(1), eps);
     gpu::check_launch("rms_norm_kernel");
   }
 };
@@ -63,8 +64,9 @@ struct KernelImpl<ops::FusedAddRmsNorm, Cuda> {
                   ShapedView<float const, 1> weight, float eps) {
     if (x.extent(0) == 0 || x.extent(1) == 0) return;
     gpu::DeviceGuard guard(space.device());
-    gpu::detail::rms_norm_kernel<true><<<static_cast<unsigned>(x.extent(0)), gpu::detail::norm_threads, 0, space.stream()>>>(
-        x.data(), residual.data(), weight.data(), x.data(), x.extent(1), eps);
+    PIECRUST_GPU_LAUNCH(gpu::detail::rms_norm_kernel<true>, static_cast<unsigned>(x.extent(0)),
+                        gpu::detail::norm_threads, 0, space.stream(), x.data(), residual.data(), weight.data(),
+                        x.data(), x.extent(1), eps);
     gpu::check_launch("fused_add_rms_norm_kernel");
   }
 };

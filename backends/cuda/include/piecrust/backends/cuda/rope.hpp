@@ -23,9 +23,11 @@ inline constexpr int rope_threads = 128;
 /// Largest rotary_dim / 2 the shared cos/sin table holds (head_dim 512).
 inline constexpr std::size_t rope_max_half = 256;
 
-__global__ void __launch_bounds__(rope_threads) rope_kernel(float* x, std::uint32_t const* positions, double const* inv_freq,
-                                                            std::size_t heads, std::size_t head_dim, std::size_t half,
-                                                            bool adjacent) {
+/// A template (of nothing) so that the header may be included by any number of translation units.
+template <int = 0>
+__global__ void __launch_bounds__(rope_threads)
+    rope_kernel(float* x, std::uint32_t const* positions, double const* inv_freq, std::size_t heads,
+                std::size_t head_dim, std::size_t half, bool adjacent) {
   __shared__ float cs[2 * rope_max_half];  // [2][half] cos then sin
   std::size_t const t = blockIdx.x;
   for (std::size_t i = threadIdx.x; i < half; i += blockDim.x) {
@@ -72,9 +74,9 @@ struct KernelImpl<ops::Rope, Cuda> {
     auto const pos = scratch.upload(positions);
     auto const inv = scratch.upload(std::span<double const>(inv_freq));
     scratch.commit();
-    gpu::detail::rope_kernel<<<static_cast<unsigned>(x.extent(0)), gpu::detail::rope_threads, 0, space.stream()>>>(
-        x.data(), scratch.get(pos), scratch.get(inv), x.extent(1), x.extent(2), half,
-        params.style == RopeStyle::adjacent_pairs);
+    PIECRUST_GPU_LAUNCH(gpu::detail::rope_kernel<>, static_cast<unsigned>(x.extent(0)), gpu::detail::rope_threads, 0,
+                        space.stream(), x.data(), scratch.get(pos), scratch.get(inv), x.extent(1), x.extent(2), half,
+                        params.style == RopeStyle::adjacent_pairs);
     gpu::check_launch("rope_kernel");
   }
 };

@@ -15,6 +15,16 @@
 #define PIECRUST_GPU_API(name) cuda##name
 #endif
 
+/// Launches `kernel` on `stream` (the one spelling of a launch in the backend). With
+/// PIECRUST_GPU_EMULATION (tests only: tests/gpu/emulation compiles the kernels as plain C++ and runs
+/// each block's threads cooperatively on the host) the emulator provides the launch.
+#if defined(PIECRUST_GPU_EMULATION)
+#define PIECRUST_GPU_LAUNCH(kernel, grid, block, smem, stream, ...) \
+  ::piecrust_emulation::launch(kernel, grid, block, smem, stream, __VA_ARGS__)
+#else
+#define PIECRUST_GPU_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<grid, block, smem, stream>>>(__VA_ARGS__)
+#endif
+
 #include <cstddef>
 #include <cstdint>
 

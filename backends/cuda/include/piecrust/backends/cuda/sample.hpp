@@ -43,22 +43,25 @@ struct SampleRow {
 };
 
 inline SampleRow sample_row_of(SamplingParams const& p, SampleKey const& key) {
-  return SampleRow{key, static_cast<std::uint32_t>(p.kind), p.top_k, p.top_p, 1.0f / p.effective_temperature(),
-                   std::log(p.min_p)};
+  return SampleRow{key,     static_cast<std::uint32_t>(p.kind), p.top_k,
+                   p.top_p, 1.0f / p.effective_temperature(),   std::log(p.min_p)};
 }
 
 inline void require_device_logits(char const* op, void const* logits, std::size_t size) {
   if (size != 0 && is_host_pointer(logits)) {
-    piecrust::detail::fail<InvalidArgument>(op, ": logits points to host memory; on the Cuda space logits must be device memory");
+    piecrust::detail::fail<InvalidArgument>(
+        op, ": logits points to host memory; on the Cuda space logits must be device memory");
   }
   (void)op;
 }
 
 #if PIECRUST_DEVICE_COMPILE
 
-__global__ void __launch_bounds__(row_threads) sample_kernel(float const* logits, std::uint32_t vocab,
-                                                             SampleRow const* rows, std::uint32_t const* mask_offsets,
-                                                             std::uint32_t const* mask_words, std::uint32_t* out) {
+/// A template (of nothing) so that the header may be included by any number of translation units.
+template <int = 0>
+__global__ void __launch_bounds__(row_threads)
+    sample_kernel(float const* logits, std::uint32_t vocab, SampleRow const* rows, std::uint32_t const* mask_offsets,
+                  std::uint32_t const* mask_words, std::uint32_t* out) {
   __shared__ RowShared sh;
   std::size_t const r = blockIdx.x;
   float const* l = logits + r * vocab;
@@ -88,29 +91,35 @@ __global__ void __launch_bounds__(row_threads) sample_kernel(float const* logits
       unsigned long long part = 0;
       for (std::uint32_t i = threadIdx.x; i < vocab; i += blockDim.x) part += in_k(i) ? to_fixed(weight(i)) : 0ull;
       unsigned long long const total = block_reduce(part, Sum{}, sh.u64);
-      unsigned long long need = static_cast<unsigned long long>(static_cast<double>(p.top_p) * static_cast<double>(total));
+      unsigned long long need =
+          static_cast<unsigned long long>(static_cast<double>(p.top_p) * static_cast<double>(total));
       need = need < 1 ? 1 : need;
       Cut const pc = pivot_search<true>(l, vocab, in_k, weight, need, sh);
-      token = pick_in_id_order(vocab, [&](std::uint32_t i) { return in_k(i) && pc.keeps(order_key(l[i]), i); }, weight, u, sh);
+      token = pick_in_id_order(
+          vocab, [&](std::uint32_t i) { return in_k(i) && pc.keeps(order_key(l[i]), i); }, weight, u, sh);
       break;
     }
     case SamplingKind::top_p: {
       unsigned long long part = 0;
       for (std::uint32_t i = threadIdx.x; i < vocab; i += blockDim.x) part += allowed(i) ? to_fixed(weight(i)) : 0ull;
       unsigned long long const total = block_reduce(part, Sum{}, sh.u64);
-      unsigned long long need = static_cast<unsigned long long>(static_cast<double>(p.top_p) * static_cast<double>(total));
+      unsigned long long need =
+          static_cast<unsigned long long>(static_cast<double>(p.top_p) * static_cast<double>(total));
       need = need < 1 ? 1 : need;
       Cut const pc = pivot_search<true>(l, vocab, allowed, weight, need, sh);
-      token = pick_in_id_order(vocab, [&](std::uint32_t i) { return allowed(i) && pc.keeps(order_key(l[i]), i); }, weight, u, sh);
+      token = pick_in_id_order(
+          vocab, [&](std::uint32_t i) { return allowed(i) && pc.keeps(order_key(l[i]), i); }, weight, u, sh);
       break;
     }
     case SamplingKind::min_p: {
       float const log_min = p.log_min;  // -inf for min_p = 0: everything kept
-      token = pick_in_id_order(vocab, [&](std::uint32_t i) { return allowed(i) && (l[i] - lmax) * inv_t >= log_min; },
-                               weight, u, sh);
+      token = pick_in_id_order(
+          vocab, [&](std::uint32_t i) { return allowed(i) && (l[i] - lmax) * inv_t >= log_min; }, weight, u, sh);
       break;
     }
-    default: token = pick_in_id_order(vocab, allowed, weight, u, sh); break;  // temperature, multinomial
+    default:
+      token = pick_in_id_order(vocab, allowed, weight, u, sh);
+      break;  // temperature, multinomial
   }
   if (threadIdx.x == 0) out[r] = token;
 }
@@ -129,7 +138,8 @@ struct KernelImpl<ops::Sample, Cuda> {
     std::size_t const rows = logits.extent(0);
     std::size_t const vocab = logits.extent(1);
     if (vocab > gpu::detail::max_vocab) {
-      detail::fail<Unsupported>("sample: vocab = ", vocab, " exceeds the Cuda sampler's limit of ", gpu::detail::max_vocab);
+      detail::fail<Unsupported>("sample: vocab = ", vocab, " exceeds the Cuda sampler's limit of ",
+                                gpu::detail::max_vocab);
     }
     if (rows == 0) return;
     gpu::detail::require_device_logits("sample", logits.data(), logits.size());
@@ -144,9 +154,9 @@ struct KernelImpl<ops::Sample, Cuda> {
     auto const d_out = scratch.workspace<std::uint32_t>(host_out ? rows : 0);  // [rows] when out is host memory
     scratch.commit();
     std::uint32_t* const dst = host_out ? scratch.get(d_out) : out.data();
-    gpu::detail::sample_kernel<<<static_cast<unsigned>(rows), gpu::detail::row_threads, 0, space.stream()>>>(
-        logits.data(), static_cast<std::uint32_t>(vocab), scratch.get(d_rows), scratch.get(mb.offsets),
-        scratch.get(mb.words), dst);
+    PIECRUST_GPU_LAUNCH(gpu::detail::sample_kernel<>, static_cast<unsigned>(rows), gpu::detail::row_threads, 0,
+                        space.stream(), logits.data(), static_cast<std::uint32_t>(vocab), scratch.get(d_rows),
+                        scratch.get(mb.offsets), scratch.get(mb.words), dst);
     gpu::check_launch("sample_kernel");
     if (host_out) {
       gpu::memcpy_async(out.data(), dst, rows * sizeof(std::uint32_t), space.stream());

@@ -104,7 +104,7 @@ class Scratch {
 
   int device_;
   stream_t stream_;
-  std::vector<std::byte> host_;     // [frame bytes] packed uploads (workspaces are holes)
+  std::vector<std::byte> host_;        // [frame bytes] packed uploads (workspaces are holes)
   std::byte* device_block_ = nullptr;  // [capacity_]
   std::size_t capacity_ = 0;
   std::size_t size_ = 0;

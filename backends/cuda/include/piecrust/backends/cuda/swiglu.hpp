@@ -14,6 +14,8 @@
 namespace piecrust {
 namespace gpu::detail {
 
+/// A template (of nothing) so that the header may be included by any number of translation units.
+template <int = 0>
 __global__ void swiglu_kernel(float const* gate, float const* up, float* out, std::size_t n) {
   std::size_t const stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
@@ -38,8 +40,8 @@ struct KernelImpl<ops::Swiglu, Cuda> {
     std::size_t const n = gate.size();
     if (n == 0) return;
     gpu::DeviceGuard guard(space.device());
-    gpu::detail::swiglu_kernel<<<gpu::detail::elementwise_blocks(n, 256), 256, 0, space.stream()>>>(gate.data(), up.data(),
-                                                                                                  out.data(), n);
+    PIECRUST_GPU_LAUNCH(gpu::detail::swiglu_kernel<>, gpu::detail::elementwise_blocks(n, 256), 256, 0, space.stream(),
+                        gate.data(), up.data(), out.data(), n);
     gpu::check_launch("swiglu_kernel");
   }
 };

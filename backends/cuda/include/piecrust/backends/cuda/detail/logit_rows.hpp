@@ -86,7 +86,11 @@ inline bool is_host_pointer(void const* p) {
 
 #if PIECRUST_DEVICE_COMPILE
 
+#if defined(PIECRUST_GPU_EMULATION)
+inline constexpr int row_threads = 64;  // the host emulation of the tests: 2 warps of cooperative threads
+#else
 inline constexpr int row_threads = 1024;
+#endif
 /// Consecutive ids per thread in the id-ordered scans (a tile is row_threads * scan_items ids).
 inline constexpr int scan_items = 4;
 
@@ -134,8 +138,8 @@ struct MaxU64 {
 };
 
 /// The first token of the order among allowed ids: (its logit, its id). Ties: the lowest id.
-__device__ __forceinline__ void row_argmax(float const* l, std::uint32_t vocab, RowMask mask, RowShared& sh, float& lmax,
-                                           std::uint32_t& arg) {
+__device__ __forceinline__ void row_argmax(float const* l, std::uint32_t vocab, RowMask mask, RowShared& sh,
+                                           float& lmax, std::uint32_t& arg) {
   unsigned long long best = 0;
   for (std::uint32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
     if (!mask.allows(i)) continue;
@@ -260,8 +264,8 @@ __device__ std::uint32_t pick_in_id_order(std::uint32_t vocab, Kept kept, Weight
     last = i > last ? i : last;
   }
   double const total = block_reduce(part, Sum{}, sh.f64);
-  std::uint32_t const last_kept = static_cast<std::uint32_t>(
-      block_reduce(static_cast<unsigned long long>(last), MaxU64{}, sh.u64));
+  std::uint32_t const last_kept =
+      static_cast<std::uint32_t>(block_reduce(static_cast<unsigned long long>(last), MaxU64{}, sh.u64));
   double const target = u * total;
   if (threadIdx.x == 0) {
     sh.found = false;

@@ -21,9 +21,12 @@ __device__ __forceinline__ float load_half(unsigned char const* p) {
 /// Element c of a row of `type` stored at `row`.
 __device__ __forceinline__ float decode(WeightType type, unsigned char const* row, std::size_t c) {
   switch (type) {
-    case WeightType::f32: return reinterpret_cast<float const*>(row)[c];
-    case WeightType::f16: return Half::to_float(reinterpret_cast<std::uint16_t const*>(row)[c]);
-    case WeightType::bf16: return BFloat16::to_float(reinterpret_cast<std::uint16_t const*>(row)[c]);
+    case WeightType::f32:
+      return reinterpret_cast<float const*>(row)[c];
+    case WeightType::f16:
+      return Half::to_float(reinterpret_cast<std::uint16_t const*>(row)[c]);
+    case WeightType::bf16:
+      return BFloat16::to_float(reinterpret_cast<std::uint16_t const*>(row)[c]);
     case WeightType::q8_0: {
       unsigned char const* blk = row + (c / 32) * sizeof(BlockQ8_0);
       return load_half(blk) * static_cast<float>(static_cast<std::int8_t>(blk[2 + c % 32]));
