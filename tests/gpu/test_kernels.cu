@@ -21,8 +21,16 @@
 #include <piecrust/backends/host/sample.hpp>
 #include <piecrust/backends/host/swiglu.hpp>
 #include <piecrust/kernels/reference/sampling.hpp>
+#if !defined(PIECRUST_GPU_EMULATION)
+#include <piecrust/backends/cuda/llama_model.hpp>
+#include <piecrust/backends/host.hpp>
+#include <piecrust/model/llama_model.hpp>
+#include <piecrust/model/tiny_llama.hpp>
+#endif
 
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "gpu_test.hpp"
@@ -630,3 +638,76 @@ PIECRUST_GPU_TEST(probe_logprobs_and_entropy_match_host) {
     t.check(r2 <= 1.0, "probe_entropy T ", temp, ": tolerance ratio ", r2);
   }
 }
+
+// ---- the Llama forward pass -----------------------------------------------------------------------
+
+#if !defined(PIECRUST_GPU_EMULATION)  // cuBLAS and the attention kernels have no host emulation
+namespace {
+
+struct Sequence {
+  std::vector<TokenId> tokens;
+  std::vector<std::uint32_t> positions, rows, qo, kvp, idx, last;
+  ForwardBatch batch() const { return ForwardBatch{tokens, positions, {qo, kvp, idx, last}, {}, rows}; }
+};
+
+/// One request: `n` new tokens at positions [start, start + n) over pages 63, 61, ... (scattered).
+Sequence step(std::vector<TokenId> const& all, std::size_t start, std::size_t n, std::uint32_t page_size) {
+  Sequence s;
+  s.tokens.assign(all.begin() + static_cast<std::ptrdiff_t>(start), all.begin() + static_cast<std::ptrdiff_t>(start + n));
+  for (std::size_t i = 0; i < n; ++i) {
+    s.positions.push_back(static_cast<std::uint32_t>(start + i));
+    s.rows.push_back(static_cast<std::uint32_t>(i));
+  }
+  std::size_t const len = start + n, pages = (len + page_size - 1) / page_size;
+  s.qo = {0, static_cast<std::uint32_t>(n)};
+  s.kvp = {0, static_cast<std::uint32_t>(pages)};
+  for (std::size_t p = 0; p < pages; ++p) s.idx.push_back(static_cast<std::uint32_t>(63 - 2 * p));
+  s.last = {static_cast<std::uint32_t>(len - (pages - 1) * page_size)};
+  return s;
+}
+
+template <class KvT>
+void llama_case(gpu_test::Test& t, std::string const& arch) {
+  auto w = tiny_llama_weights(t.rng()(), GgmlType::f32, arch);
+  std::size_t const vocab = w.config.vocab_size;
+  std::vector<TokenId> toks(41);
+  std::uniform_int_distribution<TokenId> d(0, static_cast<TokenId>(vocab - 1));
+  for (auto& x : toks) x = d(t.rng());
+  CudaLlamaModel<KvT> gpu_model(w, t.space());
+  LlamaModel<Host> host_model(std::move(w), Host{2}, {.llama_cpp_activation_rounding = false});
+  auto host_kv = host_model.make_kv_cache(64, 16);
+  auto gpu_kv = gpu_model.make_kv_cache(64, 16);
+  // A 37-token prefill, then 4 decode steps over the same caches.
+  std::vector<std::pair<std::size_t, std::size_t>> const steps{{0, 37}, {37, 1}, {38, 1}, {39, 1}, {40, 1}};
+  for (auto const& [start, n] : steps) {
+    Sequence const s = step(toks, start, n, 16);
+    std::vector<float> want(n * vocab), got(n * vocab);
+    host_model.forward(host_kv, s.batch(), want);
+    gpu_model.forward(gpu_kv, s.batch(), got);  // host logits: the call copies back and waits
+    double scale = 0, worst = 0;
+    std::size_t argmax_same = 0;
+    for (float v : want) scale = std::max(scale, double{std::abs(v)});
+    for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, double{std::abs(got[i] - want[i])});
+    for (std::size_t r = 0; r < n; ++r) {
+      auto const* a = want.data() + r * vocab;
+      auto const* b = got.data() + r * vocab;
+      argmax_same += std::max_element(a, a + vocab) - a == std::max_element(b, b + vocab) - b ? 1 : 0;
+    }
+    // bf16 weights and GEMM inputs (relative 2^-9 each) through 2 layers: 3% of the largest logit.
+    t.check(worst <= 0.03 * scale + 1e-3, "CudaLlamaModel ", arch, " kv ", sizeof(KvT) == 4 ? "f32" : "bf16", " step at ",
+            start, ": max |gpu - host| = ", worst, " (largest |logit| ", scale, ")");
+    t.check(argmax_same * 10 >= n * 9, "CudaLlamaModel ", arch, " step at ", start, ": argmax agrees in ", argmax_same,
+            " of ", n, " rows");
+  }
+}
+
+}  // namespace
+
+// Tolerance: see llama_case (bf16 GEMMs against the host's f32 model).
+PIECRUST_GPU_TEST(llama_forward_matches_host_model) {
+  for (std::string arch : {"llama", "qwen2"}) {
+    llama_case<BFloat16>(t, arch);
+    llama_case<float>(t, arch);
+  }
+}
+#endif
