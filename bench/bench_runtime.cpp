@@ -141,9 +141,12 @@ void BM_forks(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(n * tokens * state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// Prompt lookup pays where the output repeats the context (code edits, quoting, templated text). This
+// prompt ends inside the third copy of a block the model has seen twice, so greedy decoding continues it;
+// with a trailing newline instead, SmolLM2 closes the code block and writes prose, and drafts rarely help.
 std::string const kRepetitive =
     "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\ndef mul(a, b):\n    return a * b\n\n"
-    "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\ndef mul(a, b):\n";
+    "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\ndef mul(a, b):";
 
 void BM_greedy_repetitive(benchmark::State& state) {
   auto const prompt = encode(kRepetitive);

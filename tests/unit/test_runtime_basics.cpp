@@ -137,6 +137,32 @@ TEST_CASE("NgramDrafter proposes what followed the latest earlier occurrence", "
   CHECK_THROWS_AS(NgramDrafter(2, 0), piecrust::InvalidArgument);
 }
 
+TEST_CASE("NgramDrafter adapts its draft length: +2 after a whole accept, -1 after a rejection", "[runtime][draft]") {
+  NgramDrafter drafter(2, 6);
+  std::vector<std::uint32_t> seq{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1, 2};
+  drafter.update(seq);
+  CHECK(drafter.draft_limit() == 6);
+  Draft d = drafter.draft();  // 3 .. 8
+  REQUIRE(d.tokens.size() == 6);
+  std::vector<std::uint32_t> const reject_all{40};  // no draft token accepted, the model's own token 40
+  drafter.update(reject_all);
+  CHECK(drafter.draft_limit() == 5);
+  // tokens that arrive without a draft (a plain pass) change nothing
+  drafter.update(std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1, 2});
+  CHECK(drafter.draft_limit() == 5);
+  d = drafter.draft();
+  REQUIRE(d.tokens.size() == 5);  // 3 4 5 6 7: 12 tokens follow the match, the limit keeps 5
+  CHECK(d.tokens.front() == 3);
+  std::vector<std::uint32_t> accept_all{3, 4, 5, 6, 7, 8};  // all 5 accepted plus the model's next token
+  drafter.update(accept_all);
+  CHECK(drafter.draft_limit() == 6);  // 5 + 2, capped at max_draft
+  for (int i = 0; i < 10; ++i) {
+    (void)drafter.draft();
+    drafter.update(reject_all);
+  }
+  CHECK(drafter.draft_limit() == 1);  // never below 1
+}
+
 TEST_CASE("NgramDrafter drafts agree with a brute-force search on random sequences", "[runtime][draft]") {
   std::mt19937 rng(std::random_device{}());
   for (int trial = 0; trial < 200; ++trial) {

@@ -88,12 +88,16 @@ concept Drafter = requires(D& d, std::span<std::uint32_t const> accepted) {
 };
 
 /// Prompt-lookup (n-gram) drafting: find the most recent earlier occurrence of the sequence's last n tokens
-/// (trying max_ngram down to min_ngram) and propose the up to `max_draft` tokens that followed it.
+/// (trying max_ngram down to min_ngram) and propose the tokens that followed it.
 /// Source: Saxena, "Prompt Lookup Decoding" (2023); the same scheme as llama.cpp's lookup decoding.
+/// The draft length adapts to how drafts fare, between 1 and `max_draft`: +2 after a draft that was
+/// accepted whole, -1 after one that was not (the "heuristic" schedule of Hugging Face transformers'
+/// assisted generation). A verification pass costs more per drafted token than it saves when most drafts
+/// are rejected; the schedule keeps long drafts for stretches the model is copying.
 class NgramDrafter {
  public:
   NgramDrafter(std::size_t max_ngram = 3, std::size_t max_draft = 8, std::size_t min_ngram = 1)
-      : max_ngram_(max_ngram), min_ngram_(min_ngram), max_draft_(max_draft) {
+      : max_ngram_(max_ngram), min_ngram_(min_ngram), max_draft_(max_draft), limit_(max_draft) {
     if (min_ngram == 0 || min_ngram > max_ngram) {
       detail::fail<InvalidArgument>("NgramDrafter: need 1 <= min_ngram <= max_ngram, got min_ngram = ", min_ngram,
                                     ", max_ngram = ", max_ngram);
@@ -101,9 +105,21 @@ class NgramDrafter {
     if (max_draft == 0) detail::fail<InvalidArgument>("NgramDrafter: max_draft = 0");
   }
 
-  void update(std::span<std::uint32_t const> accepted) { history_.insert(history_.end(), accepted.begin(), accepted.end()); }
+  /// `accepted`: the tokens the sequence gained since the last call: after a verification pass, the
+  /// accepted draft prefix followed by the model's own next token.
+  void update(std::span<std::uint32_t const> accepted) {
+    if (last_draft_ > 0 && !accepted.empty()) {
+      std::size_t const matched = accepted.size() - 1;
+      limit_ = matched >= last_draft_ ? std::min(max_draft_, limit_ + 2) : std::max<std::size_t>(1, limit_ - 1);
+    }
+    last_draft_ = 0;
+    history_.insert(history_.end(), accepted.begin(), accepted.end());
+  }
 
-  [[nodiscard]] Draft draft() const {
+  /// The current draft length limit (1 .. max_draft).
+  [[nodiscard]] std::size_t draft_limit() const noexcept { return limit_; }
+
+  [[nodiscard]] Draft draft() {
     std::size_t const len = history_.size();
     for (std::size_t n = std::min(max_ngram_, len > 0 ? len - 1 : 0); n >= min_ngram_ && n > 0; --n) {
       auto const suffix = std::span(history_).subspan(len - n);
@@ -111,7 +127,8 @@ class NgramDrafter {
       for (std::size_t start = len - n; start-- > 0;) {
         if (std::equal(suffix.begin(), suffix.end(), history_.begin() + static_cast<std::ptrdiff_t>(start))) {
           std::size_t const from = start + n;
-          std::size_t const take = std::min(max_draft_, len - from);
+          std::size_t const take = std::min(limit_, len - from);
+          last_draft_ = take;
           return Draft::chain({history_.begin() + static_cast<std::ptrdiff_t>(from),
                                history_.begin() + static_cast<std::ptrdiff_t>(from + take)});
         }
@@ -124,6 +141,8 @@ class NgramDrafter {
 
  private:
   std::size_t max_ngram_, min_ngram_, max_draft_;
+  std::size_t limit_;           // current draft length limit
+  std::size_t last_draft_ = 0;  // length of the draft proposed since the last update (0: none)
   std::vector<std::uint32_t> history_;  // [tokens so far] the whole accepted sequence
 };
 
