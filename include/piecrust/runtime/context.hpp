@@ -205,8 +205,8 @@ class Context {
   /// Greedy generation with speculative drafts: every draft (chain or tree) is verified in one pass, the
   /// longest agreeing path is kept and the rest rolled back. The tokens equal plain greedy generation's as
   /// long as the model computes a row identically in a batch of 1 + max_draft rows and in a batch of one
-  /// (true of the host backend for batches of up to 12 rows, where OpenBLAS takes its small-matrix path;
-  /// larger batches can differ in the last bits, which may flip a near-tie argmax).
+  /// (true of the host backend for quantized weights at any batch size, where each output is its row's own
+  /// integer dot product; with f32 weights OpenBLAS's sgemm is row-invariant only up to 12 rows).
   template <Drafter D>
   Task<Generation> generate_with_drafter(D& drafter, StopCondition stop, std::size_t max_draft = 8) {
     open_assistant_turn();
