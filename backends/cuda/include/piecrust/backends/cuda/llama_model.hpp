@@ -21,16 +21,24 @@
 // norms, RoPE, softmax and the residual stream are f32. So logits differ from the host model's f32 /
 // quantized-dot path by bf16 rounding (expect ~1e-2 relative on logits; greedy tokens usually agree).
 //
-// Not supported here (Unsupported is thrown): LoRA adapters (ForwardBatch::adapters). CUDA graphs: the
-// step is a fixed sequence of launches over model-owned buffers, except the attention call and the
-// kernel-layer ops that upload per-call metadata through the space's Scratch with pageable copies, which
-// stream capture does not allow; capturing decode steps needs those uploads hoisted out of the
-// attention launcher (see the recommendation in backends/cuda/README.md).
+// CUDA graphs (CudaLlamaOptions::cuda_graphs, on by default, for steps of at most graph_max_tokens
+// tokens, i.e. decode and small speculative steps): everything between two attention calls (o-projection,
+// residual, norm, MLP, next layer's norm, QKV GEMM and the fused RoPE/append kernel) is a fixed sequence of
+// launches over model-owned buffers and the model's own cuBLAS handle (with its own workspace, so cuBLAS
+// never allocates while capturing). Each such segment is captured once per (token count, buffer set, KV
+// cache) and replayed: num_layers graph launches plus the attention calls per step instead of ~9 launches
+// per layer. The attention calls stay outside the graphs: their launcher builds and uploads a plan with a
+// pageable copy per call, which stream capture rejects.
+//
+// Not supported here (Unsupported is thrown): LoRA adapters (ForwardBatch::adapters).
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <span>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -191,6 +199,12 @@ __global__ void __launch_bounds__(norm_threads)
 
 }  // namespace gpu::detail
 
+struct CudaLlamaOptions {
+  /// Capture the segments between attention calls as CUDA graphs for steps of <= graph_max_tokens tokens.
+  bool cuda_graphs = true;
+  std::size_t graph_max_tokens = 8;
+};
+
 /// The Llama forward pass on a Cuda space (see the top of this file). KvT: the KV cache element type.
 template <class KvT = BFloat16>
   requires KvElement<KvT>
@@ -201,7 +215,8 @@ class CudaLlamaModel {
 
   /// Uploads and dequantizes every weight (bf16 matrices, f32 norms and biases). `weights` may be
   /// released afterwards.
-  CudaLlamaModel(LlamaWeights const& weights, Cuda space) : c_(weights.config), space_(std::move(space)) {
+  CudaLlamaModel(LlamaWeights const& weights, Cuda space, CudaLlamaOptions options = {})
+      : c_(weights.config), space_(std::move(space)), opt_(options) {
     c_.validate();
     std::size_t const rotary = c_.rope.rotary_dim == 0 ? c_.head_dim : c_.rope.rotary_dim;
     if (rotary / 2 > gpu::detail::rope_max_half) {
@@ -234,6 +249,13 @@ class CudaLlamaModel {
     (void)E;
     std::vector<double> const inv = detail::rope_inv_freq(c_.rope, rotary);  // [rotary / 2]
     inv_freq_ = to_device(space_, inv);
+    cublasHandle_t h = nullptr;
+    gpu::detail::check_cublas(cublasCreate(&h), "cublasCreate");
+    blas_.reset(h);
+    gpu::detail::check_cublas(cublasSetStream(h, space_.stream()), "cublasSetStream");
+    // 32 MiB: cuBLAS's recommended workspace on Hopper (cuBLAS documentation, cublasSetWorkspace).
+    blas_workspace_ = Buffer<std::byte, CudaMemory>(std::size_t{32} << 20, space_.memory());
+    gpu::detail::check_cublas(cublasSetWorkspace(h, blas_workspace_.data(), blas_workspace_.size()), "cublasSetWorkspace");
     space_.fence();
   }
 
@@ -252,8 +274,7 @@ class CudaLlamaModel {
   void forward(kv_cache_type& kv, ForwardBatch const& batch, std::span<float> logits) {
     std::size_t const T = batch.tokens.size();
     std::size_t const R = batch.logit_rows.size();
-    std::size_t const H = c_.num_heads, KH = c_.num_kv_heads, D = c_.head_dim, E = c_.hidden, F = c_.ffn;
-    std::size_t const QKV = (H + 2 * KH) * D;
+    std::size_t const H = c_.num_heads, D = c_.head_dim, E = c_.hidden;
     check(kv, batch, logits);
     if (T == 0) return;
     auto const& pb = batch.pages;
@@ -289,31 +310,23 @@ class CudaLlamaModel {
     std::uint32_t const* d_slots = meta_.data() + T;
     std::uint32_t const* d_rows = meta_.data() + 2 * T;
 
-    auto view = [](Buffer<float, CudaMemory>& b, std::size_t r, std::size_t c) { return b.view(r, c); };
-    auto cview = [](Buffer<float, CudaMemory>& b, std::size_t r, std::size_t c) {
-      return ShapedView<float const, 2>(b.data(), r, c);
-    };
-    std::size_t const rotary = c_.rope.rotary_dim == 0 ? D : c_.rope.rotary_dim;
-    embedding(space_, embd_matrix(), ids, view(x_, T, E));
+    embedding(space_, embd_matrix(), ids, x_.view(T, E));
+    pre_attention(0, T, kv.layer(0), d_pos, d_slots);
+    bool const graphs = opt_.cuda_graphs && T <= opt_.graph_max_tokens;
     for (std::size_t l = 0; l < c_.num_layers; ++l) {
-      Layer const& L = layers_[l];
-      rms_norm(space_, cview(x_, T, E), ShapedView<float const, 1>(L.attn_norm.data(), E), view(a_, T, E), c_.rms_eps);
-      gemm(space_, cview(a_, T, E), bf16(L.wqkv, QKV, E), view(qkv_, T, QKV));
-      PIECRUST_GPU_LAUNCH(gpu::detail::qkv_rope_append_kernel<KvT>, static_cast<unsigned>(T), gpu::detail::qkv_threads, 0,
-                          space_.stream(), qkv_.data(), L.bqkv.empty() ? nullptr : L.bqkv.data(), d_pos, d_slots,
-                          inv_freq_.data(), H, KH, D, rotary / 2, c_.rope.style == RopeStyle::adjacent_pairs, q_.data(),
-                          kv.layer(l));
-      gpu::check_launch("qkv_rope_append_kernel");
       paged_attention(space_, ShapedView<float const, 3>(q_.data(), T, H, D), std::as_const(kv).layer(l), pb,
                       ShapedView<float, 3>(o_.data(), T, H, D), ShapedView<float, 2>(lse_.data(), T, H), {},
                       batch.attention);
-      gemm(space_, cview(o_, T, H * D), bf16(L.wo, E, H * D), view(x_, T, E), 1.0f);
-      rms_norm(space_, cview(x_, T, E), ShapedView<float const, 1>(L.ffn_norm.data(), E), view(a_, T, E), c_.rms_eps);
-      gemm(space_, cview(a_, T, E), bf16(L.wgu, 2 * F, E), view(gu_, T, 2 * F));
-      PIECRUST_GPU_LAUNCH(gpu::detail::swiglu_halves_kernel<>, gpu::detail::elementwise_blocks(T * F, 256), 256, 0,
-                          space_.stream(), gu_.data(), g_.data(), T, F);
-      gpu::check_launch("swiglu_halves_kernel");
-      gemm(space_, cview(g_, T, F), bf16(L.wdown, E, F), view(x_, T, E), 1.0f);
+      PagedKv<KvT> const next = l + 1 < c_.num_layers ? kv.layer(l + 1) : PagedKv<KvT>{};
+      auto segment = [&] {
+        post_attention(l, T);
+        if (l + 1 < c_.num_layers) pre_attention(l + 1, T, next, d_pos, d_slots);
+      };
+      if (graphs) {
+        replay(GraphKey{T, l, stamp_, next.data}, segment);
+      } else {
+        segment();
+      }
     }
     if (R == 0) return;
     PIECRUST_GPU_LAUNCH(gpu::detail::gather_rms_norm_kernel<>, static_cast<unsigned>(R), gpu::detail::norm_threads, 0,
@@ -321,12 +334,94 @@ class CudaLlamaModel {
     gpu::check_launch("gather_rms_norm_kernel");
     bool const host_logits = gpu::detail::is_host_pointer(logits.data());
     float* const out = host_logits ? logits_.data() : logits.data();
-    WeightMatrix const head = c_.tied_embeddings ? embd_matrix() : bf16(lm_head_, c_.vocab_size, E);
-    gemm(space_, cview(rows_, R, E), head, ShapedView<float, 2>(out, R, c_.vocab_size));
+    BFloat16 const* head = c_.tied_embeddings ? embd_.data() : lm_head_.data();
+    matmul(rows_.data(), R, E, head, c_.vocab_size, out, 0.0f);
     if (host_logits) copy_to_host(space_, logits, std::span<float const>(out, logits.size()));
   }
 
  private:
+  // a = RMSNorm(x); qkv = a Wqkv^T; q, pages <- bias + RoPE + append (layer l, into `kv` = its pool).
+  void pre_attention(std::size_t l, std::size_t T, PagedKv<KvT> kv, std::uint32_t const* d_pos,
+                     std::uint32_t const* d_slots) {
+    std::size_t const H = c_.num_heads, KH = c_.num_kv_heads, D = c_.head_dim, E = c_.hidden;
+    std::size_t const rotary = c_.rope.rotary_dim == 0 ? D : c_.rope.rotary_dim;
+    Layer const& L = layers_[l];
+    rms_norm(space_, ShapedView<float const, 2>(x_.data(), T, E), ShapedView<float const, 1>(L.attn_norm.data(), E),
+             a_.view(T, E), c_.rms_eps);
+    matmul(a_.data(), T, E, L.wqkv.data(), (H + 2 * KH) * D, qkv_.data(), 0.0f);
+    PIECRUST_GPU_LAUNCH(gpu::detail::qkv_rope_append_kernel<KvT>, static_cast<unsigned>(T), gpu::detail::qkv_threads, 0,
+                        space_.stream(), qkv_.data(), L.bqkv.empty() ? nullptr : L.bqkv.data(), d_pos, d_slots,
+                        inv_freq_.data(), H, KH, D, rotary / 2, c_.rope.style == RopeStyle::adjacent_pairs, q_.data(), kv);
+    gpu::check_launch("qkv_rope_append_kernel");
+  }
+
+  // x += o Wo^T; a = RMSNorm(x); x += swiglu(a Wgu^T) Wdown^T (layer l).
+  void post_attention(std::size_t l, std::size_t T) {
+    std::size_t const H = c_.num_heads, D = c_.head_dim, E = c_.hidden, F = c_.ffn;
+    Layer const& L = layers_[l];
+    matmul(o_.data(), T, H * D, L.wo.data(), E, x_.data(), 1.0f);
+    rms_norm(space_, ShapedView<float const, 2>(x_.data(), T, E), ShapedView<float const, 1>(L.ffn_norm.data(), E),
+             a_.view(T, E), c_.rms_eps);
+    matmul(a_.data(), T, E, L.wgu.data(), 2 * F, gu_.data(), 0.0f);
+    PIECRUST_GPU_LAUNCH(gpu::detail::swiglu_halves_kernel<>, gpu::detail::elementwise_blocks(T * F, 256), 256, 0,
+                        space_.stream(), gu_.data(), g_.data(), T, F);
+    gpu::check_launch("swiglu_halves_kernel");
+    matmul(g_.data(), T, F, L.wdown.data(), E, x_.data(), 1.0f);
+  }
+
+  // y [m][n] = beta * y + x [m][k] W [n][k]^T with W bf16: x rounded to bf16 into a16_, then cublasGemmEx
+  // (f32 accumulation) on the model's own handle and workspace: no allocation, so it can be captured.
+  void matmul(float const* x, std::size_t m, std::size_t k, BFloat16 const* w, std::size_t n, float* y, float beta) {
+    PIECRUST_GPU_LAUNCH(gpu::detail::to_16bit_kernel<BFloat16>, gpu::detail::elementwise_blocks(m * k, 256), 256, 0,
+                        space_.stream(), x, a16_.data(), m * k);
+    gpu::check_launch("to_16bit_kernel");
+    float const alpha = 1.0f;
+    gpu::detail::check_cublas(
+        cublasGemmEx(blas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),
+                     &alpha, w, CUDA_R_16BF, static_cast<int>(k), a16_.data(), CUDA_R_16BF, static_cast<int>(k), &beta, y,
+                     CUDA_R_32F, static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        "cublasGemmEx");
+  }
+
+  struct GraphKey {
+    std::size_t tokens;
+    std::size_t layer;
+    std::uint64_t stamp;  // buffer generation (reserve() reallocations change every baked pointer)
+    void const* kv;       // the next layer's KV pool (null after the last layer)
+    bool operator<(GraphKey const& o) const {
+      return std::tie(tokens, layer, stamp, kv) < std::tie(o.tokens, o.layer, o.stamp, o.kv);
+    }
+  };
+  struct GraphExecDeleter {
+    void operator()(std::remove_pointer_t<cudaGraphExec_t>* g) const noexcept { (void)cudaGraphExecDestroy(g); }
+  };
+  using GraphExec = std::unique_ptr<std::remove_pointer_t<cudaGraphExec_t>, GraphExecDeleter>;
+
+  // Launches the graph of `key`, capturing `issue` (the segment's launches) into it the first time.
+  template <class F>
+  void replay(GraphKey const& key, F&& issue) {
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) {
+      gpu::check(cudaStreamBeginCapture(space_.stream(), cudaStreamCaptureModeThreadLocal), "StreamBeginCapture");
+      try {
+        issue();
+      } catch (...) {
+        cudaGraph_t broken = nullptr;
+        (void)cudaStreamEndCapture(space_.stream(), &broken);
+        if (broken != nullptr) (void)cudaGraphDestroy(broken);
+        throw;
+      }
+      cudaGraph_t graph = nullptr;
+      gpu::check(cudaStreamEndCapture(space_.stream(), &graph), "StreamEndCapture");
+      cudaGraphExec_t exec = nullptr;
+      cudaError_t const e = cudaGraphInstantiate(&exec, graph, 0);
+      (void)cudaGraphDestroy(graph);
+      gpu::check(e, "GraphInstantiate");
+      it = graphs_.emplace(key, GraphExec(exec)).first;
+    }
+    gpu::check(cudaGraphLaunch(it->second.get(), space_.stream()), "GraphLaunch");
+  }
+
   struct Layer {
     Buffer<float, CudaMemory> attn_norm, ffn_norm, bqkv;        // [E], [E], [qd + 2 kvd] or empty
     Buffer<BFloat16, CudaMemory> wqkv, wo, wgu, wdown;          // bf16 matrices (see the constructor)
@@ -358,7 +453,10 @@ class CudaLlamaModel {
   void reserve(std::size_t T, std::size_t R) {
     std::size_t const H = c_.num_heads, KH = c_.num_kv_heads, D = c_.head_dim, E = c_.hidden, F = c_.ffn;
     auto grow = [&](auto& buf, std::size_t n) {
-      if (buf.size() < n) buf = std::remove_reference_t<decltype(buf)>(std::max(n, 2 * buf.size()), space_.memory());
+      if (buf.size() >= n) return;
+      buf = std::remove_reference_t<decltype(buf)>(std::max(n, 2 * buf.size()), space_.memory());
+      ++stamp_;
+      graphs_.clear();  // every captured graph baked the old pointers
     };
     grow(x_, T * E);                 // [T][E] residual stream
     grow(a_, T * E);                 // [T][E] normalized sublayer input
@@ -371,6 +469,7 @@ class CudaLlamaModel {
     grow(rows_, std::max<std::size_t>(R, 1) * E);            // [R][E]
     grow(logits_, std::max<std::size_t>(R, 1) * c_.vocab_size);  // [R][vocab] when the caller's logits are host memory
     grow(meta_, 2 * T + R);          // [2T + R] positions, slots, logit rows
+    grow(a16_, std::max<std::size_t>(T, std::max<std::size_t>(R, 1)) * std::max({E, H * D, F}));  // [rows][k] bf16 GEMM input
   }
 
   void check(kv_cache_type const& kv, ForwardBatch const& batch, std::span<float> logits) const {
@@ -424,12 +523,21 @@ class CudaLlamaModel {
 
   LlamaConfig c_;
   Cuda space_;
+  CudaLlamaOptions opt_;
   Buffer<BFloat16, CudaMemory> embd_, lm_head_;  // [vocab][E] bf16 (lm_head_ empty when tied)
   Buffer<float, CudaMemory> output_norm_;        // [E]
   Buffer<double, CudaMemory> inv_freq_;          // [rotary / 2]
   std::vector<Layer> layers_;
   Buffer<float, CudaMemory> x_, a_, qkv_, q_, o_, lse_, gu_, g_, rows_, logits_;  // shapes in reserve()
   Buffer<std::uint32_t, CudaMemory> meta_;                                       // [2T + R]
+  Buffer<BFloat16, CudaMemory> a16_;                                             // [rows][k] GEMM input
+  struct BlasDeleter {
+    void operator()(cublasContext* h) const noexcept { (void)cublasDestroy(h); }
+  };
+  std::unique_ptr<cublasContext, BlasDeleter> blas_;
+  Buffer<std::byte, CudaMemory> blas_workspace_;  // [32 MiB] cuBLAS workspace
+  std::map<GraphKey, GraphExec> graphs_;
+  std::uint64_t stamp_ = 0;
 };
 
 static_assert(Model<CudaLlamaModel<BFloat16>>);
