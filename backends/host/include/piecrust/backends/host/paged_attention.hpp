@@ -6,6 +6,7 @@
 // runs of each row are visited, so masked positions and dropped pages are never read.
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -38,17 +39,12 @@ inline void attended_intervals(AttentionMask const& row, std::size_t kv_len, std
   }
 }
 
-/// scores[g][j] = cap(scale * q[g] . k[j]) for the G query heads of one KV head and n slots; two
-/// slots at a time so each q and k vector load feeds two FMAs.
+/// Portable scores for the G query heads of one KV head and n slots, two slots at a time so each q
+/// and k vector load feeds two FMAs: scores[g][j] = scale * q[g] . k[j].
 ///   q [G][D], k: slot j at k + j * slot_stride, scores [G][chunk]
 template <std::size_t G, std::size_t D, class T>
-inline void attention_scores(float const* q, T const* k, std::size_t slot_stride, std::size_t n, float* scores,
-                             std::size_t chunk, float scale, float cap) noexcept {
-  auto finish = [&](float s) { return cap > 0.0f ? cap * std::tanh(s * scale / cap) : s * scale; };
-  if (attention_avx2_available()) {
-    attention_scores_avx2<G, D>(q, k, slot_stride, n, scores, chunk, finish);
-    return;
-  }
+inline void scores_one_head(float const* q, T const* k, std::size_t slot_stride, std::size_t n, float* scores,
+                            std::size_t chunk, float scale) noexcept {
   std::size_t j = 0;
   for (; j + 2 <= n; j += 2) {
     Vf a0[G], a1[G];
@@ -59,8 +55,8 @@ inline void attention_scores(float const* q, T const* k, std::size_t slot_stride
     for (std::size_t d = 0; d < D; d += lanes) {
       Vf const x0 = load(k0 + d);
       Vf const x1 = load(k1 + d);
-  #pragma GCC unroll 8
-    for (std::size_t g = 0; g < G; ++g) {
+#pragma GCC unroll 8
+      for (std::size_t g = 0; g < G; ++g) {
         Vf const qv = load(q + g * D + d);
         a0[g] += qv * x0;
         a1[g] += qv * x1;
@@ -68,26 +64,38 @@ inline void attention_scores(float const* q, T const* k, std::size_t slot_stride
     }
 #pragma GCC unroll 8
     for (std::size_t g = 0; g < G; ++g) {
-      scores[g * chunk + j] = finish(hsum(a0[g]));
-      scores[g * chunk + j + 1] = finish(hsum(a1[g]));
+      scores[g * chunk + j] = hsum(a0[g]) * scale;
+      scores[g * chunk + j + 1] = hsum(a1[g]) * scale;
     }
   }
   for (; j < n; ++j) {
 #pragma GCC unroll 8
-    for (std::size_t g = 0; g < G; ++g) scores[g * chunk + j] = finish(dot(q + g * D, k + j * slot_stride, D));
+    for (std::size_t g = 0; g < G; ++g) scores[g * chunk + j] = dot(q + g * D, k + j * slot_stride, D) * scale;
   }
 }
 
-/// acc[g] += sum_j p[g][j] * v[j] for the G query heads of one KV head, in slices of two vectors
-/// kept in registers across all n slots (acc is loaded and stored once per chunk, not per slot).
-///   acc [G][D], p [G][chunk], v: slot j at v + j * slot_stride
+/// Scaled scores for all KV heads of n consecutive slots (soft-cap applied by the caller).
+///   q: head h's [G][D] at q + h * q_kv_stride; k: slot j, KV head h at k + j * slot_stride + h * D;
+///   scores: head h's [G][chunk] at scores + h * s_kv_stride
 template <std::size_t G, std::size_t D, class T>
-inline void attention_values(float* acc, float const* p, std::size_t chunk, T const* v, std::size_t slot_stride,
-                             std::size_t n) noexcept {
+inline void attention_scores(float const* q, std::size_t q_kv_stride, T const* k, std::size_t slot_stride,
+                             std::size_t kv_heads, std::size_t n, float* scores, std::size_t s_kv_stride,
+                             std::size_t chunk, float scale) noexcept {
   if (attention_avx2_available()) {
-    attention_values_avx2<G, D>(acc, p, chunk, v, slot_stride, n);
+    attention_scores_avx2<G, D>(q, q_kv_stride, k, slot_stride, kv_heads, n, scores, s_kv_stride, chunk, scale);
     return;
   }
+  for (std::size_t h = 0; h < kv_heads; ++h) {
+    scores_one_head<G, D>(q + h * q_kv_stride, k + h * D, slot_stride, n, scores + h * s_kv_stride, chunk, scale);
+  }
+}
+
+/// Portable acc[g] += sum_j p[g][j] * v[j] for the G query heads of one KV head, in slices of two
+/// vectors kept in registers across all n slots.
+///   acc [G][D], p [G][chunk], v: slot j at v + j * slot_stride
+template <std::size_t G, std::size_t D, class T>
+inline void values_one_head(float* acc, float const* p, std::size_t chunk, T const* v, std::size_t slot_stride,
+                            std::size_t n) noexcept {
   for (std::size_t d0 = 0; d0 < D; d0 += 2 * lanes) {
     Vf a[G][2];
 #pragma GCC unroll 8
@@ -99,8 +107,8 @@ inline void attention_values(float* acc, float const* p, std::size_t chunk, T co
       T const* vr = v + j * slot_stride + d0;
       Vf const v0 = load(vr);
       Vf const v1 = load(vr + lanes);
-  #pragma GCC unroll 8
-    for (std::size_t g = 0; g < G; ++g) {
+#pragma GCC unroll 8
+      for (std::size_t g = 0; g < G; ++g) {
         Vf const pg = splat(p[g * chunk + j]);
         a[g][0] += pg * v0;
         a[g][1] += pg * v1;
@@ -114,11 +122,56 @@ inline void attention_values(float* acc, float const* p, std::size_t chunk, T co
   }
 }
 
+/// acc += p V for all KV heads of n consecutive slots, in blocks of `block` slots with all heads inside.
+///   acc: head h's [G][D] at acc + h * a_kv_stride; p: head h's [G][chunk] at p + h * p_kv_stride;
+///   v: slot j, KV head h at v + j * slot_stride + h * D
+template <std::size_t G, std::size_t D, class T>
+inline void attention_values(float* acc, std::size_t a_kv_stride, float const* p, std::size_t p_kv_stride,
+                             std::size_t chunk, T const* v, std::size_t slot_stride, std::size_t kv_heads,
+                             std::size_t n, std::size_t block) noexcept {
+  if (attention_avx2_available()) {
+    attention_values_avx2<G, D>(acc, a_kv_stride, p, p_kv_stride, chunk, v, slot_stride, kv_heads, n, block);
+    return;
+  }
+  for (std::size_t j0 = 0; j0 < n; j0 += block) {
+    std::size_t const nj = std::min(block, n - j0);
+    for (std::size_t h = 0; h < kv_heads; ++h) {
+      values_one_head<G, D>(acc + h * a_kv_stride, p + h * p_kv_stride + j0, chunk, v + j0 * slot_stride + h * D,
+                            slot_stride, nj);
+    }
+  }
+}
+
+/// One online-softmax step for each row of scores [heads][chunk] over n slots (see softmax_step_avx2).
+inline void softmax_step(float* scores, std::size_t chunk, std::size_t n, std::size_t heads, float* m, float* l,
+                         float* acc, std::size_t head_dim) noexcept {
+  if (attention_avx2_available()) {
+    softmax_step_avx2(scores, chunk, n, heads, m, l, acc, head_dim);
+    return;
+  }
+  for (std::size_t head = 0; head < heads; ++head) {
+    float* sg = scores + head * chunk;
+    float const cm = *std::max_element(sg, sg + n);
+    float const new_m = std::max(m[head], cm);
+    float const corr = std::exp(m[head] - new_m);  // exp(-inf) = 0 on the first step
+    // exp over the chunk, lanes at a time (the buffer has room for a full last vector).
+    Vf const vm = splat(new_m);
+    for (std::size_t j = 0; j < n; j += lanes) store(sg + j, exp_approx(load(sg + j) - vm));
+    float sum = 0.0f;
+    for (std::size_t j = 0; j < n; ++j) sum += sg[j];
+    l[head] = l[head] * corr + sum;
+    m[head] = new_m;
+    if (corr != 1.0f) {
+      for (std::size_t d = 0; d < head_dim; ++d) acc[head * head_dim + d] *= corr;
+    }
+  }
+}
+
 }  // namespace host::detail
 
 template <>
 struct KernelImpl<ops::PagedAttention, Host> {
-  static constexpr std::size_t chunk = 64;               // slots per online-softmax step (at most one page)
+  static constexpr std::size_t chunk = 64;               // slots per online-softmax step (over consecutive pages)
   static constexpr std::size_t value_block = 4;          // V slots per register-blocked step
   static constexpr std::size_t piece_positions = 1024;   // KV positions per work item (split-KV)
 
@@ -210,6 +263,14 @@ struct KernelImpl<ops::PagedAttention, Host> {
     std::vector<float> acc;     // [qo_heads][HeadDim]
     std::vector<float> scores;  // [qo_heads][chunk]
     std::vector<float> m, l;    // [qo_heads]
+    /// A run of consecutive slots of one page inside the current chunk.
+    struct Segment {
+      T const* k;          // K of the run's first slot: [n][kv_heads][HeadDim], rows slot_stride apart
+      T const* v;          // V of the same slots
+      std::size_t n;       // slots
+      std::size_t offset;  // first slot's column in scores
+    };
+    std::array<Segment, chunk> segs;  // [up to chunk] (one per page touched by a chunk)
 
     Worker(ShapedView<float const, 3> q_, PagedKv<T const> kv_, PagedBatch const& batch_, PagedAttentionParams const& params_,
            AttentionSelection const& sel_, std::size_t qo_heads_)
@@ -254,63 +315,59 @@ struct KernelImpl<ops::PagedAttention, Host> {
       std::fill(acc.begin(), acc.end(), 0.0f);
       std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
       std::fill(l.begin(), l.end(), 0.0f);
+      // The piece's attended runs, clipped to [lo, hi).
+      std::size_t runs = 0;
       for (host::detail::Interval const iv : intervals) {
-        std::size_t pos = std::max(iv.begin, lo);
-        std::size_t const stop = std::min(iv.end, hi);
-        while (pos < stop) {
+        std::size_t const b = std::max(iv.begin, lo), e = std::min(iv.end, hi);
+        if (b < e) intervals[runs++] = {b, e};
+      }
+      std::size_t run = 0;
+      std::size_t pos = runs > 0 ? intervals[0].begin : 0;
+      while (run < runs) {
+        // One online-softmax step over the next `chunk` attended slots of the piece, gathered over
+        // consecutive pages and runs: the softmax's per-head work is paid once per 64 slots, not once
+        // per page. Counting attended slots (not positions) makes the steps the same with and without
+        // page-trim (a dropped page is never attended, so it only joins two runs), bit for bit.
+        std::size_t filled = 0, segments = 0;
+        while (run < runs && filled < chunk) {
+          if (pos == intervals[run].end) {
+            if (++run < runs) pos = intervals[run].begin;
+            continue;
+          }
           std::size_t const logical = pos / ps;
           std::size_t const slot0 = pos % ps;
-          std::size_t const n = std::min({stop - pos, ps - slot0, chunk});
+          std::size_t const n = std::min({intervals[run].end - pos, ps - slot0, chunk - filled});
           std::size_t const page = pages[kept != nullptr ? kept[logical] : logical];
-          // No software prefetch of the next page: with K and V consumed front to back the hardware
-          // prefetcher follows each page, and a whole-page burst of prefetches measured no better.
-          // Slot pairs outermost: the K block is consumed front to back (a slot's row holds every head),
-          // not head by head across all the slots' rows (a 4 KiB stride the hardware prefetcher loses).
-          T const* kb = kv.at(page, 0, slot0, 0);
-          for (std::size_t j0 = 0; j0 < n; j0 += 2) {
-            std::size_t const nj = std::min<std::size_t>(2, n - j0);
-            for (std::size_t h = 0; h < kvh; ++h) {
-              for_group(group, [&](auto g_ct, std::size_t g0) {
-                std::size_t const head = h * group + g0;
-                host::detail::attention_scores<decltype(g_ct)::value, HeadDim>(
-                    qt + head * HeadDim, kb + j0 * slot_stride + h * HeadDim, slot_stride, nj,
-                    scores.data() + head * chunk + j0, chunk, scale, cap);
-              });
-            }
-          }
-          for (std::size_t head = 0; head < qo_heads; ++head) {
-            float* sg = scores.data() + head * chunk;
-            float const cm = *std::max_element(sg, sg + n);
-            float const new_m = std::max(m[head], cm);
-            float const corr = std::exp(m[head] - new_m);  // exp(-inf) = 0 on the first chunk
-            // exp over the chunk, lanes at a time (the buffer has room for a full last vector).
-            host::detail::Vf const vm = host::detail::splat(new_m);
-            for (std::size_t j = 0; j < n; j += host::detail::lanes) {
-              host::detail::store(sg + j, host::detail::exp_approx(host::detail::load(sg + j) - vm));
-            }
-            float sum = 0.0f;
-            for (std::size_t j = 0; j < n; ++j) sum += sg[j];
-            l[head] = l[head] * corr + sum;
-            m[head] = new_m;
-            if (corr != 1.0f) {
-              for (std::size_t d = 0; d < HeadDim; ++d) acc[head * HeadDim + d] *= corr;
-            }
-          }
-          // V in blocks of a few slots, all heads per block (front to back as K); the accumulators stay
-          // in registers over a block's slots, and the sum over slots keeps its order.
-          T const* vb = kv.at(page, 1, slot0, 0);
-          for (std::size_t j0 = 0; j0 < n; j0 += value_block) {
-            std::size_t const nj = std::min(value_block, n - j0);
-            for (std::size_t h = 0; h < kvh; ++h) {
-              for_group(group, [&](auto g_ct, std::size_t g0) {
-                std::size_t const head = h * group + g0;
-                host::detail::attention_values<decltype(g_ct)::value, HeadDim>(
-                    acc.data() + head * HeadDim, scores.data() + head * chunk + j0, chunk,
-                    vb + j0 * slot_stride + h * HeadDim, slot_stride, nj);
-              });
-            }
-          }
+          segs[segments++] = {kv.at(page, 0, slot0, 0), kv.at(page, 1, slot0, 0), n, filled};
+          filled += n;
           pos += n;
+        }
+        if (filled == 0) break;
+        // K, then V, of each page front to back: slot pairs (V: blocks of slots) outermost, every KV
+        // head inside (a slot's row holds all heads), not head by head across the slots' rows (a 4 KiB
+        // stride for f32 d 128 x 8 heads, which the hardware prefetcher follows badly).
+        for (std::size_t sg = 0; sg < segments; ++sg) {
+          Segment const& seg = segs[sg];
+          for_group(group, [&](auto g_ct, std::size_t g0) {
+            host::detail::attention_scores<decltype(g_ct)::value, HeadDim>(
+                qt + g0 * HeadDim, group * HeadDim, seg.k, slot_stride, kvh, seg.n,
+                scores.data() + g0 * chunk + seg.offset, group * chunk, chunk, scale);
+          });
+        }
+        if (cap > 0.0f) {
+          for (std::size_t head = 0; head < qo_heads; ++head) {
+            float* sh = scores.data() + head * chunk;
+            for (std::size_t j = 0; j < filled; ++j) sh[j] = cap * std::tanh(sh[j] / cap);
+          }
+        }
+        host::detail::softmax_step(scores.data(), chunk, filled, qo_heads, m.data(), l.data(), acc.data(), HeadDim);
+        for (std::size_t sg = 0; sg < segments; ++sg) {
+          Segment const& seg = segs[sg];
+          for_group(group, [&](auto g_ct, std::size_t g0) {
+            host::detail::attention_values<decltype(g_ct)::value, HeadDim>(
+                acc.data() + g0 * HeadDim, group * HeadDim, scores.data() + g0 * chunk + seg.offset, group * chunk,
+                chunk, seg.v, slot_stride, kvh, seg.n, value_block);
+          });
         }
       }
     }

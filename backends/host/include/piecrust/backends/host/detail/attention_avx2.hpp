@@ -1,15 +1,25 @@
 #pragma once
-// AVX2 + FMA variants of paged attention's two micro-kernels (scores = q . K, acc += p V), compiled with
-// a function-level target attribute and chosen at run time when the CPU has AVX2 and FMA, whatever flags
-// the translation unit was built with (the default x86-64 build is SSE2 only: 4 lanes, a multiply and an
-// add per element and head). Decode attention does G FMAs per KV element (G = query heads of a GQA
-// group) and is compute-bound on a shared 2-core machine without them. The choice is made once per
-// process, so results stay bit-identical whatever the batch, the thread count or the page trim.
+// AVX2 + FMA variants of paged attention's micro-kernels (scores = q . K, acc += p V, the online-softmax
+// step), compiled with a function-level target attribute and chosen at run time when the CPU has AVX2 and
+// FMA, whatever flags the translation unit was built with (the default x86-64 build is SSE2 only: 4
+// lanes, a multiply and an add per element and head). The choice is made once per process, so results
+// stay bit-identical whatever the batch, the thread count or the page trim.
+//
+// Cost model (why these kernels are shaped this way): decode attention does G FMA lanes per K element and
+// G per V element (G = query heads of a GQA group). A core that retires one 8-lane FMA per cycle (Zen 1
+// splits a 256-bit FMA over its two 128-bit pipes) therefore consumes at most 8 / G KV elements per
+// cycle: 2 per cycle for G = 4, i.e. ~10 G elements/s on two 2.5 GHz cores, 40 GB/s of f32 KV but only
+// 20 GB/s of bf16 KV, about the machine's read bandwidth. bf16 is close to compute-bound, so every
+// instruction that is not an FMA or a KV load counts: the kernels walk all KV heads of a slot pair in one
+// call, reduce the dot products of a slot pair with a horizontal-add tree (5 instructions for 4 scores
+// instead of ~6 per score), and the softmax step runs on 8 lanes.
 // bf16 rows widen 8 values at a time: zero-extend to 32 bits, shift left by 16 (bf16 is the top half of
 // an f32).
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 
 #include "piecrust/kernels/bfloat16.hpp"
 
@@ -46,78 +56,193 @@ PIECRUST_AVX2 inline float avx2_hsum(__m256 v) noexcept {
   s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
   return _mm_cvtss_f32(s);
 }
+PIECRUST_AVX2 inline float avx2_hmax(__m256 v) noexcept {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+/// [sum a, sum b, sum c, sum d]: three horizontal adds and one 128-bit add for four dot products.
+PIECRUST_AVX2 inline __m128 avx2_reduce4(__m256 a, __m256 b, __m256 c, __m256 d) noexcept {
+  __m256 const u = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+}
+/// Lanes [0, n) set (n <= 8), as a blend mask.
+PIECRUST_AVX2 inline __m256 avx2_first_lanes(std::size_t n) noexcept {
+  __m256i const idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx));
+}
 
-/// Raw dot products scores[g * chunk + j] = q[g] . k[j] (scale and soft-cap applied by the caller's
-/// finish), two slots at a time while the accumulators fit the 16 registers.
-template <std::size_t G, std::size_t D, class T, class Finish>
-__attribute__((target("avx2,fma"))) void attention_scores_avx2(float const* q, T const* k, std::size_t slot_stride,
-                                                                std::size_t n, float* scores, std::size_t chunk,
-                                                                Finish const& finish) noexcept {
-  static_assert(D % 8 == 0);
-  std::size_t j = 0;
-  if constexpr (2 * G + 3 <= 16) {
-    for (; j + 2 <= n; j += 2) {
-      __m256 a0[G], a1[G];
-      for (std::size_t g = 0; g < G; ++g) a0[g] = a1[g] = _mm256_setzero_ps();
-      T const* k0 = k + j * slot_stride;
-      T const* k1 = k0 + slot_stride;
+/// exp(x) per lane, the same range reduction and polynomial as simd.hpp's exp_approx (Cephes' expf,
+/// relative error ~2e-7) on 8 lanes with FMA.
+PIECRUST_AVX2 inline __m256 avx2_exp(__m256 x) noexcept {
+  x = _mm256_min_ps(x, _mm256_set1_ps(88.37626f));
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.33654f));
+  __m256 const k = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_add_ps(_mm256_fmadd_ps(y, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  __m256i const bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(k), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
+}
+
+/// scores[g * chunk + s] = scale * q[g] . k[s] for the G query heads of one KV head and S slots (S
+/// slots share each q load; G * S accumulators stay in registers).
+///   q [G][D], k: slot s at k + s * slot_stride, scores [G][chunk]
+template <std::size_t G, std::size_t S, std::size_t D, class T>
+PIECRUST_AVX2 inline void avx2_score_block(float const* q, T const* k, std::size_t slot_stride, float* scores,
+                                           std::size_t chunk, __m128 scale) noexcept {
+  __m256 a[G * S];  // [G][S]
+#pragma GCC unroll 16
+  for (std::size_t i = 0; i < G * S; ++i) a[i] = _mm256_setzero_ps();
 #pragma GCC unroll 4
-      for (std::size_t d = 0; d < D; d += 8) {
-        __m256 const x0 = avx2_load(k0 + d);
-        __m256 const x1 = avx2_load(k1 + d);
+  for (std::size_t d = 0; d < D; d += 8) {
+    __m256 x[S];
+#pragma GCC unroll 4
+    for (std::size_t s = 0; s < S; ++s) x[s] = avx2_load(k + s * slot_stride + d);
 #pragma GCC unroll 8
-        for (std::size_t g = 0; g < G; ++g) {
-          __m256 const qv = _mm256_loadu_ps(q + g * D + d);
-          a0[g] = _mm256_fmadd_ps(qv, x0, a0[g]);
-          a1[g] = _mm256_fmadd_ps(qv, x1, a1[g]);
-        }
-      }
+    for (std::size_t g = 0; g < G; ++g) {
+      __m256 const qv = _mm256_loadu_ps(q + g * D + d);
+#pragma GCC unroll 4
+      for (std::size_t s = 0; s < S; ++s) a[g * S + s] = _mm256_fmadd_ps(qv, x[s], a[g * S + s]);
+    }
+  }
+  constexpr std::size_t R = (G * S + 3) / 4;
+  alignas(16) float r[4 * R];  // [G][S] then padding
+  __m256 const z = _mm256_setzero_ps();
 #pragma GCC unroll 8
-      for (std::size_t g = 0; g < G; ++g) {
-        scores[g * chunk + j] = finish(avx2_hsum(a0[g]));
-        scores[g * chunk + j + 1] = finish(avx2_hsum(a1[g]));
-      }
+  for (std::size_t i = 0; i < R; ++i) {
+    constexpr std::size_t last = G * S - 1;  // indices past it read the zero vector
+    std::size_t const i1 = 4 * i + 1, i2 = 4 * i + 2, i3 = 4 * i + 3;
+    __m128 const sums = avx2_reduce4(a[4 * i], i1 <= last ? a[i1 <= last ? i1 : last] : z,
+                                     i2 <= last ? a[i2 <= last ? i2 : last] : z, i3 <= last ? a[i3 <= last ? i3 : last] : z);
+    _mm_store_ps(r + 4 * i, _mm_mul_ps(sums, scale));
+  }
+#pragma GCC unroll 8
+  for (std::size_t g = 0; g < G; ++g) std::memcpy(scores + g * chunk, r + g * S, S * sizeof(float));
+}
+
+/// Scaled dot products for all KV heads of n consecutive slots, slot pairs outermost so the K block is
+/// read front to back (a slot's row holds every KV head).
+///   q: head h's G query heads at q + h * q_kv_stride ([G][D]); k: slot j, KV head h at
+///   k + j * slot_stride + h * D; scores: head h's [G][chunk] at scores + h * s_kv_stride
+template <std::size_t G, std::size_t D, class T>
+__attribute__((target("avx2,fma"))) void attention_scores_avx2(float const* q, std::size_t q_kv_stride, T const* k,
+                                                                std::size_t slot_stride, std::size_t kv_heads,
+                                                                std::size_t n, float* scores, std::size_t s_kv_stride,
+                                                                std::size_t chunk, float scale) noexcept {
+  static_assert(D % 8 == 0);
+  // Two slots per pass while the 2G accumulators, two K vectors and a q vector fit the 16 registers.
+  constexpr std::size_t S = 2 * G + 3 <= 16 ? 2 : 1;
+  __m128 const vs = _mm_set1_ps(scale);
+  std::size_t j = 0;
+  for (; j + S <= n; j += S) {
+    for (std::size_t h = 0; h < kv_heads; ++h) {
+      avx2_score_block<G, S, D>(q + h * q_kv_stride, k + j * slot_stride + h * D, slot_stride,
+                                scores + h * s_kv_stride + j, chunk, vs);
     }
   }
   for (; j < n; ++j) {
-    __m256 a[G];
-    for (std::size_t g = 0; g < G; ++g) a[g] = _mm256_setzero_ps();
-    T const* k0 = k + j * slot_stride;
-#pragma GCC unroll 4
-    for (std::size_t d = 0; d < D; d += 8) {
-      __m256 const x0 = avx2_load(k0 + d);
-#pragma GCC unroll 8
-      for (std::size_t g = 0; g < G; ++g) a[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * D + d), x0, a[g]);
+    for (std::size_t h = 0; h < kv_heads; ++h) {
+      avx2_score_block<G, 1, D>(q + h * q_kv_stride, k + j * slot_stride + h * D, slot_stride,
+                                scores + h * s_kv_stride + j, chunk, vs);
     }
-#pragma GCC unroll 8
-    for (std::size_t g = 0; g < G; ++g) scores[g * chunk + j] = finish(avx2_hsum(a[g]));
   }
 }
 
-/// acc[g] += sum_j p[g][j] * v[j], in slices of W vectors of acc kept in registers over the n slots.
+/// acc[g] += sum_j p[g][j] * v[j] for one KV head, in slices of W vectors of acc kept in registers over
+/// the n slots (acc is loaded and stored once per slice and call).
+///   acc [G][D], p [G][chunk], v: slot j at v + j * slot_stride
 template <std::size_t G, std::size_t D, class T>
-__attribute__((target("avx2,fma"))) void attention_values_avx2(float* acc, float const* p, std::size_t chunk, T const* v,
-                                                                std::size_t slot_stride, std::size_t n) noexcept {
+PIECRUST_AVX2 inline void avx2_value_block(float* acc, float const* p, std::size_t chunk, T const* v,
+                                           std::size_t slot_stride, std::size_t n) noexcept {
   constexpr std::size_t W = G <= 6 ? 2 : 1;
   static_assert(D % (8 * W) == 0);
   for (std::size_t d0 = 0; d0 < D; d0 += 8 * W) {
     __m256 a[G][W];
 #pragma GCC unroll 8
     for (std::size_t g = 0; g < G; ++g)
+#pragma GCC unroll 2
       for (std::size_t w = 0; w < W; ++w) a[g][w] = _mm256_loadu_ps(acc + g * D + d0 + 8 * w);
     for (std::size_t j = 0; j < n; ++j) {
       T const* vr = v + j * slot_stride + d0;
       __m256 x[W];
+#pragma GCC unroll 2
       for (std::size_t w = 0; w < W; ++w) x[w] = avx2_load(vr + 8 * w);
 #pragma GCC unroll 8
       for (std::size_t g = 0; g < G; ++g) {
         __m256 const pg = _mm256_broadcast_ss(p + g * chunk + j);
+#pragma GCC unroll 2
         for (std::size_t w = 0; w < W; ++w) a[g][w] = _mm256_fmadd_ps(pg, x[w], a[g][w]);
       }
     }
 #pragma GCC unroll 8
     for (std::size_t g = 0; g < G; ++g)
+#pragma GCC unroll 2
       for (std::size_t w = 0; w < W; ++w) _mm256_storeu_ps(acc + g * D + d0 + 8 * w, a[g][w]);
+  }
+}
+
+/// acc += p V for all KV heads of n consecutive slots, in blocks of `block` slots with all heads inside
+/// (the V block is read front to back; the sum over slots keeps its order).
+///   acc: head h's [G][D] at acc + h * a_kv_stride; p: head h's [G][chunk] at p + h * p_kv_stride;
+///   v: slot j, KV head h at v + j * slot_stride + h * D
+template <std::size_t G, std::size_t D, class T>
+__attribute__((target("avx2,fma"))) void attention_values_avx2(float* acc, std::size_t a_kv_stride, float const* p,
+                                                                std::size_t p_kv_stride, std::size_t chunk, T const* v,
+                                                                std::size_t slot_stride, std::size_t kv_heads,
+                                                                std::size_t n, std::size_t block) noexcept {
+  for (std::size_t j0 = 0; j0 < n; j0 += block) {
+    std::size_t const nj = n - j0 < block ? n - j0 : block;
+    for (std::size_t h = 0; h < kv_heads; ++h) {
+      avx2_value_block<G, D>(acc + h * a_kv_stride, p + h * p_kv_stride + j0, chunk, v + j0 * slot_stride + h * D,
+                             slot_stride, nj);
+    }
+  }
+}
+
+/// One online-softmax step (Milakov & Gimelshein 2018) for each of `heads` rows of scores over n slots:
+/// m = max(m, max_j s_j), s_j <- exp(s_j - m), l = l * corr + sum_j s_j, acc *= corr with
+/// corr = exp(m_old - m) (skipped when the maximum did not move).
+///   scores [heads][chunk] (chunk a multiple of 8), m, l [heads], acc [heads][head_dim]
+__attribute__((target("avx2,fma"))) inline void softmax_step_avx2(float* scores, std::size_t chunk, std::size_t n,
+                                                                   std::size_t heads, float* m, float* l, float* acc,
+                                                                   std::size_t head_dim) noexcept {
+  __m256 const tail = avx2_first_lanes(n % 8);
+  __m256 const ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  std::size_t const full = n / 8 * 8;
+  for (std::size_t head = 0; head < heads; ++head) {
+    float* s = scores + head * chunk;
+    __m256 vmax = ninf;
+    for (std::size_t j = 0; j < full; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
+    if (full < n) vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(ninf, _mm256_loadu_ps(s + full), tail));
+    float const new_m = m[head] > avx2_hmax(vmax) ? m[head] : avx2_hmax(vmax);
+    __m256 const vm = _mm256_set1_ps(new_m);
+    __m256 sum = _mm256_setzero_ps();
+    for (std::size_t j = 0; j < full; j += 8) {
+      __m256 const e = avx2_exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+      _mm256_storeu_ps(s + j, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    if (full < n) {  // lanes past n are zeroed (the buffer has room for a full last vector)
+      __m256 const e = _mm256_and_ps(avx2_exp(_mm256_sub_ps(_mm256_loadu_ps(s + full), vm)), tail);
+      _mm256_storeu_ps(s + full, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    float const corr = __builtin_expf(m[head] - new_m);  // exp(-inf) = 0 on the first step
+    l[head] = l[head] * corr + avx2_hsum(sum);
+    m[head] = new_m;
+    if (corr != 1.0f) {
+      __m256 const c = _mm256_set1_ps(corr);
+      float* a = acc + head * head_dim;
+      for (std::size_t d = 0; d < head_dim; d += 8) _mm256_storeu_ps(a + d, _mm256_mul_ps(_mm256_loadu_ps(a + d), c));
+    }
   }
 }
 
