@@ -206,6 +206,7 @@ __device__ Cut pivot_search(float const* l, std::uint32_t vocab, In in, Weight w
       sh.count[b] = 0;
       sh.mass[b] = 0;
     }
+    if (threadIdx.x == 0) sh.found = false;
     __syncthreads();
     for (std::uint32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
       if (!in(i)) continue;
@@ -216,23 +217,34 @@ __device__ Cut pivot_search(float const* l, std::uint32_t vocab, In in, Weight w
       if constexpr (Mass) atomicAdd(&sh.mass[b], to_fixed(weight(i)));
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-      sh.found = false;
-      for (int b = 255; b >= 0; --b) {
-        unsigned long long const q = Mass ? sh.mass[b] : sh.count[b];
-        if (sh.count[b] > 0 && above + q >= target) {
-          sh.digit = static_cast<std::uint32_t>(b);
-          sh.found = true;
-          break;
+    // The first bin, walking down from 255, where the running quantity reaches the target (such a bin
+    // holds q >= 1 since target > above, hence a candidate). Warp 0: each lane sums a run of bins, a
+    // lane scan finds the run, its lane walks it.
+    if (threadIdx.x < static_cast<unsigned>(warp_size)) {
+      constexpr int per_lane = 256 / warp_size;
+      int const lane = static_cast<int>(threadIdx.x);
+      auto q = [&](int b) -> unsigned long long { return Mass ? sh.mass[b] : sh.count[b]; };
+      unsigned long long run = 0;
+      for (int j = 0; j < per_lane; ++j) run += q(255 - lane * per_lane - j);
+      unsigned long long const inclusive = warp_inclusive_scan(run);
+      unsigned long long cum = above + (inclusive - run);  // integers: exact
+      if (cum < target && above + inclusive >= target) {
+        for (int j = 0; j < per_lane; ++j) {
+          int const b = 255 - lane * per_lane - j;
+          if (cum + q(b) >= target) {
+            sh.digit = static_cast<std::uint32_t>(b);
+            sh.u64[0] = cum;
+            sh.found = true;
+            break;
+          }
+          cum += q(b);
         }
-        above += q;
       }
-      sh.u64[0] = above;
     }
     __syncthreads();
     bool const found = sh.found;
     std::uint32_t const digit = sh.digit;
-    above = sh.u64[0];
+    if (found) above = sh.u64[0];
     __syncthreads();
     if (!found) return Cut{true, 0, 0};  // the whole candidate set falls short of the target: keep all
     prefix |= digit << shift;
