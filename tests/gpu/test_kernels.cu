@@ -11,6 +11,7 @@
 #include <limits>
 
 #include <piecrust/backends/cuda.hpp>
+#include <piecrust/backends/cuda/detail/llama_kernels.hpp>
 #include <piecrust/backends/host/append_kv.hpp>
 #include <piecrust/backends/host/dequantize.hpp>
 #include <piecrust/backends/host/embedding.hpp>
@@ -637,6 +638,126 @@ PIECRUST_GPU_TEST(probe_logprobs_and_entropy_match_host) {
     double const r2 = tolerance_ratio(ge, he, 1e-5, 0.0);
     t.check(r2 <= 1.0, "probe_entropy T ", temp, ": tolerance ratio ", r2);
   }
+}
+
+// ---- the Llama forward's own kernels ---------------------------------------------------------------
+
+// The fused bias + RoPE + append kernel against the host's separate ops (bias add, rope on q and k,
+// append_kv): the same roundings, so q and an f32 pool agree to 1e-6 relative; a bf16 pool to one bf16
+// rounding (2^-8 relative). swiglu over halves: as swiglu (2e-6). Gathered final norm: as rms_norm (1e-5).
+template <class KvT>
+void fused_qkv_case(gpu_test::Test& t, RopeStyle style, bool bias, std::size_t rotary_dim) {
+  Cuda const& s = t.space();
+  std::size_t const T = 7, H = 4, KH = 2, D = 64, W = (H + 2 * KH) * D;
+  std::size_t const pages = 4, page_size = 16;
+  RopeParams p;
+  p.style = style;
+  p.theta = 500000.0f;
+  p.rotary_dim = rotary_dim;
+  p.llama3 = {8.0f, 1.0f, 4.0f, 8192};
+  std::size_t const rot = rotary_dim == 0 ? D : rotary_dim;
+  auto const qkv = t.random_floats(T * W, -2.0f, 2.0f);                        // [T][W]
+  auto const b = bias ? t.random_floats(W, -0.5f, 0.5f) : std::vector<float>{};  // [W]
+  std::vector<std::uint32_t> pos(T), slots(pages * page_size);
+  std::uniform_int_distribution<std::uint32_t> d(0, 1u << 20);
+  for (auto& x : pos) x = d(t.rng());
+  pos[1] = (1u << 24) + 3;
+  for (std::size_t i = 0; i < slots.size(); ++i) slots[i] = static_cast<std::uint32_t>(i);
+  std::shuffle(slots.begin(), slots.end(), t.rng());
+  slots.resize(T);
+  PagedKv<KvT> shape{nullptr, pages, page_size, KH, D};
+  std::vector<KvT> pool(shape.size());
+  auto const fill = t.random_floats(pool.size());
+  for (std::size_t i = 0; i < pool.size(); ++i) pool[i] = from_float<KvT>(fill[i]);
+  // Host: split (+ bias), rope q and k, append.
+  std::vector<float> q(T * H * D), k(T * KH * D), v(T * KH * D);
+  for (std::size_t tk = 0; tk < T; ++tk) {
+    for (std::size_t c = 0; c < W; ++c) {
+      float const x = qkv[tk * W + c] + (bias ? b[c] : 0.0f);
+      if (c < H * D) q[tk * H * D + c] = x;
+      else if (c < (H + KH) * D) k[tk * KH * D + c - H * D] = x;
+      else v[tk * KH * D + c - (H + KH) * D] = x;
+    }
+  }
+  rope(host_space(), ShapedView<float, 3>(q.data(), T, H, D), pos, p);
+  rope(host_space(), ShapedView<float, 3>(k.data(), T, KH, D), pos, p);
+  std::vector<KvT> want_pool = pool;
+  PagedKv<KvT> hkv = shape;
+  hkv.data = want_pool.data();
+  append_kv(host_space(), hkv, ShapedView<float const, 3>(k.data(), T, KH, D), ShapedView<float const, 3>(v.data(), T, KH, D),
+            slots);
+  // Device.
+  auto const dqkv = dev(s, qkv);
+  auto const db = dev(s, b);
+  auto const dpos = dev(s, pos);
+  auto const dslots = dev(s, slots);
+  auto const dinv = dev(s, detail::rope_inv_freq(p, rot));
+  auto dq = dev(s, t.random_floats(T * H * D));
+  auto dpool = dev(s, pool);
+  PagedKv<KvT> dkv = shape;
+  dkv.data = dpool.data();
+  PIECRUST_GPU_LAUNCH(gpu::detail::qkv_rope_append_kernel<KvT>, static_cast<unsigned>(T), gpu::detail::qkv_threads, 0,
+                      s.stream(), dqkv.data(), bias ? db.data() : nullptr, dpos.data(), dslots.data(), dinv.data(), H, KH,
+                      D, rot / 2, style == RopeStyle::adjacent_pairs, dq.data(), dkv);
+  gpu::check_launch("qkv_rope_append_kernel");
+  double const rq = tolerance_ratio(to_host(s, dq), q, 1e-6, 1e-6);
+  t.check(rq <= 1.0, "qkv_rope_append q (style ", static_cast<int>(style), ", bias ", bias, ", rotary ", rotary_dim,
+          "): tolerance ratio ", rq);
+  auto const got_pool = to_host(s, dpool);
+  std::vector<float> gp(pool.size()), wp(pool.size());
+  for (std::size_t i = 0; i < pool.size(); ++i) {
+    gp[i] = to_float(got_pool[i]);
+    wp[i] = to_float(want_pool[i]);
+  }
+  double const rtol = sizeof(KvT) == 4 ? 1e-6 : 1.0 / 256;
+  double const rp = tolerance_ratio(gp, wp, 1e-6, rtol);
+  t.check(rp <= 1.0, "qkv_rope_append pool (", sizeof(KvT) == 4 ? "f32" : "bf16", ", style ", static_cast<int>(style),
+          ", bias ", bias, ", rotary ", rotary_dim, "): tolerance ratio ", rp);
+}
+
+PIECRUST_GPU_TEST(llama_fused_kernels_match_host_ops) {
+  for (RopeStyle style : {RopeStyle::adjacent_pairs, RopeStyle::half_split}) {
+    for (bool bias : {false, true}) {
+      fused_qkv_case<float>(t, style, bias, 0);
+      fused_qkv_case<BFloat16>(t, style, bias, 48);
+    }
+  }
+  Cuda const& s = t.space();
+  std::size_t const T = 5, F = 300, E = 200;
+  auto const gu = t.random_floats(T * 2 * F, -6.0f, 6.0f);  // [T][2F]
+  std::vector<float> gate(T * F), up(T * F), want(T * F);
+  for (std::size_t r = 0; r < T; ++r) {
+    std::copy_n(gu.begin() + static_cast<std::ptrdiff_t>(r * 2 * F), F, gate.begin() + static_cast<std::ptrdiff_t>(r * F));
+    std::copy_n(gu.begin() + static_cast<std::ptrdiff_t>(r * 2 * F + F), F, up.begin() + static_cast<std::ptrdiff_t>(r * F));
+  }
+  swiglu(host_space(), ShapedView<float const, 2>(gate.data(), T, F), ShapedView<float const, 2>(up.data(), T, F),
+         ShapedView<float, 2>(want.data(), T, F));
+  auto const dgu = dev(s, gu);
+  auto dout = dev(s, t.random_floats(T * F));
+  PIECRUST_GPU_LAUNCH(gpu::detail::swiglu_halves_kernel<>, gpu::detail::elementwise_blocks(T * F, 256), 256, 0, s.stream(),
+                      dgu.data(), dout.data(), T, F);
+  gpu::check_launch("swiglu_halves_kernel");
+  double const r1 = tolerance_ratio(to_host(s, dout), want, 1e-7, 2e-6);
+  t.check(r1 <= 1.0, "swiglu_halves: tolerance ratio ", r1);
+
+  auto const x = t.random_floats(T * E, -3.0f, 3.0f);
+  auto const w = t.random_floats(E, 0.5f, 1.5f);
+  std::vector<std::uint32_t> const rows{4, 0, 4};
+  std::vector<float> gathered(rows.size() * E), want_rows(rows.size() * E);
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    std::copy_n(x.begin() + static_cast<std::ptrdiff_t>(rows[r] * E), E, gathered.begin() + static_cast<std::ptrdiff_t>(r * E));
+  }
+  rms_norm(host_space(), ShapedView<float const, 2>(gathered.data(), rows.size(), E), ShapedView<float const, 1>(w.data(), E),
+           ShapedView<float, 2>(want_rows.data(), rows.size(), E), 1e-5f);
+  auto const dx = dev(s, x);
+  auto const dw = dev(s, w);
+  auto const drows = dev(s, rows);
+  auto dres = dev(s, t.random_floats(rows.size() * E));
+  PIECRUST_GPU_LAUNCH(gpu::detail::gather_rms_norm_kernel<>, static_cast<unsigned>(rows.size()), gpu::detail::norm_threads, 0,
+                      s.stream(), dx.data(), drows.data(), dw.data(), dres.data(), E, 1e-5f);
+  gpu::check_launch("gather_rms_norm_kernel");
+  double const r2 = tolerance_ratio(to_host(s, dres), want_rows, 1e-6, 1e-5);
+  t.check(r2 <= 1.0, "gather_rms_norm: tolerance ratio ", r2);
 }
 
 // ---- the Llama forward pass -----------------------------------------------------------------------
