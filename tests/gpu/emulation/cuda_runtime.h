@@ -135,6 +135,7 @@ inline cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
   std::free(p);
   return cudaSuccess;
 }
+inline cudaError_t cudaFree(void* p) { return cudaFreeAsync(p, nullptr); }
 inline cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* a, void const* p) {
   *a = {};
   a->type = piecrust_emulation::is_device(p) ? cudaMemoryTypeDevice : cudaMemoryTypeUnregistered;

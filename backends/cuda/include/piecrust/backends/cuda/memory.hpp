@@ -42,7 +42,8 @@ inline mem_pool_t pool_of(int device) {
 /// dereference these pointers (host_accessible = false): move data with the helpers of
 /// piecrust/backends/cuda/copy.hpp. `CudaMemory{}` means "the current device, the legacy default
 /// stream" (which orders against every blocking stream, including the streams Cuda creates); a Cuda
-/// space hands out `space.memory()`, which allocates and frees in the order of the space's stream.
+/// space hands out `space.memory()`, which allocates and frees in the order of the space's stream, so a
+/// Buffer of it must be destroyed while that stream exists (while a copy of the space is alive).
 class CudaMemory {
  public:
   using memory_space = CudaMemory;

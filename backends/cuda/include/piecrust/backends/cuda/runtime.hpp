@@ -118,9 +118,14 @@ inline void* malloc_from_pool_async(std::size_t bytes, mem_pool_t pool, stream_t
   check(PIECRUST_GPU_API(MallocFromPoolAsync)(&p, bytes, pool, s), "MallocFromPoolAsync");
   return p;
 }
-/// Never throws (called from destructors); a failure here means the context is already broken.
+/// Never throws (called from destructors). If the stream-ordered free is refused (e.g. the stream is
+/// gone), falls back to a synchronous free so that the block is not leaked.
 inline void free_async(void* p, stream_t s) noexcept {
-  if (p != nullptr) (void)PIECRUST_GPU_API(FreeAsync)(p, s);
+  if (p == nullptr) return;
+  if (PIECRUST_GPU_API(FreeAsync)(p, s) != success) {
+    (void)PIECRUST_GPU_API(GetLastError)();
+    (void)PIECRUST_GPU_API(Free)(p);
+  }
 }
 
 // ---- device-side names -------------------------------------------------------------------------
