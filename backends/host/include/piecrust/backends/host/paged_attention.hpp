@@ -80,9 +80,9 @@ inline void scores_one_head(float const* q, T const* k, std::size_t slot_stride,
 template <std::size_t G, std::size_t D, class T>
 inline void attention_scores(float const* q, std::size_t q_kv_stride, T const* k, std::size_t slot_stride,
                              std::size_t kv_heads, std::size_t n, float* scores, std::size_t s_kv_stride,
-                             std::size_t chunk, float scale) noexcept {
+                             std::size_t chunk, float scale, void const* const* ahead) noexcept {
   if (attention_avx2_available()) {
-    attention_scores_avx2<G, D>(q, q_kv_stride, k, slot_stride, kv_heads, n, scores, s_kv_stride, chunk, scale);
+    attention_scores_avx2<G, D>(q, q_kv_stride, k, slot_stride, kv_heads, n, scores, s_kv_stride, chunk, scale, ahead);
     return;
   }
   for (std::size_t h = 0; h < kv_heads; ++h) {
@@ -128,9 +128,9 @@ inline void values_one_head(float* acc, float const* p, std::size_t chunk, T con
 template <std::size_t G, std::size_t D, class T>
 inline void attention_values(float* acc, std::size_t a_kv_stride, float const* p, std::size_t p_kv_stride,
                              std::size_t chunk, T const* v, std::size_t slot_stride, std::size_t kv_heads,
-                             std::size_t n, std::size_t block) noexcept {
+                             std::size_t n, std::size_t block, void const* const* ahead) noexcept {
   if (attention_avx2_available()) {
-    attention_values_avx2<G, D>(acc, a_kv_stride, p, p_kv_stride, chunk, v, slot_stride, kv_heads, n, block);
+    attention_values_avx2<G, D>(acc, a_kv_stride, p, p_kv_stride, chunk, v, slot_stride, kv_heads, n, block, ahead);
     return;
   }
   for (std::size_t j0 = 0; j0 < n; j0 += block) {
@@ -172,8 +172,17 @@ inline void softmax_step(float* scores, std::size_t chunk, std::size_t n, std::s
 template <>
 struct KernelImpl<ops::PagedAttention, Host> {
   static constexpr std::size_t chunk = 64;               // slots per online-softmax step (over consecutive pages)
+#ifndef PIECRUST_ATTN_VALUE_BLOCK
   static constexpr std::size_t value_block = 4;          // V slots per register-blocked step
+#else
+  static constexpr std::size_t value_block = PIECRUST_ATTN_VALUE_BLOCK;
+#endif
   static constexpr std::size_t piece_positions = 1024;   // KV positions per work item (split-KV)
+#ifndef PIECRUST_ATTN_PREFETCH_ROWS
+  static constexpr std::size_t prefetch_rows = 4;  // slot rows of prefetch distance
+#else
+  static constexpr std::size_t prefetch_rows = PIECRUST_ATTN_PREFETCH_ROWS;
+#endif
 
   template <std::size_t HeadDim, class T>
   static void run(Host const& space, ShapedView<float const, 3> q, PagedKv<T const> kv, PagedBatch const& batch,
@@ -260,7 +269,10 @@ struct KernelImpl<ops::PagedAttention, Host> {
     AttentionSelection const& sel;
     std::size_t qo_heads, group;
     std::vector<host::detail::Interval> intervals;
-    std::vector<float> acc;     // [qo_heads][HeadDim]
+    std::vector<float> acc;     // [qo_heads][HeadDim] (in group order while a piece runs, see q_order)
+    // bf16 KV read by the AVX2 kernels: q and acc in "group order" (even then odd elements of each 16).
+    bool const group_order = std::is_same_v<T, BFloat16> && host::detail::attention_avx2_available();
+    std::vector<float> q_order;  // [qo_heads][HeadDim] this token's q in group order (bf16 + AVX2 only)
     std::vector<float> scores;  // [qo_heads][chunk]
     std::vector<float> m, l;    // [qo_heads]
     /// A run of consecutive slots of one page inside the current chunk.
@@ -270,12 +282,15 @@ struct KernelImpl<ops::PagedAttention, Host> {
       std::size_t n;       // slots
       std::size_t offset;  // first slot's column in scores
     };
-    std::array<Segment, chunk> segs;  // [up to chunk] (one per page touched by a chunk)
+    std::array<std::array<Segment, chunk>, 2> segs;  // [this step, next step][up to chunk]
+    std::array<void const*, 3 * chunk + prefetch_rows> ahead;  // [K, V of this step, K of the next step, nullptr pad]
+    std::array<void const*, chunk> no_rows{};  // [chunk] nullptr: no prefetch (repeated passes of a split group)
 
     Worker(ShapedView<float const, 3> q_, PagedKv<T const> kv_, PagedBatch const& batch_, PagedAttentionParams const& params_,
            AttentionSelection const& sel_, std::size_t qo_heads_)
         : q(q_), kv(kv_), batch(batch_), params(params_), sel(sel_), qo_heads(qo_heads_), group(qo_heads_ / kv_.num_kv_heads),
-          acc(qo_heads_ * HeadDim), scores(qo_heads_ * chunk), m(qo_heads_), l(qo_heads_) {}
+          acc(qo_heads_ * HeadDim), q_order(group_order ? qo_heads_ * HeadDim : 0), scores(qo_heads_ * chunk),
+          m(qo_heads_), l(qo_heads_) {}
 
     /// Partial attention of token t (request r) over the positions of logical pages [page_lo, page_hi).
     void compute(std::size_t t, std::size_t r, std::size_t page_lo, std::size_t page_hi) {
@@ -312,6 +327,17 @@ struct KernelImpl<ops::PagedAttention, Host> {
       std::size_t const slot_stride = kv.slot_stride();
       std::size_t const kvh = kv.num_kv_heads;
       float const* qt = q.data() + t * qo_heads * HeadDim;  // [qo_heads][HeadDim]
+      if (group_order) {
+        // The AVX2 kernels read bf16 K and V as even / odd halves of each group of 16 (one 32-byte load
+        // and one shift or mask per 8 values); q and acc follow that order, acc is put back at the end.
+        for (std::size_t r0 = 0; r0 < qo_heads * HeadDim; r0 += 16) {
+          for (std::size_t e = 0; e < 8; ++e) {
+            q_order[r0 + e] = qt[r0 + 2 * e];
+            q_order[r0 + 8 + e] = qt[r0 + 2 * e + 1];
+          }
+        }
+        qt = q_order.data();
+      }
       std::fill(acc.begin(), acc.end(), 0.0f);
       std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
       std::fill(l.begin(), l.end(), 0.0f);
@@ -323,12 +349,13 @@ struct KernelImpl<ops::PagedAttention, Host> {
       }
       std::size_t run = 0;
       std::size_t pos = runs > 0 ? intervals[0].begin : 0;
-      while (run < runs) {
-        // One online-softmax step over the next `chunk` attended slots of the piece, gathered over
-        // consecutive pages and runs: the softmax's per-head work is paid once per 64 slots, not once
-        // per page. Counting attended slots (not positions) makes the steps the same with and without
-        // page-trim (a dropped page is never attended, so it only joins two runs), bit for bit.
-        std::size_t filled = 0, segments = 0;
+      // One online-softmax step over the next `chunk` attended slots of the piece, gathered over
+      // consecutive pages and runs: the softmax's per-head work is paid once per 64 slots, not once per
+      // page. Counting attended slots (not positions) makes the steps the same with and without page-trim
+      // (a dropped page is never attended, so it only joins two runs), bit for bit.
+      auto gather = [&](std::array<Segment, chunk>& out, std::size_t& segments) {
+        std::size_t filled = 0;
+        segments = 0;
         while (run < runs && filled < chunk) {
           if (pos == intervals[run].end) {
             if (++run < runs) pos = intervals[run].begin;
@@ -338,36 +365,71 @@ struct KernelImpl<ops::PagedAttention, Host> {
           std::size_t const slot0 = pos % ps;
           std::size_t const n = std::min({intervals[run].end - pos, ps - slot0, chunk - filled});
           std::size_t const page = pages[kept != nullptr ? kept[logical] : logical];
-          segs[segments++] = {kv.at(page, 0, slot0, 0), kv.at(page, 1, slot0, 0), n, filled};
+          out[segments++] = {kv.at(page, 0, slot0, 0), kv.at(page, 1, slot0, 0), n, filled};
           filled += n;
           pos += n;
         }
-        if (filled == 0) break;
+        return filled;
+      };
+      std::size_t segments[2];
+      std::size_t filled[2];
+      filled[0] = gather(segs[0], segments[0]);
+      for (std::size_t step = 0; filled[step & 1] > 0; ++step) {
+        std::size_t const cur = step & 1, nxt = cur ^ 1;
+        filled[nxt] = gather(segs[nxt], segments[nxt]);
+        // Rows in the order they are consumed: this step's K rows, its V rows, the next step's K rows,
+        // then nothing. Each micro-kernel prefetches the row `prefetch_rows` ahead of the one it reads,
+        // across pages (the hardware prefetcher stops at every 4 KiB page and cannot guess the next KV
+        // page).
+        std::size_t const f = filled[cur];
+        std::size_t r = 0;
+        for (std::size_t kvi = 0; kvi < 2; ++kvi) {
+          for (std::size_t sg = 0; sg < segments[cur]; ++sg) {
+            T const* base = kvi == 0 ? segs[cur][sg].k : segs[cur][sg].v;
+            for (std::size_t j = 0; j < segs[cur][sg].n; ++j) ahead[r++] = base + j * slot_stride;
+          }
+        }
+        for (std::size_t sg = 0; sg < segments[nxt]; ++sg) {
+          for (std::size_t j = 0; j < segs[nxt][sg].n; ++j) ahead[r++] = segs[nxt][sg].k + j * slot_stride;
+        }
+        for (; r < 2 * f + prefetch_rows; ++r) ahead[r] = nullptr;
         // K, then V, of each page front to back: slot pairs (V: blocks of slots) outermost, every KV
         // head inside (a slot's row holds all heads), not head by head across the slots' rows (a 4 KiB
         // stride for f32 d 128 x 8 heads, which the hardware prefetcher follows badly).
-        for (std::size_t sg = 0; sg < segments; ++sg) {
-          Segment const& seg = segs[sg];
+        for (std::size_t sg = 0; sg < segments[cur]; ++sg) {
+          Segment const& seg = segs[cur][sg];
           for_group(group, [&](auto g_ct, std::size_t g0) {
             host::detail::attention_scores<decltype(g_ct)::value, HeadDim>(
                 qt + g0 * HeadDim, group * HeadDim, seg.k, slot_stride, kvh, seg.n,
-                scores.data() + g0 * chunk + seg.offset, group * chunk, chunk, scale);
+                scores.data() + g0 * chunk + seg.offset, group * chunk, chunk, scale,
+                g0 == 0 ? ahead.data() + seg.offset + prefetch_rows : no_rows.data());
           });
         }
         if (cap > 0.0f) {
           for (std::size_t head = 0; head < qo_heads; ++head) {
             float* sh = scores.data() + head * chunk;
-            for (std::size_t j = 0; j < filled; ++j) sh[j] = cap * std::tanh(sh[j] / cap);
+            for (std::size_t j = 0; j < f; ++j) sh[j] = cap * std::tanh(sh[j] / cap);
           }
         }
-        host::detail::softmax_step(scores.data(), chunk, filled, qo_heads, m.data(), l.data(), acc.data(), HeadDim);
-        for (std::size_t sg = 0; sg < segments; ++sg) {
-          Segment const& seg = segs[sg];
+        host::detail::softmax_step(scores.data(), chunk, f, qo_heads, m.data(), l.data(), acc.data(), HeadDim);
+        for (std::size_t sg = 0; sg < segments[cur]; ++sg) {
+          Segment const& seg = segs[cur][sg];
           for_group(group, [&](auto g_ct, std::size_t g0) {
             host::detail::attention_values<decltype(g_ct)::value, HeadDim>(
                 acc.data() + g0 * HeadDim, group * HeadDim, scores.data() + g0 * chunk + seg.offset, group * chunk,
-                chunk, seg.v, slot_stride, kvh, seg.n, value_block);
+                chunk, seg.v, slot_stride, kvh, seg.n, value_block,
+                g0 == 0 ? ahead.data() + f + seg.offset + prefetch_rows : no_rows.data());
           });
+        }
+      }
+      if (group_order) {
+        for (std::size_t r0 = 0; r0 < qo_heads * HeadDim; r0 += 16) {
+          float tmp[16];  // [16] one group in natural order
+          for (std::size_t e = 0; e < 8; ++e) {
+            tmp[2 * e] = acc[r0 + e];
+            tmp[2 * e + 1] = acc[r0 + 8 + e];
+          }
+          std::copy(tmp, tmp + 16, acc.begin() + static_cast<std::ptrdiff_t>(r0));
         }
       }
     }

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "piecrust/kernels/bfloat16.hpp"
 
@@ -50,6 +51,24 @@ PIECRUST_AVX2 inline __m256 avx2_load(BFloat16 const* p) noexcept {
   __m128i const h = _mm_loadu_si128(reinterpret_cast<__m128i const*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
+/// Half H of a group of 16 consecutive KV elements as 8 floats. f32: elements [8H, 8H + 8). bf16: one
+/// 32-byte load gives the even elements (H = 0: the low 16 bits of each 32-bit pair, shifted up) or the
+/// odd ones (H = 1: the high 16 bits, masked in place), one instruction per 8 values instead of a
+/// zero-extension and a shift (bf16 is the top half of an f32). Kernels that read bf16 this way use q
+/// and acc in the same order inside each group of 16 (see bf16_group_order).
+template <std::size_t H>
+PIECRUST_AVX2 inline __m256 avx2_half(float const* p) noexcept {
+  return _mm256_loadu_ps(p + 8 * H);
+}
+template <std::size_t H>
+PIECRUST_AVX2 inline __m256 avx2_half(BFloat16 const* p) noexcept {
+  __m256i const w = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(p));
+  if constexpr (H == 0) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  } else {
+    return _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+  }
+}
 PIECRUST_AVX2 inline float avx2_hsum(__m256 v) noexcept {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -73,6 +92,14 @@ PIECRUST_AVX2 inline __m256 avx2_first_lanes(std::size_t n) noexcept {
   return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx));
 }
 
+/// Software prefetch of `bytes` (a multiple of 64) from p, one instruction per 64-byte line; p may be
+/// null (nothing ahead).
+PIECRUST_AVX2 inline void avx2_prefetch(void const* p, std::size_t bytes) noexcept {
+  if (p == nullptr) return;
+  char const* c = static_cast<char const*>(p);
+  for (std::size_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+}
+
 /// exp(x) per lane, the same range reduction and polynomial as simd.hpp's exp_approx (Cephes' expf,
 /// relative error ~2e-7) on 8 lanes with FMA.
 PIECRUST_AVX2 inline __m256 avx2_exp(__m256 x) noexcept {
@@ -92,6 +119,21 @@ PIECRUST_AVX2 inline __m256 avx2_exp(__m256 x) noexcept {
   return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
 }
 
+/// a[g][s] += q[g] . k[s] over half H of the 16 elements at d.
+template <std::size_t G, std::size_t S, std::size_t D, std::size_t H, class T>
+PIECRUST_AVX2 inline void avx2_score_step(__m256 (&a)[G * S], float const* q, T const* k, std::size_t slot_stride,
+                                          std::size_t d) noexcept {
+  __m256 x[S];
+#pragma GCC unroll 4
+  for (std::size_t s = 0; s < S; ++s) x[s] = avx2_half<H>(k + s * slot_stride + d);
+#pragma GCC unroll 8
+  for (std::size_t g = 0; g < G; ++g) {
+    __m256 const qv = _mm256_loadu_ps(q + g * D + d + 8 * H);
+#pragma GCC unroll 4
+    for (std::size_t s = 0; s < S; ++s) a[g * S + s] = _mm256_fmadd_ps(qv, x[s], a[g * S + s]);
+  }
+}
+
 /// scores[g * chunk + s] = scale * q[g] . k[s] for the G query heads of one KV head and S slots (S
 /// slots share each q load; G * S accumulators stay in registers).
 ///   q [G][D], k: slot s at k + s * slot_stride, scores [G][chunk]
@@ -102,16 +144,9 @@ PIECRUST_AVX2 inline void avx2_score_block(float const* q, T const* k, std::size
 #pragma GCC unroll 16
   for (std::size_t i = 0; i < G * S; ++i) a[i] = _mm256_setzero_ps();
 #pragma GCC unroll 4
-  for (std::size_t d = 0; d < D; d += 8) {
-    __m256 x[S];
-#pragma GCC unroll 4
-    for (std::size_t s = 0; s < S; ++s) x[s] = avx2_load(k + s * slot_stride + d);
-#pragma GCC unroll 8
-    for (std::size_t g = 0; g < G; ++g) {
-      __m256 const qv = _mm256_loadu_ps(q + g * D + d);
-#pragma GCC unroll 4
-      for (std::size_t s = 0; s < S; ++s) a[g * S + s] = _mm256_fmadd_ps(qv, x[s], a[g * S + s]);
-    }
+  for (std::size_t d = 0; d < D; d += 16) {
+    avx2_score_step<G, S, D, 0>(a, q, k, slot_stride, d);
+    avx2_score_step<G, S, D, 1>(a, q, k, slot_stride, d);
   }
   constexpr std::size_t R = (G * S + 3) / 4;
   alignas(16) float r[4 * R];  // [G][S] then padding
@@ -136,56 +171,74 @@ template <std::size_t G, std::size_t D, class T>
 __attribute__((target("avx2,fma"))) void attention_scores_avx2(float const* q, std::size_t q_kv_stride, T const* k,
                                                                 std::size_t slot_stride, std::size_t kv_heads,
                                                                 std::size_t n, float* scores, std::size_t s_kv_stride,
-                                                                std::size_t chunk, float scale) noexcept {
-  static_assert(D % 8 == 0);
+                                                                std::size_t chunk, float scale,
+                                                                void const* const* ahead) noexcept {
+  static_assert(D % 16 == 0);
   // Two slots per pass while the 2G accumulators, two K vectors and a q vector fit the 16 registers.
   constexpr std::size_t S = 2 * G + 3 <= 16 ? 2 : 1;
+  constexpr std::size_t head_bytes = D * sizeof(T);
   __m128 const vs = _mm_set1_ps(scale);
   std::size_t j = 0;
   for (; j + S <= n; j += S) {
     for (std::size_t h = 0; h < kv_heads; ++h) {
+      for (std::size_t s = 0; s < S; ++s) {
+        if (ahead[j + s] != nullptr) avx2_prefetch(static_cast<char const*>(ahead[j + s]) + h * head_bytes, head_bytes);
+      }
       avx2_score_block<G, S, D>(q + h * q_kv_stride, k + j * slot_stride + h * D, slot_stride,
                                 scores + h * s_kv_stride + j, chunk, vs);
     }
   }
   for (; j < n; ++j) {
     for (std::size_t h = 0; h < kv_heads; ++h) {
+      if (ahead[j] != nullptr) avx2_prefetch(static_cast<char const*>(ahead[j]) + h * head_bytes, head_bytes);
       avx2_score_block<G, 1, D>(q + h * q_kv_stride, k + j * slot_stride + h * D, slot_stride,
                                 scores + h * s_kv_stride + j, chunk, vs);
     }
   }
 }
 
-/// acc[g] += sum_j p[g][j] * v[j] for one KV head, in slices of W vectors of acc kept in registers over
-/// the n slots (acc is loaded and stored once per slice and call).
+/// acc[g] slice += sum_j p[g][j] * v[j] slice for halves [H0, H0 + W) of the 16 elements at d0, the W
+/// slices of each of the G heads kept in registers over the n slots.
+template <std::size_t G, std::size_t D, std::size_t H0, std::size_t W, class T>
+PIECRUST_AVX2 inline void avx2_value_slice(float* acc, float const* p, std::size_t chunk, T const* v,
+                                           std::size_t slot_stride, std::size_t n, std::size_t d0) noexcept {
+  __m256 a[G][W];
+#pragma GCC unroll 8
+  for (std::size_t g = 0; g < G; ++g)
+#pragma GCC unroll 2
+    for (std::size_t w = 0; w < W; ++w) a[g][w] = _mm256_loadu_ps(acc + g * D + d0 + 8 * (H0 + w));
+  for (std::size_t j = 0; j < n; ++j) {
+    T const* vr = v + j * slot_stride + d0;
+    __m256 x[W];
+    x[0] = avx2_half<H0>(vr);
+    if constexpr (W == 2) x[1] = avx2_half<1>(vr);
+#pragma GCC unroll 8
+    for (std::size_t g = 0; g < G; ++g) {
+      __m256 const pg = _mm256_broadcast_ss(p + g * chunk + j);
+#pragma GCC unroll 2
+      for (std::size_t w = 0; w < W; ++w) a[g][w] = _mm256_fmadd_ps(pg, x[w], a[g][w]);
+    }
+  }
+#pragma GCC unroll 8
+  for (std::size_t g = 0; g < G; ++g)
+#pragma GCC unroll 2
+    for (std::size_t w = 0; w < W; ++w) _mm256_storeu_ps(acc + g * D + d0 + 8 * (H0 + w), a[g][w]);
+}
+
+/// acc[g] += sum_j p[g][j] * v[j] for one KV head, 16 elements at a time (both halves in registers
+/// while the 2G accumulators fit, else one half per pass).
 ///   acc [G][D], p [G][chunk], v: slot j at v + j * slot_stride
 template <std::size_t G, std::size_t D, class T>
 PIECRUST_AVX2 inline void avx2_value_block(float* acc, float const* p, std::size_t chunk, T const* v,
                                            std::size_t slot_stride, std::size_t n) noexcept {
-  constexpr std::size_t W = G <= 6 ? 2 : 1;
-  static_assert(D % (8 * W) == 0);
-  for (std::size_t d0 = 0; d0 < D; d0 += 8 * W) {
-    __m256 a[G][W];
-#pragma GCC unroll 8
-    for (std::size_t g = 0; g < G; ++g)
-#pragma GCC unroll 2
-      for (std::size_t w = 0; w < W; ++w) a[g][w] = _mm256_loadu_ps(acc + g * D + d0 + 8 * w);
-    for (std::size_t j = 0; j < n; ++j) {
-      T const* vr = v + j * slot_stride + d0;
-      __m256 x[W];
-#pragma GCC unroll 2
-      for (std::size_t w = 0; w < W; ++w) x[w] = avx2_load(vr + 8 * w);
-#pragma GCC unroll 8
-      for (std::size_t g = 0; g < G; ++g) {
-        __m256 const pg = _mm256_broadcast_ss(p + g * chunk + j);
-#pragma GCC unroll 2
-        for (std::size_t w = 0; w < W; ++w) a[g][w] = _mm256_fmadd_ps(pg, x[w], a[g][w]);
-      }
+  static_assert(D % 16 == 0);
+  for (std::size_t d0 = 0; d0 < D; d0 += 16) {
+    if constexpr (G <= 6) {
+      avx2_value_slice<G, D, 0, 2>(acc, p, chunk, v, slot_stride, n, d0);
+    } else {
+      avx2_value_slice<G, D, 0, 1>(acc, p, chunk, v, slot_stride, n, d0);
+      avx2_value_slice<G, D, 1, 1>(acc, p, chunk, v, slot_stride, n, d0);
     }
-#pragma GCC unroll 8
-    for (std::size_t g = 0; g < G; ++g)
-#pragma GCC unroll 2
-      for (std::size_t w = 0; w < W; ++w) _mm256_storeu_ps(acc + g * D + d0 + 8 * w, a[g][w]);
   }
 }
 
@@ -197,10 +250,15 @@ template <std::size_t G, std::size_t D, class T>
 __attribute__((target("avx2,fma"))) void attention_values_avx2(float* acc, std::size_t a_kv_stride, float const* p,
                                                                 std::size_t p_kv_stride, std::size_t chunk, T const* v,
                                                                 std::size_t slot_stride, std::size_t kv_heads,
-                                                                std::size_t n, std::size_t block) noexcept {
+                                                                std::size_t n, std::size_t block,
+                                                                void const* const* ahead) noexcept {
+  constexpr std::size_t head_bytes = D * sizeof(T);
   for (std::size_t j0 = 0; j0 < n; j0 += block) {
     std::size_t const nj = n - j0 < block ? n - j0 : block;
     for (std::size_t h = 0; h < kv_heads; ++h) {
+      for (std::size_t s = 0; s < nj; ++s) {
+        if (ahead[j0 + s] != nullptr) avx2_prefetch(static_cast<char const*>(ahead[j0 + s]) + h * head_bytes, head_bytes);
+      }
       avx2_value_block<G, D>(acc + h * a_kv_stride, p + h * p_kv_stride + j0, chunk, v + j0 * slot_stride + h * D,
                              slot_stride, nj);
     }
