@@ -163,7 +163,7 @@ PIECRUST_AVX2 inline void avx2_score_block(float const* q, T const* k, std::size
   for (std::size_t g = 0; g < G; ++g) std::memcpy(scores + g * chunk, r + g * S, S * sizeof(float));
 }
 
-/// Scaled dot products for all KV heads of n consecutive slots, slot pairs outermost so the K block is
+/// Scaled dot products for all KV heads of n consecutive slots, groups of S slots outermost so the K block is
 /// read front to back (a slot's row holds every KV head).
 ///   q: head h's G query heads at q + h * q_kv_stride ([G][D]); k: slot j, KV head h at
 ///   k + j * slot_stride + h * D; scores: head h's [G][chunk] at scores + h * s_kv_stride
@@ -175,6 +175,9 @@ __attribute__((target("avx2,fma"))) void attention_scores_avx2(float const* q, s
                                                                 void const* const* ahead) noexcept {
   static_assert(D % 16 == 0);
   // Two slots per pass while the 2G accumulators, two K vectors and a q vector fit the 16 registers.
+  // Three slots (G <= 4) ran faster on L1-resident f32 K (3.2 -> 3.7 G elements/s per core, FMA peak
+  // 4.9 G for G = 4) but slower on the 256 MiB benchmarks (f32 0.79-0.83 -> 0.68-0.73 of the read
+  // bandwidth, bf16 0.48-0.51 -> 0.43-0.46), so two it is.
   constexpr std::size_t S = 2 * G + 3 <= 16 ? 2 : 1;
   constexpr std::size_t head_bytes = D * sizeof(T);
   __m128 const vs = _mm_set1_ps(scale);
