@@ -22,6 +22,7 @@
 // Online softmax (Milakov & Gimelshein 2018) per thread over its positions in the log2 domain, one
 // rescale per `unroll` positions; the row groups and warps merge through shared memory at the end.
 
+#include "piecrust/config.hpp"
 #include <cstddef>
 #include <cstdint>
 
@@ -30,6 +31,8 @@
 #include "piecrust/backends/cuda/attention/tile_plan.hpp"
 #include "piecrust/backends/cuda/runtime.hpp"
 
+// Device code: compiled by nvcc / hipcc only (a plain C++ compile of this header sees the includes).
+#if PIECRUST_DEVICE_COMPILE
 namespace piecrust::cuda::attention {
 
 /// Compile-time shape of the decode kernel for head_dim D, KV element T and up to GMax query heads
@@ -242,3 +245,5 @@ __global__ void __launch_bounds__(decode_threads) decode_kernel(KernelArgs<T> a)
 inline int decode_heads_per_cta(std::size_t group) { return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8; }
 
 }  // namespace piecrust::cuda::attention
+
+#endif  // PIECRUST_DEVICE_COMPILE

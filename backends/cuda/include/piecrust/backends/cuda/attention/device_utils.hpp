@@ -4,7 +4,10 @@
 // Portable parts use only what CUDA and HIP share; the PTX wrappers are compiled only by nvcc
 // (PIECRUST_ATTENTION_TENSOR_CORES), and HIP takes the CUDA-core path for every token.
 
+#include <cstddef>
 #include <cstdint>
+
+#include "piecrust/config.hpp"
 
 #include "piecrust/backends/cuda/runtime.hpp"
 #include "piecrust/kernels/bfloat16.hpp"
@@ -26,6 +29,7 @@ inline constexpr float ln2 = 0.6931471805599453f;
 template <class T>
 inline constexpr int vec_elems = 16 / static_cast<int>(sizeof(T));
 
+#if PIECRUST_DEVICE_COMPILE
 /// One 16-byte vector of K or V; `valid` false gives zeros (no load issued).
 __device__ __forceinline__ uint4 load16(void const* p, bool valid) {
   if (!valid) return make_uint4(0u, 0u, 0u, 0u);
@@ -48,20 +52,25 @@ __device__ __forceinline__ void unpack(uint4 const& r, float* out) {
   }
 }
 
+#endif  // PIECRUST_DEVICE_COMPILE
+
 /// Raw logit -> log2-domain score: scale (folded with log2e when there is no cap), or Gemma 2's soft-cap
 /// cap * tanh(s * scale / cap) (FlashInfer's logits_soft_cap), then * log2e.
 struct ScoreTransform {
   float scale_log2;  // sm_scale * log2e (no cap) or sm_scale / cap (cap)
   float cap_log2;    // cap * log2e, or 0 = no cap
+#if PIECRUST_DEVICE_COMPILE
   __device__ __forceinline__ float operator()(float raw) const {
     return cap_log2 > 0.0f ? cap_log2 * tanhf(raw * scale_log2) : raw * scale_log2;
   }
+#endif
 };
 
 inline ScoreTransform make_transform(float sm_scale, float cap) {
   return cap > 0.0f ? ScoreTransform{sm_scale / cap, cap * log2e} : ScoreTransform{sm_scale * log2e, 0.0f};
 }
 
+#if PIECRUST_DEVICE_COMPILE
 /// Merges partial states (normalized output + natural-log lse) of one (token, head), merge_states'
 /// formula: s = log sum e^{s_i}, v = sum e^{s_i - s} v_i. States with lse = -inf contribute nothing.
 ///   v: state i at v + i * v_stride, s: state i at s[i * s_stride]; out [head_dim]
@@ -138,5 +147,7 @@ __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
   return round(lo) | (round(hi) << 16);
 #endif
 }
+
+#endif  // PIECRUST_DEVICE_COMPILE
 
 }  // namespace piecrust::cuda::attention::detail

@@ -8,6 +8,7 @@
 // launch the decode kernel over decode items, the prefill kernel over prefill items, and the merge of
 // split tokens, all on one stream. No allocation in steady state (Scratch grows geometrically).
 
+#include "piecrust/config.hpp"
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -24,6 +25,8 @@
 #include "piecrust/kernels/paged_attention.hpp"
 #include "piecrust/kernels/paged_kv.hpp"
 
+// Device code: compiled by nvcc / hipcc only (a plain C++ compile of this header sees the includes).
+#if PIECRUST_DEVICE_COMPILE
 namespace piecrust::cuda::attention {
 
 namespace detail {
@@ -211,3 +214,5 @@ inline void launch_merge_states(gpu::stream_t stream, ShapedView<float const, 4>
 }
 
 }  // namespace piecrust::cuda::attention
+
+#endif  // PIECRUST_DEVICE_COMPILE

@@ -4,12 +4,15 @@
 // Floor: reads states x heads x (head_dim + 1) floats per token and writes one state: pure bandwidth,
 // a few microseconds for decode-sized batches; one warp per (token, head), lanes over head_dim.
 
+#include "piecrust/config.hpp"
 #include <cstddef>
 #include <cstdint>
 
 #include "piecrust/backends/cuda/attention/device_utils.hpp"
 #include "piecrust/backends/cuda/runtime.hpp"
 
+// Device code: compiled by nvcc / hipcc only (a plain C++ compile of this header sees the includes).
+#if PIECRUST_DEVICE_COMPILE
 namespace piecrust::cuda::attention {
 
 inline constexpr int merge_threads = 128;
@@ -42,3 +45,5 @@ __global__ void __launch_bounds__(Threads)
 }
 
 }  // namespace piecrust::cuda::attention
+
+#endif  // PIECRUST_DEVICE_COMPILE

@@ -1,11 +1,14 @@
 #pragma once
 // KernelImpl<ops::MergeStates, Cuda>: piecrust::merge_states on a Cuda space (all views device memory).
 
+#include "piecrust/config.hpp"
 #include "piecrust/backends/cuda/attention/launch.hpp"
 #include "piecrust/backends/cuda/runtime.hpp"
 #include "piecrust/backends/cuda/space.hpp"
 #include "piecrust/kernels/merge_states.hpp"
 
+// Device code: compiled by nvcc / hipcc only (a plain C++ compile of this header sees the includes).
+#if PIECRUST_DEVICE_COMPILE
 namespace piecrust {
 
 template <>
@@ -18,3 +21,5 @@ struct KernelImpl<ops::MergeStates, Cuda> {
 };
 
 }  // namespace piecrust
+
+#endif  // PIECRUST_DEVICE_COMPILE

@@ -3,6 +3,7 @@
 // and lse are device memory of space.device(); PagedBatch spans, masks and TrimPlans are host objects,
 // planned and uploaded per call through space.scratch() (see launch.hpp and tile_plan.hpp).
 
+#include "piecrust/config.hpp"
 #include <cstddef>
 
 #include "piecrust/backends/cuda/attention/launch.hpp"
@@ -10,6 +11,8 @@
 #include "piecrust/backends/cuda/space.hpp"
 #include "piecrust/kernels/paged_attention.hpp"
 
+// Device code: compiled by nvcc / hipcc only (a plain C++ compile of this header sees the includes).
+#if PIECRUST_DEVICE_COMPILE
 namespace piecrust {
 
 template <>
@@ -25,3 +28,5 @@ struct KernelImpl<ops::PagedAttention, Cuda> {
 };
 
 }  // namespace piecrust
+
+#endif  // PIECRUST_DEVICE_COMPILE

@@ -21,6 +21,7 @@
 // Skipped tiles: tiles that no row of the q-tile attends are not in the item's list, so sink + window
 // (4 + 1024 of 8192) computes ~ 1/4 of the causal tiles.
 
+#include "piecrust/config.hpp"
 #include <cstddef>
 #include <cstdint>
 
@@ -30,6 +31,8 @@
 #include "piecrust/backends/cuda/attention/tile_plan.hpp"
 #include "piecrust/backends/cuda/runtime.hpp"
 
+// Device code: compiled by nvcc / hipcc only (a plain C++ compile of this header sees the includes).
+#if PIECRUST_DEVICE_COMPILE
 namespace piecrust::cuda::attention {
 
 template <int D>
@@ -291,3 +294,5 @@ __global__ void __launch_bounds__(128) prefill_kernel(KernelArgs<T> a) {
 #endif  // PIECRUST_ATTENTION_TENSOR_CORES
 
 }  // namespace piecrust::cuda::attention
+
+#endif  // PIECRUST_DEVICE_COMPILE
