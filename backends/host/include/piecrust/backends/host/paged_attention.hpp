@@ -76,7 +76,9 @@ inline void scores_one_head(float const* q, T const* k, std::size_t slot_stride,
   }
 }
 
-/// Scaled scores for all KV heads of n consecutive slots (soft-cap applied by the caller).
+/// Scaled scores for all KV heads of n consecutive slots (soft-cap applied by the caller). `ahead` [n]:
+/// rows the AVX2 kernel prefetches while it reads each slot (nullptr: none); the portable kernels leave
+/// prefetching to the hardware.
 ///   q: head h's [G][D] at q + h * q_kv_stride; k: slot j, KV head h at k + j * slot_stride + h * D;
 ///   scores: head h's [G][chunk] at scores + h * s_kv_stride
 template <std::size_t G, std::size_t D, class T>

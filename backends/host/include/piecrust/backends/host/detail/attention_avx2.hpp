@@ -167,6 +167,8 @@ PIECRUST_AVX2 inline void avx2_score_block(float const* q, T const* k, std::size
 /// read front to back (a slot's row holds every KV head).
 ///   q: head h's G query heads at q + h * q_kv_stride ([G][D]); k: slot j, KV head h at
 ///   k + j * slot_stride + h * D; scores: head h's [G][chunk] at scores + h * s_kv_stride
+///   ahead [n]: the row to prefetch while slot j is read (a row ahead in consumption order, every KV head
+///   of one slot), or nullptr
 template <std::size_t G, std::size_t D, class T>
 __attribute__((target("avx2,fma"))) void attention_scores_avx2(float const* q, std::size_t q_kv_stride, T const* k,
                                                                 std::size_t slot_stride, std::size_t kv_heads,
@@ -248,7 +250,7 @@ PIECRUST_AVX2 inline void avx2_value_block(float* acc, float const* p, std::size
 /// acc += p V for all KV heads of n consecutive slots, in blocks of `block` slots with all heads inside
 /// (the V block is read front to back; the sum over slots keeps its order).
 ///   acc: head h's [G][D] at acc + h * a_kv_stride; p: head h's [G][chunk] at p + h * p_kv_stride;
-///   v: slot j, KV head h at v + j * slot_stride + h * D
+///   v: slot j, KV head h at v + j * slot_stride + h * D; ahead [n]: as for attention_scores_avx2
 template <std::size_t G, std::size_t D, class T>
 __attribute__((target("avx2,fma"))) void attention_values_avx2(float* acc, std::size_t a_kv_stride, float const* p,
                                                                 std::size_t p_kv_stride, std::size_t chunk, T const* v,
