@@ -127,15 +127,14 @@ class LlamaModel {
         rope(space_, k.view(T, KH, D), batch.positions, c.rope);
       }
       append_kv(space_, kv.layer(l), std::as_const(k).view(T, KH, D), std::as_const(v).view(T, KH, D), slots);
-      if constexpr (std::is_same_v<KvT, float>) {
-        if (llama_cpp_attention()) {
+      if (llama_cpp_attention()) {
+        if constexpr (std::is_same_v<KvT, float>) {  // the constructor refused the option for other KV types
           auto const layer = kv.layer(l);
           PagedKv<float const> const ro{layer.data, layer.num_pages, layer.page_size, layer.num_kv_heads, layer.head_dim};
           detail::llama_cpp::attention([&](std::size_t n, auto&& f) { split(n, f, 1); }, std::as_const(q).view(T, H, D), ro,
                                        batch.pages, batch.attention, o.view(T, H, D));
         }
-      }
-      if (!llama_cpp_attention()) {
+      } else {
         paged_attention(space_, std::as_const(q).view(T, H, D), kv.layer(l), batch.pages, o.view(T, H, D), lse.view(T, H), {},
                         batch.attention);
       }
