@@ -23,6 +23,26 @@ inline constexpr int rope_threads = 128;
 /// Largest rotary_dim / 2 the shared cos/sin table holds (head_dim 512).
 inline constexpr std::size_t rope_max_half = 256;
 
+/// cs [2][rope_max_half]: cos then sin of position * inv_freq[i] for i < half, angles in double (as the
+/// host); the block's threads share the work, the caller synchronizes before reading.
+__device__ __forceinline__ void rope_fill_cos_sin(float* cs, std::uint32_t position, double const* inv_freq,
+                                                  std::size_t half) {
+  for (std::size_t i = threadIdx.x; i < half; i += blockDim.x) {
+    double s = 0.0, c = 0.0;
+    sincos(static_cast<double>(position) * inv_freq[i], &s, &c);
+    cs[i] = static_cast<float>(c);
+    cs[rope_max_half + i] = static_cast<float>(s);
+  }
+}
+
+/// One rotated pair, with separate roundings like the host (no fused multiply-add). y0/y1 may alias x0/x1.
+__device__ __forceinline__ void rope_rotate(float x0, float x1, float c, float s, float& y0, float& y1) {
+  float const r0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+  float const r1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+  y0 = r0;
+  y1 = r1;
+}
+
 /// A template (of nothing) so that the header may be included by any number of translation units.
 template <int = 0>
 __global__ void __launch_bounds__(rope_threads)
@@ -30,12 +50,7 @@ __global__ void __launch_bounds__(rope_threads)
                 std::size_t head_dim, std::size_t half, bool adjacent) {
   __shared__ float cs[2 * rope_max_half];  // [2][half] cos then sin
   std::size_t const t = blockIdx.x;
-  for (std::size_t i = threadIdx.x; i < half; i += blockDim.x) {
-    double s = 0.0, c = 0.0;
-    sincos(static_cast<double>(positions[t]) * inv_freq[i], &s, &c);
-    cs[i] = static_cast<float>(c);
-    cs[rope_max_half + i] = static_cast<float>(s);
-  }
+  rope_fill_cos_sin(cs, positions[t], inv_freq, half);
   __syncthreads();
   float* xt = x + t * heads * head_dim;
   for (std::size_t e = threadIdx.x; e < heads * half; e += blockDim.x) {
@@ -44,13 +59,7 @@ __global__ void __launch_bounds__(rope_threads)
     float* v = xt + h * head_dim;
     std::size_t const a = adjacent ? 2 * i : i;
     std::size_t const b = adjacent ? 2 * i + 1 : i + half;
-    float const x0 = v[a];
-    float const x1 = v[b];
-    float const c = cs[i];
-    float const s = cs[rope_max_half + i];
-    // Separate roundings like the host (no fused multiply-add).
-    v[a] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-    v[b] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+    rope_rotate(v[a], v[b], cs[i], cs[rope_max_half + i], v[a], v[b]);
   }
 }
 

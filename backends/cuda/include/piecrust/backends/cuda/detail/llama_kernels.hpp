@@ -33,12 +33,7 @@ __global__ void __launch_bounds__(qkv_threads)
                            std::size_t head_dim, std::size_t half, bool adjacent, float* q_out, PagedKv<KvT> kv) {
   __shared__ float cs[2 * rope_max_half];  // [2][half] cos then sin
   std::size_t const t = blockIdx.x;
-  for (std::size_t i = threadIdx.x; i < half; i += blockDim.x) {
-    double s = 0.0, c = 0.0;
-    sincos(static_cast<double>(positions[t]) * inv_freq[i], &s, &c);
-    cs[i] = static_cast<float>(c);
-    cs[rope_max_half + i] = static_cast<float>(s);
-  }
+  rope_fill_cos_sin(cs, positions[t], inv_freq, half);
   __syncthreads();
   std::size_t const width = (heads + 2 * kv_heads) * head_dim;
   float const* row = qkv + t * width;
@@ -53,10 +48,8 @@ __global__ void __launch_bounds__(qkv_threads)
     std::size_t const b = adjacent ? 2 * i + 1 : i + half;
     float const x0 = value(h * head_dim + a);
     float const x1 = value(h * head_dim + b);
-    float const c = cs[i];
-    float const s = cs[rope_max_half + i];
-    float const y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-    float const y1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+    float y0 = 0.0f, y1 = 0.0f;
+    rope_rotate(x0, x1, cs[i], cs[rope_max_half + i], y0, y1);
     if (h < heads) {
       q_out[(t * heads + h) * head_dim + a] = y0;
       q_out[(t * heads + h) * head_dim + b] = y1;
