@@ -206,6 +206,38 @@ TEMPLATE_TEST_CASE("page-trim gives the same result and never reads dropped page
   }
 }
 
+TEMPLATE_TEST_CASE("decode batches cut into KV-head slices: the same bits for every thread count", "[kernel][attention]",
+                   float, BFloat16) {
+  // One or two decode rows make fewer work items than threads, so the kernel cuts each into slices of
+  // KV heads (how many depends on the thread count: 4 for one thread, 8 for two or more here). Heads
+  // are independent, so every slicing must give the bits of every other, and the reference's values.
+  auto const seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  for (std::vector<Request> const& reqs : {std::vector<Request>{{300, 1}}, std::vector<Request>{{1500, 1}, {40, 1}}}) {
+    Scenario<TestType> const sc(rng, reqs, 16, 8, 2, 64, MaskKind::sink_window);
+    std::size_t const tokens = sc.tokens();
+    auto run = [&](std::size_t threads) {
+      std::vector<float> out(tokens * sc.qo_heads * sc.head_dim, -5.0f), lse(tokens * sc.qo_heads, -5.0f);
+      paged_attention(Host{threads}, ShapedView<float const, 3>(sc.q.data(), tokens, sc.qo_heads, sc.head_dim), sc.kv(),
+                      sc.batch(), ShapedView<float, 3>(out.data(), tokens, sc.qo_heads, sc.head_dim),
+                      ShapedView<float, 2>(lse.data(), tokens, sc.qo_heads), {}, {sc.masks, {}});
+      return std::pair{out, lse};
+    };
+    auto const one = run(1);
+    auto const ref = reference::paged_attention<TestType>(sc.q, sc.qo_heads, sc.kv(), sc.batch(),
+                                                          1.0 / std::sqrt(double(sc.head_dim)), 0.0, sc.masks);
+    CHECK(tolerance_ratio(one.first, ref.out, 2e-5, 2e-5) <= 1.0);
+    CHECK(tolerance_ratio(one.second, ref.lse, 2e-5, 2e-5) <= 1.0);
+    for (std::size_t threads : {std::size_t{2}, std::size_t{3}, std::size_t{16}}) {
+      INFO("threads " << threads);
+      auto const other = run(threads);
+      CHECK(other.first == one.first);
+      CHECK(other.second == one.second);
+    }
+  }
+}
+
 TEST_CASE("paged_attention rejects bad input before computing anything", "[kernel][attention]") {
   std::mt19937_64 rng(test::fresh_seed());
   Host const host;

@@ -80,8 +80,36 @@ TEST_CASE("model: quantized tiny Llama stays close to the reference", "[model]")
     Llama exact(std::move(w), Host{2}, {.llama_cpp_activation_rounding = false});
     CHECK(max_abs_diff(prefill_all(exact, toks), ref) < 2e-3);
     // llama.cpp's 8-bit activation rounding: about 1/254 of a block's max per input, a few % of the logit range
-    Llama rounded(std::move(w2), Host{2});
+    Llama rounded(std::move(w2), Host{2});  // Q4_1 / Q8_0: the interleaved copy of the weights
     CHECK(max_abs_diff(prefill_all(rounded, toks), ref) < 0.03 * scale);
+    Llama gguf_order(tiny_llama_weights(3, type), Host{2}, {.interleaved_weights = false});
+    CHECK(max_abs_diff(prefill_all(gguf_order, toks), ref) < 0.03 * scale);
+  }
+}
+
+TEST_CASE("model: quantized weights: a ragged batch gives each request's bits alone", "[model]") {
+  // 8-bit activations are rounded per row and every matmul output is its own row's dot product (in
+  // both weight layouts), so batching must not change a single bit: what speculative decoding and
+  // the engine's batching rely on.
+  for (bool interleaved : {true, false}) {
+    INFO("interleaved " << interleaved);
+    Llama m(tiny_llama_weights(5, GgmlType::q4_1), Host{2}, {.interleaved_weights = interleaved});
+    std::size_t const V = m.shape().vocab_size;
+    auto const a = some_tokens(21, V, 4), b = some_tokens(5, V, 5);
+    Runner alone(m, 32, 16), batched(m, 32, 16);
+    std::vector<std::vector<float>> want;
+    for (auto const* t : {&a, &b}) {
+      auto const s = alone.add_sequence();
+      (void)alone.step(s, std::span(*t).first(t->size() - 1));
+      want.push_back(alone.step(s, std::span(*t).last(1)));
+    }
+    std::size_t const s0 = batched.add_sequence(), s1 = batched.add_sequence();
+    std::vector<Runner::Append> p{{s0, std::span(a).first(20)}, {s1, std::span(b).first(4)}};
+    (void)batched.step(p);
+    std::vector<Runner::Append> d{{s0, std::span(a).last(1)}, {s1, std::span(b).last(1)}};
+    auto const got = batched.step(d);
+    CHECK(std::equal(want[0].begin(), want[0].end(), got.begin()));
+    CHECK(std::equal(want[1].begin(), want[1].end(), got.begin() + static_cast<std::ptrdiff_t>(V)));
   }
 }
 
@@ -193,6 +221,73 @@ TEST_CASE("model: SmolLM2-135M-Instruct completes a fact", "[model][model-file]"
   auto const text = tok.decode(out);
   INFO("answer: " << text);
   CHECK(text.find("Paris") != std::string::npos);
+}
+
+TEST_CASE("model: interleaved 8-bit gemm (AVX2) gives its scalar code's bits, any batch or split, near the GGUF-order gemm",
+          "[model]") {
+  std::mt19937 rng(Catch::rngSeed());
+  std::uniform_real_distribution<float> dist(-3.0f, 3.0f);
+  for (auto type : {GgmlType::q4_1, GgmlType::q8_0}) {
+    auto w = LlamaWeights::random(tiny_llama_config(), 4, type);
+    WeightMatrix part = w.layers[0].gate;  // [256][128]
+    part.rows = 253;                       // not a multiple of 8: the last group is padded
+    auto const packed = detail::InterleavedWeights::from(part);
+    REQUIRE(packed.groups == 32);
+    for (std::size_t m : {1u, 2u, 3u, 7u, 17u}) {
+      INFO(ggml_type_name(type) << " m = " << m);
+      std::vector<float> x(m * part.cols);  // [m][128]
+      for (auto& v : x) v = dist(rng);
+      detail::Q8Activations a;
+      a.quantize(x.data(), m, part.cols);
+      std::vector<float> fast(m * part.rows, 1.0f), slow(fast), split(fast), rowmajor(fast);  // [m][253]
+      auto serial = [](std::size_t len, auto&& f) { f(std::size_t{0}, len); };
+      auto chunked = [](std::size_t len, auto&& f) {  // uneven chunks of 3 groups
+        for (std::size_t b = 0; b < len; b += 3) f(b, std::min(len, b + 3));
+      };
+      auto run = [&](auto&& pf, std::vector<float>& y, detail::Q8Activations const& act, bool scalar) {
+        detail::InterleavedGemmOutput const o{&packed, y.data(), 1.0f};
+        detail::q8_interleaved_gemm_many(pf, act, std::span(&o, 1), scalar);
+      };
+      run(serial, fast, a, false);
+      run(serial, slow, a, true);
+      run(chunked, split, a, false);
+      CHECK(fast == slow);   // the same IEEE operations lane by lane
+      CHECK(fast == split);
+      for (std::size_t i = 0; i < m; ++i) {  // batch invariance
+        detail::Q8Activations one;
+        one.quantize(x.data() + i * part.cols, 1, part.cols);
+        std::vector<float> alone(part.rows, 1.0f);
+        run(serial, alone, one, false);
+        CHECK(std::equal(alone.begin(), alone.end(), fast.begin() + static_cast<std::ptrdiff_t>(i * part.rows)));
+      }
+      // The same integer dot products as the GGUF-order gemm, summed in another float order.
+      detail::q8_activation_gemm(serial, a, part, rowmajor.data(), 1.0f);
+      CHECK(max_abs_diff(fast, rowmajor) < 1e-4);
+    }
+  }
+  WeightMatrix f16 = LlamaWeights::random(tiny_llama_config(), 4, GgmlType::f16).layers[0].gate;
+  REQUIRE_THROWS_AS(detail::InterleavedWeights::from(f16), InvalidArgument);
+}
+
+TEST_CASE("model: 8-bit activation quantization (AVX2) gives the scalar code's bits", "[model]") {
+  std::mt19937 rng(Catch::rngSeed());
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::size_t const m = 5, k = 192;  // [5][192]: 30 blocks of 32
+  std::vector<float> x(m * k);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = dist(rng) * std::pow(10.0f, static_cast<float>(i / 32 % 7) - 3.0f);
+  std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // an all-zero block: d = 0, q = 0
+  // Exact ties: amax 127 makes id 1, so k + 0.5 must round to even (nearest-even, as ggml's AVX2 path).
+  x[128] = 127.0f;
+  for (int j = 1; j < 32; ++j) x[128 + j] = static_cast<float>(j) - 15.5f;
+  detail::Q8Activations fast, slow;
+  fast.quantize(x.data(), m, k);
+  slow.quantize(x.data(), m, k, /*force_scalar=*/true);
+  CHECK(fast.q == slow.q);
+  CHECK(fast.d == slow.d);
+  CHECK(fast.s == slow.s);
+  CHECK(slow.q[129] == -14);  // -14.5 -> -14 (even)
+  CHECK(slow.q[130] == -14);  // -13.5 -> -14 (even)
+  CHECK(std::all_of(slow.q.begin() + 64, slow.q.begin() + 96, [](std::int8_t v) { return v == 0; }));
 }
 
 TEST_CASE("model: 8-bit activation gemm (AVX2) equals its scalar code and the f32 product", "[model]") {

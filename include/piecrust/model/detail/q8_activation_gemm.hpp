@@ -31,6 +31,48 @@
 
 namespace piecrust::detail {
 
+#if PIECRUST_MODEL_X86
+[[nodiscard]] inline bool cpu_has_avx2() noexcept {
+  static bool const yes =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return yes;
+}
+
+/// One block of 32: the same values as the scalar loop (max and products are exact, _mm256_round_ps
+/// rounds to nearest-even like nearbyint), 8 lanes at a time. Returns sum(q).
+__attribute__((target("avx2,fma,f16c"))) inline int quantize_block_avx2(float const* x, std::int8_t* q,
+                                                                         float& dd) noexcept {
+  __m256 const sign = _mm256_set1_ps(-0.0f);
+  __m256 v[4];
+  __m256 mx = _mm256_setzero_ps();
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm256_loadu_ps(x + 8 * j);
+    mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[j]));
+  }
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  float const amax = _mm_cvtss_f32(m4);
+  dd = amax / 127.0f;
+  __m256 const id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+  __m256i r[4];
+  for (int j = 0; j < 4; ++j) {
+    r[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[j], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  __m256i const sum32 = _mm256_add_epi32(_mm256_add_epi32(r[0], r[1]), _mm256_add_epi32(r[2], r[3]));
+  __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum32), _mm256_extracti128_si256(sum32, 1));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+  // int32 -> int8 in element order: packs interleave 128-bit lanes, the permute puts them back.
+  __m256i const p16a = _mm256_packs_epi32(r[0], r[1]);
+  __m256i const p16b = _mm256_packs_epi32(r[2], r[3]);
+  __m256i const p8 = _mm256_packs_epi16(p16a, p16b);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
+                      _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  return _mm_cvtsi128_si32(s4);
+}
+#endif
+
 /// Activations quantized per block of 32: x ~ d[b] * q[b][j]; s[b] = f16(d * sum_j q) (Q8_1's sum term).
 struct Q8Activations {
   std::size_t rows = 0, cols = 0;
@@ -38,24 +80,37 @@ struct Q8Activations {
   std::vector<float> d;        // [rows][cols / 32] f16-rounded scale
   std::vector<float> s;        // [rows][cols / 32] f16-rounded d_f32 * sum(q)
 
-  /// x: [rows][cols], cols a multiple of 32. Rounding: nearest-even, as _mm256_round_ps in ggml's AVX2 path.
-  void quantize(float const* x, std::size_t m, std::size_t k) {
+  /// x: [rows][cols], cols a multiple of 32. Rounding: nearest-even, as _mm256_round_ps in ggml's AVX2
+  /// path. force_scalar selects the portable code (tests; the AVX2 code gives the same bits).
+  void quantize(float const* x, std::size_t m, std::size_t k, bool force_scalar = false) {
     rows = m;
     cols = k;
     q.resize(m * k);
     d.resize(m * k / 32);
     s.resize(m * k / 32);
+    bool use_avx2 = false;
+#if PIECRUST_MODEL_X86
+    use_avx2 = !force_scalar && cpu_has_avx2();
+#else
+    (void)force_scalar;
+#endif
     for (std::size_t b = 0; b < m * k / 32; ++b) {
       float const* xb = x + b * 32;
-      float amax = 0.0f;
-      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
-      float const dd = amax / 127.0f;
-      float const id = dd != 0.0f ? 127.0f / amax : 0.0f;
+      float dd = 0.0f;
       int sum = 0;
-      for (int j = 0; j < 32; ++j) {
-        auto const v = static_cast<std::int8_t>(std::nearbyint(xb[j] * id));
-        q[b * 32 + j] = v;
-        sum += v;
+#if PIECRUST_MODEL_X86
+      if (use_avx2) sum = quantize_block_avx2(xb, q.data() + b * 32, dd);
+#endif
+      if (!use_avx2) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
+        dd = amax / 127.0f;
+        float const id = dd != 0.0f ? 127.0f / amax : 0.0f;
+        for (int j = 0; j < 32; ++j) {
+          auto const v = static_cast<std::int8_t>(std::nearbyint(xb[j] * id));
+          q[b * 32 + j] = v;
+          sum += v;
+        }
       }
       d[b] = f16_to_f32(f32_to_f16(dd));
       s[b] = f16_to_f32(f32_to_f16(dd * static_cast<float>(sum)));
@@ -109,11 +164,19 @@ __attribute__((target("avx2,fma,f16c"))) inline void q8_dot_rows_avx2(std::byte 
                                                                        float* out, std::size_t out_stride) noexcept {
   static_assert(M >= 1 && M <= 8 && NW >= 1);
   std::size_t const nb = a.cols / 32;
+  // Q4_1's m * s terms are a scalar fused chain per output over the blocks (ggml's `summs += m * s`).
+  // With few outputs the chains run inside the block loop, where the vector work hides their FMA
+  // latency; with more they would spill registers, so they run after it. Same order either way.
+  constexpr bool inline_min_terms = Type == WeightType::q4_1 && M * NW <= 4;
   __m256 acc[NW][M];
+  float sm[NW][M];
 #pragma GCC unroll 8
   for (std::size_t w = 0; w < NW; ++w) {
 #pragma GCC unroll 8
-    for (std::size_t i = 0; i < M; ++i) acc[w][i] = _mm256_setzero_ps();
+    for (std::size_t i = 0; i < M; ++i) {
+      acc[w][i] = _mm256_setzero_ps();
+      sm[w][i] = 0.0f;
+    }
   }
   __m256i const ones = _mm256_set1_epi16(1);
   std::int8_t const* xq = a.q.data() + r0 * a.cols;
@@ -144,6 +207,16 @@ __attribute__((target("avx2,fma,f16c"))) inline void q8_dot_rows_avx2(std::byte 
           acc[w][i] = _mm256_fmadd_ps(_mm256_mul_ps(wdv[w], di), _mm256_cvtepi32_ps(p), acc[w][i]);
         }
       }
+      if constexpr (inline_min_terms) {
+#pragma GCC unroll 8
+        for (std::size_t w = 0; w < NW; ++w) {
+          std::uint16_t hm;
+          std::memcpy(&hm, wrow + w * row_bytes + b * sizeof(BlockQ4_1) + 2, 2);
+          float const mw = _cvtsh_ss(hm);
+#pragma GCC unroll 8
+          for (std::size_t i = 0; i < M; ++i) sm[w][i] = std::fma(mw, xs[i * nb + b], sm[w][i]);
+        }
+      }
     } else {
       __m256i wq[NW], aw[NW];
       __m256 wdv[NW];
@@ -172,17 +245,14 @@ __attribute__((target("avx2,fma,f16c"))) inline void q8_dot_rows_avx2(std::byte 
   for (std::size_t w = 0; w < NW; ++w) {
 #pragma GCC unroll 8
     for (std::size_t i = 0; i < M; ++i) {
-      // Q4_1's m * s terms: a separate fused chain over the blocks (ggml's scalar `summs += m * s`),
-      // kept out of the main loop so its accumulators do not compete for registers.
-      float sm = 0.0f;
-      if constexpr (Type == WeightType::q4_1) {
+      if constexpr (Type == WeightType::q4_1 && !inline_min_terms) {
         for (std::size_t b = 0; b < nb; ++b) {
           std::uint16_t hm;
           std::memcpy(&hm, wrow + w * row_bytes + b * sizeof(BlockQ4_1) + 2, 2);
-          sm = std::fma(_cvtsh_ss(hm), xs[i * nb + b], sm);
+          sm[w][i] = std::fma(_cvtsh_ss(hm), xs[i * nb + b], sm[w][i]);
         }
       }
-      out[w * out_stride + i] = hsum_avx2(acc[w][i]) + sm;
+      out[w * out_stride + i] = hsum_avx2(acc[w][i]) + sm[w][i];
     }
   }
 }
@@ -203,11 +273,6 @@ __attribute__((target("avx2,fma,f16c"))) inline void q8_dot_all_avx2(std::byte c
   }
 }
 
-[[nodiscard]] inline bool cpu_has_avx2() noexcept {
-  static bool const yes =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  return yes;
-}
 #endif
 
 /// Weight rows per block: their outputs for all activation rows are gathered in a small buffer and

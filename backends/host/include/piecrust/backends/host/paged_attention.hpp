@@ -212,20 +212,30 @@ struct KernelImpl<ops::PagedAttention, Host> {
     std::size_t const split_items = items - tokens;  // > 0 when some token has several pieces
     std::vector<float> part_acc(split_items > 0 ? items * qo_heads * HeadDim : 0);  // [items][qo_heads][HeadDim]
     std::vector<float> part_ml(split_items > 0 ? items * qo_heads * 2 : 0);         // [items][qo_heads][m, l]
+    // Too few items to keep every thread busy (decode of one or two requests): each item is further cut
+    // into KV-head slices. Heads never interact, so a slice computes exactly what the whole item computes
+    // for those heads, and the result does not depend on the slicing (nor on the thread count).
+    std::size_t const kvh = kv.num_kv_heads;
+    std::size_t const slices = items >= 4 * space.concurrency() ? 1 : std::min(kvh, 4 * space.concurrency());
 
-    space.parallel_for(items, [&](std::size_t begin, std::size_t end) {
+    space.parallel_for(items * slices, [&](std::size_t begin, std::size_t end) {
       Worker<HeadDim, T> w(q, kv, batch, params, sel, qo_heads);
-      for (std::size_t item = begin; item < end; ++item) {
+      for (std::size_t work = begin; work < end; ++work) {
+        std::size_t const item = work / slices, slice = work % slices;
+        std::size_t const kv_lo = slice * kvh / slices, kv_hi = (slice + 1) * kvh / slices;
+        std::size_t const h_lo = kv_lo * w.group, h_hi = kv_hi * w.group;  // query heads of the slice
         std::size_t const t = static_cast<std::size_t>(
             std::upper_bound(first_item.begin(), first_item.end(), item) - first_item.begin() - 1);
         std::size_t const piece = item - first_item[t];
         std::size_t const pieces = first_item[t + 1] - first_item[t];
-        w.compute(t, request_of[t], piece * ppp, (piece + 1) * ppp);
+        w.compute(t, request_of[t], piece * ppp, (piece + 1) * ppp, kv_lo, kv_hi);
         if (pieces == 1) {
-          w.finalize(out.data() + t * qo_heads * HeadDim, &lse(t, std::size_t{0}));
+          w.finalize(out.data() + t * qo_heads * HeadDim, &lse(t, std::size_t{0}), h_lo, h_hi);
         } else {
-          std::copy(w.acc.begin(), w.acc.end(), part_acc.begin() + static_cast<std::ptrdiff_t>(item * qo_heads * HeadDim));
-          for (std::size_t h = 0; h < qo_heads; ++h) {
+          std::copy(w.acc.begin() + static_cast<std::ptrdiff_t>(h_lo * HeadDim),
+                    w.acc.begin() + static_cast<std::ptrdiff_t>(h_hi * HeadDim),
+                    part_acc.begin() + static_cast<std::ptrdiff_t>((item * qo_heads + h_lo) * HeadDim));
+          for (std::size_t h = h_lo; h < h_hi; ++h) {
             part_ml[(item * qo_heads + h) * 2] = w.m[h];
             part_ml[(item * qo_heads + h) * 2 + 1] = w.l[h];
           }
@@ -295,8 +305,10 @@ struct KernelImpl<ops::PagedAttention, Host> {
           acc(qo_heads_ * HeadDim), q_order(group_order ? qo_heads_ * HeadDim : 0), scores(qo_heads_ * chunk),
           m(qo_heads_), l(qo_heads_) {}
 
-    /// Partial attention of token t (request r) over the positions of logical pages [page_lo, page_hi).
-    void compute(std::size_t t, std::size_t r, std::size_t page_lo, std::size_t page_hi) {
+    /// Partial attention of token t (request r) over the positions of logical pages [page_lo, page_hi),
+    /// for the query heads of KV heads [kv_lo, kv_hi) (acc, m and l of the other heads are left as they are).
+    void compute(std::size_t t, std::size_t r, std::size_t page_lo, std::size_t page_hi, std::size_t kv_lo,
+                 std::size_t kv_hi) {
       std::size_t const ps = kv.page_size;
       std::size_t const i = t - batch.qo_indptr[r];
       std::size_t const qo_len = batch.qo_len(r);
@@ -328,12 +340,15 @@ struct KernelImpl<ops::PagedAttention, Host> {
       float const scale = params.sm_scale;
       float const cap = params.logits_soft_cap;
       std::size_t const slot_stride = kv.slot_stride();
-      std::size_t const kvh = kv.num_kv_heads;
+      std::size_t const kvh = kv_hi - kv_lo;            // KV heads of this slice
+      std::size_t const h0 = kv_lo * group;             // its first query head
+      std::size_t const e0 = h0 * HeadDim, e1 = kv_hi * group * HeadDim;  // its elements of q and acc
+      std::size_t const kv_offset = kv_lo * HeadDim;    // its first element within a slot row
       float const* qt = q.data() + t * qo_heads * HeadDim;  // [qo_heads][HeadDim]
       if (group_order) {
         // The AVX2 kernels read bf16 K and V as even / odd halves of each group of 16 (one 32-byte load
         // and one shift or mask per 8 values); q and acc follow that order, acc is put back at the end.
-        for (std::size_t r0 = 0; r0 < qo_heads * HeadDim; r0 += 16) {
+        for (std::size_t r0 = e0; r0 < e1; r0 += 16) {
           for (std::size_t e = 0; e < 8; ++e) {
             q_order[r0 + e] = qt[r0 + 2 * e];
             q_order[r0 + 8 + e] = qt[r0 + 2 * e + 1];
@@ -341,9 +356,13 @@ struct KernelImpl<ops::PagedAttention, Host> {
         }
         qt = q_order.data();
       }
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
-      std::fill(l.begin(), l.end(), 0.0f);
+      qt += e0;
+      float* const acc_s = acc.data() + e0;       // [slice heads][HeadDim]
+      float* const scores_s = scores.data() + h0 * chunk;  // [slice heads][chunk]
+      std::fill(acc.begin() + static_cast<std::ptrdiff_t>(e0), acc.begin() + static_cast<std::ptrdiff_t>(e1), 0.0f);
+      std::fill(m.begin() + static_cast<std::ptrdiff_t>(h0), m.begin() + static_cast<std::ptrdiff_t>(kv_hi * group),
+                -std::numeric_limits<float>::infinity());
+      std::fill(l.begin() + static_cast<std::ptrdiff_t>(h0), l.begin() + static_cast<std::ptrdiff_t>(kv_hi * group), 0.0f);
       // The piece's attended runs, clipped to [lo, hi).
       std::size_t runs = 0;
       for (host::detail::Interval const iv : intervals) {
@@ -368,7 +387,7 @@ struct KernelImpl<ops::PagedAttention, Host> {
           std::size_t const slot0 = pos % ps;
           std::size_t const n = std::min({intervals[run].end - pos, ps - slot0, chunk - filled});
           std::size_t const page = pages[kept != nullptr ? kept[logical] : logical];
-          out[segments++] = {kv.at(page, 0, slot0, 0), kv.at(page, 1, slot0, 0), n, filled};
+          out[segments++] = {kv.at(page, 0, slot0, 0) + kv_offset, kv.at(page, 1, slot0, 0) + kv_offset, n, filled};
           filled += n;
           pos += n;
         }
@@ -404,29 +423,29 @@ struct KernelImpl<ops::PagedAttention, Host> {
           for_group(group, [&](auto g_ct, std::size_t g0) {
             host::detail::attention_scores<decltype(g_ct)::value, HeadDim>(
                 qt + g0 * HeadDim, group * HeadDim, seg.k, slot_stride, kvh, seg.n,
-                scores.data() + g0 * chunk + seg.offset, group * chunk, chunk, scale,
+                scores_s + g0 * chunk + seg.offset, group * chunk, chunk, scale,
                 g0 == 0 ? ahead.data() + seg.offset + prefetch_rows : no_rows.data());
           });
         }
         if (cap > 0.0f) {
-          for (std::size_t head = 0; head < qo_heads; ++head) {
-            float* sh = scores.data() + head * chunk;
+          for (std::size_t head = 0; head < kvh * group; ++head) {
+            float* sh = scores_s + head * chunk;
             for (std::size_t j = 0; j < f; ++j) sh[j] = cap * std::tanh(sh[j] / cap);
           }
         }
-        host::detail::softmax_step(scores.data(), chunk, f, qo_heads, m.data(), l.data(), acc.data(), HeadDim);
+        host::detail::softmax_step(scores_s, chunk, f, kvh * group, m.data() + h0, l.data() + h0, acc_s, HeadDim);
         for (std::size_t sg = 0; sg < segments[cur]; ++sg) {
           Segment const& seg = segs[cur][sg];
           for_group(group, [&](auto g_ct, std::size_t g0) {
             host::detail::attention_values<decltype(g_ct)::value, HeadDim>(
-                acc.data() + g0 * HeadDim, group * HeadDim, scores.data() + g0 * chunk + seg.offset, group * chunk,
+                acc_s + g0 * HeadDim, group * HeadDim, scores_s + g0 * chunk + seg.offset, group * chunk,
                 chunk, seg.v, slot_stride, kvh, seg.n, value_block,
                 g0 == 0 ? ahead.data() + f + seg.offset + prefetch_rows : no_rows.data());
           });
         }
       }
       if (group_order) {
-        for (std::size_t r0 = 0; r0 < qo_heads * HeadDim; r0 += 16) {
+        for (std::size_t r0 = e0; r0 < e1; r0 += 16) {
           float tmp[16];  // [16] one group in natural order
           for (std::size_t e = 0; e < 8; ++e) {
             tmp[2 * e] = acc[r0 + e];
@@ -455,9 +474,10 @@ struct KernelImpl<ops::PagedAttention, Host> {
       }
     }
 
-    /// out [qo_heads][HeadDim] = acc / l, lse [qo_heads] (0 and -inf where nothing was seen).
-    void finalize(float* o, float* lse_row) const {
-      for (std::size_t head = 0; head < qo_heads; ++head) {
+    /// out [qo_heads][HeadDim] = acc / l, lse [qo_heads] (0 and -inf where nothing was seen), for query
+    /// heads [h_lo, h_hi).
+    void finalize(float* o, float* lse_row, std::size_t h_lo, std::size_t h_hi) const {
+      for (std::size_t head = h_lo; head < h_hi; ++head) {
         float* oh = o + head * HeadDim;
         if (l[head] == 0.0f) {
           std::fill(oh, oh + HeadDim, 0.0f);

@@ -5,24 +5,44 @@
 // every consumer and make the thread count a process-global setting; a pool is plain C++ (Threads is
 // already a dependency), one per Host space, with a size the program chooses and deterministic static
 // partitioning of work.
+//
+// Hand-off. A model step issues a few hundred short parallel_for calls (one per matmul, norm, attention
+// call) separated by microseconds of serial work. Waking a sleeping worker through a condition variable
+// costs a futex call and a scheduler round trip, tens of microseconds, which is the size of the work
+// itself. So workers first spin on an atomic job counter for a bounded time (`spin_duration`) after each
+// job, and only then sleep on the condition variable; the caller likewise spins, then yields, while the
+// last chunks finish. A pool that stays idle costs one spin period per worker after its last job.
+//
+// Publication protocol (all atomics sequentially consistent, two Dekker-style handshakes):
+//   * job lifetime: a worker increments `busy_` before it reads `job_`; the caller clears `job_` and
+//     then waits for `busy_ == 0`, so no worker can touch a Job after parallel_for returns.
+//   * sleeping: a worker increments `sleepers_` under `mutex_` before testing the job counter; the caller
+//     bumps the job counter before reading `sleepers_`, and notifies under `mutex_` when it is non-zero,
+//     so a wake-up is never lost.
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
-#include "piecrust/core/error.hpp"
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace piecrust::host {
 
 class ThreadPool {
  public:
+  /// How long an idle worker polls for the next job before it sleeps.
+  static constexpr std::chrono::microseconds spin_duration{200};
+
   /// `num_threads` counts the calling thread: a pool of n starts n - 1 workers. 0 means one per
   /// hardware thread.
   explicit ThreadPool(std::size_t num_threads = 0) {
@@ -35,7 +55,7 @@ class ThreadPool {
   ~ThreadPool() {
     {
       std::lock_guard lock(mutex_);
-      stop_ = true;
+      stop_.store(true);
     }
     wake_.notify_all();
     for (auto& w : workers_) w.join();
@@ -59,25 +79,24 @@ class ThreadPool {
     // Four chunks per thread balance uneven work (ragged attention rows) without much overhead.
     std::size_t const chunks = std::min(max_chunks, size() * 4);
     std::size_t const chunk = (n + chunks - 1) / chunks;
-    std::unique_lock submit(submit_mutex_);
+    std::lock_guard submit(submit_mutex_);
     Job job;
     job.n = n;
     job.chunk = chunk;
     job.num_chunks = (n + chunk - 1) / chunk;
     job.context = &f;
     job.call = [](void* ctx, std::size_t b, std::size_t e) { (*static_cast<std::remove_reference_t<F>*>(ctx))(b, e); };
-    {
-      std::lock_guard lock(mutex_);
-      job_ = &job;
-      ++generation_;
+
+    job_.store(&job);
+    generation_.fetch_add(1);
+    if (sleepers_.load() > 0) {
+      { std::lock_guard lock(mutex_); }  // a worker between its predicate test and its wait holds mutex_
+      wake_.notify_all();
     }
-    wake_.notify_all();
     run_chunks(job);
-    {
-      std::unique_lock lock(mutex_);
-      done_.wait(lock, [&] { return job.active_workers == 0 && job.finished_chunks.load() == job.num_chunks; });
-      job_ = nullptr;
-    }
+    wait_until([&] { return job.finished_chunks.load() == job.num_chunks; });
+    job_.store(nullptr);
+    wait_until([&] { return busy_.load() == 0; });
     if (job.error) std::rethrow_exception(job.error);
   }
 
@@ -90,14 +109,34 @@ class ThreadPool {
     void (*call)(void*, std::size_t, std::size_t) = nullptr;
     std::atomic<std::size_t> next_chunk{0};
     std::atomic<std::size_t> finished_chunks{0};
-    std::size_t active_workers = 0;  // guarded by mutex_
-    std::exception_ptr error;        // guarded by error_mutex
+    std::exception_ptr error;  // guarded by error_mutex
     std::mutex error_mutex;
   };
 
   static bool& inside_pool() noexcept {
     thread_local bool inside = false;
     return inside;
+  }
+
+  static void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
+
+  /// Spins on `done` for spin_duration, then yields the core between tests.
+  template <class Pred>
+  static void wait_until(Pred done) {
+    auto const start = std::chrono::steady_clock::now();
+    for (unsigned i = 1; !done(); ++i) {
+      cpu_relax();
+      if (i % 64 == 0 && std::chrono::steady_clock::now() - start > spin_duration) {
+        while (!done()) std::this_thread::yield();
+        return;
+      }
+    }
   }
 
   static void run_chunks(Job& job) {
@@ -120,35 +159,43 @@ class ThreadPool {
     inside = was_inside;
   }
 
+  /// Waits until the job counter moves past `seen` (spinning first, then sleeping) and returns its
+  /// new value; returns `seen` when the pool is stopping.
+  std::uint64_t await_generation(std::uint64_t seen) {
+    auto const start = std::chrono::steady_clock::now();
+    for (unsigned i = 1;; ++i) {
+      std::uint64_t const g = generation_.load();
+      if (g != seen || stop_.load()) return g;
+      cpu_relax();
+      if (i % 64 == 0 && std::chrono::steady_clock::now() - start > spin_duration) break;
+    }
+    std::unique_lock lock(mutex_);
+    sleepers_.fetch_add(1);
+    wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+    sleepers_.fetch_sub(1);
+    return generation_.load();
+  }
+
   void worker_loop() {
-    std::size_t seen = 0;
+    std::uint64_t seen = 0;
     for (;;) {
-      Job* job = nullptr;
-      {
-        std::unique_lock lock(mutex_);
-        wake_.wait(lock, [&] { return stop_ || (generation_ != seen && job_ != nullptr); });
-        if (stop_) return;
-        seen = generation_;
-        job = job_;
-        ++job->active_workers;
-      }
-      run_chunks(*job);
-      {
-        std::lock_guard lock(mutex_);
-        --job->active_workers;
-      }
-      done_.notify_all();
+      seen = await_generation(seen);
+      if (stop_.load()) return;
+      busy_.fetch_add(1);
+      if (Job* job = job_.load()) run_chunks(*job);
+      busy_.fetch_sub(1);
     }
   }
 
   std::vector<std::thread> workers_;
-  std::mutex submit_mutex_;  // one parallel_for at a time per pool
-  std::mutex mutex_;
+  std::mutex submit_mutex_;                  // one parallel_for at a time per pool
+  std::atomic<Job*> job_{nullptr};           // the running job, null between jobs
+  std::atomic<std::uint64_t> generation_{0}; // bumped once per job
+  std::atomic<std::size_t> busy_{0};         // workers that may be reading job_
+  std::atomic<std::size_t> sleepers_{0};     // workers inside (or entering) wake_.wait
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;  // pairs with wake_
   std::condition_variable wake_;
-  std::condition_variable done_;
-  Job* job_ = nullptr;  // guarded by mutex_
-  std::size_t generation_ = 0;
-  bool stop_ = false;
 };
 
 }  // namespace piecrust::host
