@@ -20,6 +20,7 @@
 #include "piecrust/backends/host.hpp"
 #include "piecrust/exec/buffer.hpp"
 #include "piecrust/kernels.hpp"
+#include "piecrust/model/detail/q8_interleaved_gemm.hpp"
 
 using namespace piecrust;
 
@@ -235,6 +236,58 @@ void gemm_args(benchmark::internal::Benchmark* b) {
   b->Args({512, 2048, 2048, static_cast<std::int64_t>(WeightType::f32), 0});
 }
 BENCHMARK(BM_Gemm)->Apply(gemm_args)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// ---------------------------------------------------------------- 8-bit-activation matmul (the model's decode path)
+// args: m, n, k, type (WeightType value). Each iteration times the interleaved layout (the model's
+// default) and, right before it, the GGUF-order (row-major) kernel on the same weights and activations:
+// vs_rowmajor is their speed ratio, weight_GBps the interleaved kernel's weight bytes read per second.
+void BM_Q8Gemm(benchmark::State& state) {
+  std::size_t const m = static_cast<std::size_t>(state.range(0));
+  std::size_t const n = static_cast<std::size_t>(state.range(1));
+  std::size_t const k = static_cast<std::size_t>(state.range(2));
+  auto const type = static_cast<WeightType>(state.range(3));
+  WeightMatrix const shape{type, nullptr, n, k};
+  std::vector<std::byte> bytes(shape.size_bytes());  // [n][k / 32] blocks
+  std::mt19937_64 rng(11);
+  for (auto& b : bytes) b = static_cast<std::byte>(rng() & 0xff);
+  for (std::size_t blk = 0; blk < n * k / 32; ++blk) {  // finite f16 scales (and Q4_1 minimums) near 1/64
+    std::uint16_t const h = static_cast<std::uint16_t>(0x2400 + (rng() & 0xff));
+    std::byte* p = bytes.data() + blk * weight_block_bytes(type);
+    std::memcpy(p, &h, 2);
+    if (type == WeightType::q4_1) std::memcpy(p + 2, &h, 2);
+  }
+  WeightMatrix const w{type, bytes.data(), n, k};
+  auto const packed = detail::InterleavedWeights::from(w);
+  auto const x = normal_floats(m * k, 1.0f, 12);  // [m][k]
+  detail::Q8Activations a;
+  a.quantize(x.data(), m, k);
+  std::vector<float> y(m * n);  // [m][n]
+  auto pf = [](std::size_t len, auto&& f) { host().parallel_for(len, f, 2); };
+  detail::InterleavedGemmOutput const out{&packed, y.data(), 0.0f};
+  using Clock = std::chrono::steady_clock;
+  double row_s = 0, int_s = 0;
+  for (auto _ : state) {
+    auto const t0 = Clock::now();
+    detail::q8_activation_gemm(pf, a, w, y.data(), 0.0f);
+    benchmark::DoNotOptimize(y.data());
+    auto const t1 = Clock::now();
+    detail::q8_interleaved_gemm_many(pf, a, std::span(&out, 1));
+    benchmark::DoNotOptimize(y.data());
+    auto const t2 = Clock::now();
+    row_s += std::chrono::duration<double>(t1 - t0).count();
+    int_s += std::chrono::duration<double>(t2 - t1).count();
+    state.SetIterationTime(std::chrono::duration<double>(t2 - t1).count());
+  }
+  double const iters = static_cast<double>(state.iterations());
+  state.counters["weight_GBps"] = iters * static_cast<double>(w.size_bytes()) / int_s * 1e-9;
+  state.counters["vs_rowmajor"] = row_s / int_s;
+}
+void q8_gemm_args(benchmark::internal::Benchmark* b) {
+  // SmolLM2-135M shapes: MLP gate/up (1536 x 576, Q4_1) and the tied LM head (49152 x 576, Q8_0).
+  for (std::int64_t m : {1, 8, 64}) b->Args({m, 1536, 576, static_cast<std::int64_t>(WeightType::q4_1)});
+  for (std::int64_t m : {1, 8}) b->Args({m, 49152, 576, static_cast<std::int64_t>(WeightType::q8_0)});
+}
+BENCHMARK(BM_Q8Gemm)->Apply(q8_gemm_args)->Unit(benchmark::kMicrosecond)->UseManualTime();
 
 }  // namespace
 
