@@ -267,6 +267,17 @@ TEST_CASE("model: interleaved 8-bit gemm (AVX2) gives its scalar code's bits, an
   }
   WeightMatrix f16 = LlamaWeights::random(tiny_llama_config(), 4, GgmlType::f16).layers[0].gate;
   REQUIRE_THROWS_AS(detail::InterleavedWeights::from(f16), InvalidArgument);
+  // Activations of another width: refused before any output is written.
+  auto w = LlamaWeights::random(tiny_llama_config(), 4, GgmlType::q4_1);
+  auto const packed = detail::InterleavedWeights::from(w.layers[0].gate);  // [256][128]
+  std::vector<float> x(2 * 64, 0.5f);                                      // [2][64]
+  detail::Q8Activations a;
+  a.quantize(x.data(), 2, 64);
+  std::vector<float> y(2 * 256, 7.0f);
+  detail::InterleavedGemmOutput const o{&packed, y.data(), 0.0f};
+  auto serial = [](std::size_t len, auto&& f) { f(std::size_t{0}, len); };
+  REQUIRE_THROWS_AS(detail::q8_interleaved_gemm_many(serial, a, std::span(&o, 1)), InvalidArgument);
+  CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 7.0f; }));
 }
 
 TEST_CASE("model: 8-bit activation quantization (AVX2) gives the scalar code's bits", "[model]") {

@@ -37,6 +37,20 @@ namespace piecrust::detail {
       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   return yes;
 }
+#endif
+
+/// Whether the 8-bit kernels take their AVX2 code: an x86 CPU with AVX2, FMA and F16C, unless the
+/// caller forces the portable code (tests).
+[[nodiscard]] inline bool use_avx2_kernels(bool force_scalar) noexcept {
+#if PIECRUST_MODEL_X86
+  return !force_scalar && cpu_has_avx2();
+#else
+  (void)force_scalar;
+  return false;
+#endif
+}
+
+#if PIECRUST_MODEL_X86
 
 /// One block of 32: the same values as the scalar loop (max and products are exact, _mm256_round_ps
 /// rounds to nearest-even like nearbyint), 8 lanes at a time. Returns sum(q).
@@ -88,12 +102,7 @@ struct Q8Activations {
     q.resize(m * k);
     d.resize(m * k / 32);
     s.resize(m * k / 32);
-    bool use_avx2 = false;
-#if PIECRUST_MODEL_X86
-    use_avx2 = !force_scalar && cpu_has_avx2();
-#else
-    (void)force_scalar;
-#endif
+    bool const use_avx2 = use_avx2_kernels(force_scalar);
     for (std::size_t b = 0; b < m * k / 32; ++b) {
       float const* xb = x + b * 32;
       float dd = 0.0f;
@@ -305,10 +314,7 @@ void q8_activation_gemm_many(ParallelFor&& parallel_for, Q8Activations const& a,
     start.push_back(start.back() + w.rows);
   }
   std::size_t const m = a.rows;
-  bool use_avx2 = false;
-#if PIECRUST_MODEL_X86
-  use_avx2 = !force_scalar && cpu_has_avx2();
-#endif
+  bool const use_avx2 = use_avx2_kernels(force_scalar);
   constexpr std::size_t rb = q8_activation_gemm_row_block;
   parallel_for(start.back(), [&](std::size_t begin, std::size_t end) {
     std::vector<float> out(rb * m);  // [rb weight rows][m activation rows]

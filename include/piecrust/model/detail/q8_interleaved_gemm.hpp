@@ -156,6 +156,8 @@ __attribute__((target("avx2,fma,f16c"))) inline void interleaved_dot_avx2(Interl
   for (std::size_t b = 0; b < nb; ++b) {
     std::byte const* blk = grp + b * gbb;
     __m256 const dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk)));
+    __m256 mw = _mm256_setzero_ps();  // Q4_1's 8 row minimums
+    if constexpr (Type == WeightType::q4_1) mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + 16)));
     __m256i s[MR];
     if constexpr (Type == WeightType::q4_1) {
       __m256i s16[MR];
@@ -192,10 +194,7 @@ __attribute__((target("avx2,fma,f16c"))) inline void interleaved_dot_avx2(Interl
     for (std::size_t i = 0; i < MR; ++i) {
       __m256 const scale = _mm256_mul_ps(dw, _mm256_set1_ps(a.d[(r0 + i) * nb + b]));
       acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[i]), scale, acc[i]);
-      if constexpr (Type == WeightType::q4_1) {
-        __m256 const mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + 16)));
-        sm[i] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.s[(r0 + i) * nb + b]), sm[i]);
-      }
+      if constexpr (Type == WeightType::q4_1) sm[i] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.s[(r0 + i) * nb + b]), sm[i]);
     }
   }
 #pragma GCC unroll 4
@@ -235,12 +234,7 @@ void q8_interleaved_gemm_many(ParallelFor&& parallel_for, Q8Activations const& a
     start.push_back(start.back() + o.w->groups);
   }
   std::size_t const m = a.rows;
-  bool use_avx2 = false;
-#if PIECRUST_MODEL_X86
-  use_avx2 = !force_scalar && cpu_has_avx2();
-#else
-  (void)force_scalar;
-#endif
+  bool const use_avx2 = use_avx2_kernels(force_scalar);
   parallel_for(start.back(), [&](std::size_t begin, std::size_t end) {
     std::vector<float> out(m * interleave_rows);  // [m activation rows][8 weight rows]
     std::size_t k = 0;

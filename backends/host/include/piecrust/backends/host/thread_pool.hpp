@@ -126,17 +126,22 @@ class ThreadPool {
 #endif
   }
 
-  /// Spins on `done` for spin_duration, then yields the core between tests.
+  /// Polls `done` for up to spin_duration; true as soon as it holds, false when the time is up.
   template <class Pred>
-  static void wait_until(Pred done) {
+  static bool spin_until(Pred done) {
     auto const start = std::chrono::steady_clock::now();
     for (unsigned i = 1; !done(); ++i) {
       cpu_relax();
-      if (i % 64 == 0 && std::chrono::steady_clock::now() - start > spin_duration) {
-        while (!done()) std::this_thread::yield();
-        return;
-      }
+      if (i % 64 == 0 && std::chrono::steady_clock::now() - start > spin_duration) return false;
     }
+    return true;
+  }
+
+  /// Spins on `done` for spin_duration, then yields the core between tests.
+  template <class Pred>
+  static void wait_until(Pred done) {
+    if (spin_until(done)) return;
+    while (!done()) std::this_thread::yield();
   }
 
   static void run_chunks(Job& job) {
@@ -159,16 +164,10 @@ class ThreadPool {
     inside = was_inside;
   }
 
-  /// Waits until the job counter moves past `seen` (spinning first, then sleeping) and returns its
-  /// new value; returns `seen` when the pool is stopping.
+  /// Waits until the job counter moves past `seen` or the pool is stopping (spinning first, then
+  /// sleeping) and returns the counter's value then.
   std::uint64_t await_generation(std::uint64_t seen) {
-    auto const start = std::chrono::steady_clock::now();
-    for (unsigned i = 1;; ++i) {
-      std::uint64_t const g = generation_.load();
-      if (g != seen || stop_.load()) return g;
-      cpu_relax();
-      if (i % 64 == 0 && std::chrono::steady_clock::now() - start > spin_duration) break;
-    }
+    if (spin_until([&] { return generation_.load() != seen || stop_.load(); })) return generation_.load();
     std::unique_lock lock(mutex_);
     sleepers_.fetch_add(1);
     wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
