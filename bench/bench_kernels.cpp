@@ -1,5 +1,7 @@
 // Kernel benchmarks with their peers measured in the same binary and run:
-//  * decode paged attention (bytes of KV read per second) vs a STREAM-like read (stream_read);
+//  * decode paged attention (bytes of KV read per second) vs a STREAM-like read (stream_read, the goal's
+//    peer) and vs the same pages read whole in the page tables' order (paged_read); the same kernel on
+//    one thread over cache-resident KV vs the FMA-chain peak (its compute ceiling);
 //  * sampling (V = 49,152 / 128,256, batch 1 / 64) vs the sort-based sampler;
 //  * gemm GFLOP/s (f32 via OpenBLAS; q4_1 / q8_0 / bf16 direct, panels, dequantized-at-load) vs the
 //    AVX2 FMA-chain peak.
@@ -43,6 +45,24 @@ std::vector<float> normal_floats(std::size_t n, float stddev, std::uint64_t seed
   return v;
 }
 
+/// Runs the benchmark loop timing `peer` then `kernel` in every iteration (the iteration's time is the
+/// kernel's), so a ratio of the two compares them under the same machine load; adds their seconds to
+/// peer_s and kernel_s.
+template <class Peer, class Kernel>
+void time_with_peer(benchmark::State& state, Peer&& peer, Kernel&& kernel, double& peer_s, double& kernel_s) {
+  using Clock = std::chrono::steady_clock;
+  for (auto _ : state) {
+    auto const t0 = Clock::now();
+    peer();
+    auto const t1 = Clock::now();
+    kernel();
+    auto const t2 = Clock::now();
+    peer_s += std::chrono::duration<double>(t1 - t0).count();
+    kernel_s += std::chrono::duration<double>(t2 - t1).count();
+    state.SetIterationTime(std::chrono::duration<double>(t2 - t1).count());
+  }
+}
+
 // ---------------------------------------------------------------- memory bandwidth peer
 void BM_StreamRead(benchmark::State& state) {
   std::size_t const bytes = static_cast<std::size_t>(state.range(0)) << 20;
@@ -80,20 +100,25 @@ void decode_attention(benchmark::State& state) {
   std::vector<float> out(q.size()), lse(batch * kvh * group);
   PagedKv<T const> const kv{pool.data(), pages, ps, kvh, hd};
   PagedBatch const pb{qo_indptr, kv_indptr, kv_indices, last};
-  // Each iteration also reads the same pool with the STREAM-like kernel right before the attention,
-  // so the ratio compares the two under the same machine load (this VM is shared).
+  // Each iteration also reads the same pool with the STREAM-like kernel (the goal's peer) and with the
+  // paged read (every KV page whole, in the page tables' order: the same scattered access pattern with
+  // no arithmetic) right before the attention, so the ratios compare them under the same machine load.
   using Clock = std::chrono::steady_clock;
-  double stream_s = 0, attn_s = 0;
+  double stream_s = 0, paged_s = 0, attn_s = 0;
   auto const* pool_floats = reinterpret_cast<float const*>(pool.data());
+  std::size_t const page_floats = pool.size_bytes() / pages / sizeof(float);  // K and V of one page
   for (auto _ : state) {
     auto const t0 = Clock::now();
     benchmark::DoNotOptimize(bench::stream_read(host(), pool_floats, pool.size_bytes() / sizeof(float)));
+    auto const tp = Clock::now();
+    benchmark::DoNotOptimize(bench::paged_read(host(), pool_floats, page_floats, kv_indices));
     auto const t1 = Clock::now();
     paged_attention(host(), ShapedView<float const, 3>(q.data(), batch, kvh * group, hd), kv, pb,
                     ShapedView<float, 3>(out.data(), batch, kvh * group, hd), ShapedView<float, 2>(lse.data(), batch, kvh * group));
     benchmark::DoNotOptimize(out.data());
     auto const t2 = Clock::now();
-    stream_s += std::chrono::duration<double>(t1 - t0).count();
+    stream_s += std::chrono::duration<double>(tp - t0).count();
+    paged_s += std::chrono::duration<double>(t1 - tp).count();
     attn_s += std::chrono::duration<double>(t2 - t1).count();
     state.SetIterationTime(std::chrono::duration<double>(t2 - t1).count());
   }
@@ -104,6 +129,8 @@ void decode_attention(benchmark::State& state) {
   state.counters["attn_GBps"] = n * static_cast<double>(kv_bytes) / attn_s * 1e-9;
   state.counters["stream_GBps"] = n * static_cast<double>(pool.size_bytes()) / stream_s * 1e-9;
   state.counters["vs_stream"] = (static_cast<double>(kv_bytes) / attn_s) / (static_cast<double>(pool.size_bytes()) / stream_s);
+  state.counters["paged_GBps"] = n * static_cast<double>(pool.size_bytes()) / paged_s * 1e-9;
+  state.counters["vs_paged"] = (static_cast<double>(kv_bytes) / attn_s) / (static_cast<double>(pool.size_bytes()) / paged_s);
 }
 void BM_DecodeAttention_f32(benchmark::State& s) { decode_attention<float>(s); }
 void BM_DecodeAttention_bf16(benchmark::State& s) { decode_attention<BFloat16>(s); }
@@ -112,6 +139,59 @@ BENCHMARK(BM_DecodeAttention_f32)->Args({16, 2048, 8, 4, 128})->Args({16, 4096, 
 BENCHMARK(BM_DecodeAttention_bf16)->Args({16, 4096, 8, 4, 128})->Args({16, 8192, 8, 4, 128})->Unit(benchmark::kMillisecond)->UseManualTime();
 // SmolLM2-135M heads (3 KV heads, GQA 3, head_dim 64), 64 requests x 8K tokens = 288 MiB in f32.
 BENCHMARK(BM_DecodeAttention_f32)->Args({64, 8192, 3, 3, 64})->Unit(benchmark::kMillisecond)->UseManualTime();
+
+// ---------------------------------------------------------------- decode attention, compute only
+// The same kernel on one thread over a cache-resident pool (one request, kv_len tokens, <= 512 KiB of KV),
+// against the FMA peak of the same thread measured in the same iteration: how fast the arithmetic runs
+// when memory costs nothing. Each KV element costs `group` FMA lanes (q . k for the group's query heads,
+// then p v), so lanes/s over the FMA-chain peak is the fraction of the peak the kernel uses, and
+// elements/s x bytes per element x threads is the bandwidth the kernel could consume at most.
+// args: kv_len, kv_heads, group, head_dim.
+template <class T>
+void decode_attention_compute(benchmark::State& state) {
+  static Host const one(1);
+  std::size_t const kv_len = static_cast<std::size_t>(state.range(0));
+  std::size_t const kvh = static_cast<std::size_t>(state.range(1));
+  std::size_t const group = static_cast<std::size_t>(state.range(2));
+  std::size_t const hd = static_cast<std::size_t>(state.range(3));
+  std::size_t const ps = 16, pages = (kv_len + ps - 1) / ps;
+  PagedKv<T> const shape{nullptr, pages, ps, kvh, hd};
+  Buffer<T> pool(shape.size());  // [pages][2][ps][kvh][hd]
+  {
+    auto const vals = normal_floats(4096, 1.0f, 4);
+    for (std::size_t i = 0; i < pool.size(); ++i) pool[i] = from_float<T>(vals[i % vals.size()]);
+  }
+  std::vector<std::uint32_t> const qo_indptr{0, 1}, kv_indptr{0, static_cast<std::uint32_t>(pages)};
+  std::vector<std::uint32_t> kv_indices(pages);
+  std::iota(kv_indices.begin(), kv_indices.end(), 0u);
+  std::vector<std::uint32_t> const last{static_cast<std::uint32_t>(kv_len - (pages - 1) * ps)};
+  auto const q = normal_floats(kvh * group * hd, 1.0f, 5);  // [1][qo_heads][hd]
+  std::vector<float> out(q.size()), lse(kvh * group);
+  PagedKv<T const> const kv{pool.data(), pages, ps, kvh, hd};
+  PagedBatch const pb{qo_indptr, kv_indptr, kv_indices, last};
+  std::size_t const fma_iters = 1 << 14;
+  double fma_s = 0, attn_s = 0;
+  time_with_peer(
+      state, [&] { benchmark::DoNotOptimize(bench::fma_chains(fma_iters)); },
+      [&] {
+        paged_attention(one, ShapedView<float const, 3>(q.data(), 1, kvh * group, hd), kv, pb,
+                        ShapedView<float, 3>(out.data(), 1, kvh * group, hd), ShapedView<float, 2>(lse.data(), 1, kvh * group));
+        benchmark::DoNotOptimize(out.data());
+      },
+      fma_s, attn_s);
+  double const n = static_cast<double>(state.iterations());
+  double const elements = static_cast<double>(kv_len * 2 * kvh * hd);  // K and V
+  double const peak_lanes = n * bench::fma_chain_flops_per_iter / 2 * static_cast<double>(fma_iters) / fma_s;
+  double const elements_per_s = n * elements / attn_s;
+  state.counters["Gel_per_s"] = elements_per_s * 1e-9;
+  state.counters["vs_fma_peak"] = elements_per_s * static_cast<double>(group) / peak_lanes;
+  state.counters["GBps_2_threads"] = 2 * elements_per_s * sizeof(T) * 1e-9;  // at this rate on two cores
+}
+void BM_DecodeAttentionCompute_f32(benchmark::State& s) { decode_attention_compute<float>(s); }
+void BM_DecodeAttentionCompute_bf16(benchmark::State& s) { decode_attention_compute<BFloat16>(s); }
+// The decode benchmarks' head shapes: 512 KiB of f32 or bf16 for GQA 4 / d 128, 384 KiB of f32 for SmolLM2's.
+BENCHMARK(BM_DecodeAttentionCompute_f32)->Args({64, 8, 4, 128})->Args({256, 3, 3, 64})->Unit(benchmark::kMicrosecond)->UseManualTime();
+BENCHMARK(BM_DecodeAttentionCompute_bf16)->Args({128, 8, 4, 128})->Unit(benchmark::kMicrosecond)->UseManualTime();
 
 // ---------------------------------------------------------------- sampling
 // args: vocab, batch, sampler (0 top_k_top_p(50, 0.9), 1 top_p(0.9), 2 multinomial, 3 greedy, 4 min_p(0.05))
@@ -264,20 +344,18 @@ void BM_Q8Gemm(benchmark::State& state) {
   std::vector<float> y(m * n);  // [m][n]
   auto pf = [](std::size_t len, auto&& f) { host().parallel_for(len, f, 2); };
   detail::InterleavedGemmOutput const out{&packed, y.data(), 0.0f};
-  using Clock = std::chrono::steady_clock;
   double row_s = 0, int_s = 0;
-  for (auto _ : state) {
-    auto const t0 = Clock::now();
-    detail::q8_activation_gemm(pf, a, w, y.data(), 0.0f);
-    benchmark::DoNotOptimize(y.data());
-    auto const t1 = Clock::now();
-    detail::q8_interleaved_gemm_many(pf, a, std::span(&out, 1));
-    benchmark::DoNotOptimize(y.data());
-    auto const t2 = Clock::now();
-    row_s += std::chrono::duration<double>(t1 - t0).count();
-    int_s += std::chrono::duration<double>(t2 - t1).count();
-    state.SetIterationTime(std::chrono::duration<double>(t2 - t1).count());
-  }
+  time_with_peer(
+      state,
+      [&] {
+        detail::q8_activation_gemm(pf, a, w, y.data(), 0.0f);
+        benchmark::DoNotOptimize(y.data());
+      },
+      [&] {
+        detail::q8_interleaved_gemm_many(pf, a, std::span(&out, 1));
+        benchmark::DoNotOptimize(y.data());
+      },
+      row_s, int_s);
   double const iters = static_cast<double>(state.iterations());
   state.counters["weight_GBps"] = iters * static_cast<double>(w.size_bytes()) / int_s * 1e-9;
   state.counters["vs_rowmajor"] = row_s / int_s;

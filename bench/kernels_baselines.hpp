@@ -2,6 +2,9 @@
 // Peers and physical limits that bench_kernels measures in the same run as the kernels:
 //  * stream_read: a STREAM-like read (sum of a large array) on the same thread pool: the memory-read
 //    bandwidth a bandwidth-bound kernel can hope for;
+//  * paged_read: the same sum over fixed-size blocks visited in a given order (a KV pool's pages in
+//    the order a batch's page tables list them): what the memory system gives for that access pattern
+//    (scattered blocks, each read front to back), with no attention arithmetic;
 //  * fma_peak: independent AVX2 FMA chains on every thread: the f32 compute peak of the machine;
 //  * sort_sample: the textbook sort-based top-k/top-p sampler (sort the whole vocabulary, softmax,
 //    cut, inverse CDF), the reference the sampling kernel is compared with.
@@ -21,27 +24,56 @@
 
 namespace piecrust::bench {
 
+/// Four independent vector sums over floats read front to back (four add chains, so the loads, not the add
+/// latency, set the pace).
+struct ReadSum {
+  static constexpr std::size_t step = 4 * host::detail::lanes;  // floats per iteration
+  host::detail::Vf a0 = host::detail::splat(0), a1 = a0, a2 = a0, a3 = a0;
+  /// Adds the first n / step * step floats of p.
+  void add(float const* p, std::size_t n) {
+    constexpr std::size_t w = host::detail::lanes;
+    for (std::size_t i = 0; i + step <= n; i += step) {
+      a0 += host::detail::load(p + i);
+      a1 += host::detail::load(p + i + w);
+      a2 += host::detail::load(p + i + 2 * w);
+      a3 += host::detail::load(p + i + 3 * w);
+    }
+  }
+  /// Adds the sum so far to `total` (shared by the pool's threads).
+  void publish(std::atomic<double>& total) const {
+    double const s = host::detail::hsum((a0 + a1) + (a2 + a3));
+    double cur = total.load();
+    while (!total.compare_exchange_weak(cur, cur + s)) {
+    }
+  }
+};
+
 /// Sum of `n` floats split across the pool; returns the sum so the reads cannot be elided.
 inline double stream_read(Host const& host, float const* data, std::size_t n) {
   std::atomic<double> total{0.0};
   std::size_t const parts = host.concurrency();
   host.parallel_for(parts, [&](std::size_t b, std::size_t e) {
     for (std::size_t p = b; p < e; ++p) {
-      constexpr std::size_t w = host::detail::lanes;
-      std::size_t const lo = n * p / parts / (4 * w) * (4 * w);
-      std::size_t const hi = p + 1 == parts ? n : n * (p + 1) / parts / (4 * w) * (4 * w);
-      host::detail::Vf a0 = host::detail::splat(0), a1 = a0, a2 = a0, a3 = a0;
-      for (std::size_t i = lo; i + 4 * w <= hi; i += 4 * w) {
-        a0 += host::detail::load(data + i);
-        a1 += host::detail::load(data + i + w);
-        a2 += host::detail::load(data + i + 2 * w);
-        a3 += host::detail::load(data + i + 3 * w);
-      }
-      double const s = host::detail::hsum((a0 + a1) + (a2 + a3));
-      double cur = total.load();
-      while (!total.compare_exchange_weak(cur, cur + s)) {
-      }
+      std::size_t const lo = n * p / parts / ReadSum::step * ReadSum::step;
+      std::size_t const hi = p + 1 == parts ? n : n * (p + 1) / parts / ReadSum::step * ReadSum::step;
+      ReadSum sum;
+      sum.add(data + lo, hi - lo);
+      sum.publish(total);
     }
+  });
+  return total.load();
+}
+
+/// Sum of the `block_floats`-float blocks block_order[0], block_order[1], ... of `data`, each read front to
+/// back, the order split across the pool in contiguous parts; returns the sum.
+///   data [blocks][block_floats] (block_floats a multiple of 4 * lanes), block_order [n] block indices
+inline double paged_read(Host const& host, float const* data, std::size_t block_floats,
+                         std::vector<std::uint32_t> const& block_order) {
+  std::atomic<double> total{0.0};
+  host.parallel_for(block_order.size(), [&](std::size_t b, std::size_t e) {
+    ReadSum sum;
+    for (std::size_t i = b; i < e; ++i) sum.add(data + static_cast<std::size_t>(block_order[i]) * block_floats, block_floats);
+    sum.publish(total);
   });
   return total.load();
 }

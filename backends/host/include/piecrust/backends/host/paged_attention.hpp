@@ -176,10 +176,14 @@ inline void softmax_step(float* scores, std::size_t chunk, std::size_t n, std::s
 template <>
 struct KernelImpl<ops::PagedAttention, Host> {
   static constexpr std::size_t chunk = 64;               // slots per online-softmax step (over consecutive pages)
-  // V slots per register-blocked step. 16 loads and stores acc 4x less often and ran ~5% faster on
-  // cache-resident V, but 4 measured better on the 256 MiB benchmarks (f32 0.73 vs 0.60 of the read
-  // bandwidth, bf16 0.47 vs 0.37): each head then walks 4 rows at a time, not 16.
-  static constexpr std::size_t value_block = 4;
+  // V slots per register-blocked step, by KV element type. Larger blocks load and store acc less often
+  // (16 ran ~5% faster on cache-resident V) but make each head walk more rows at a time, which the
+  // memory-bound f32 case pays for: with the prefetch orders of PrefetchCursor, 2 beat 4 for f32 (SmolLM2
+  // heads 0.70-0.78 vs 0.65-0.69 of the read bandwidth over 4 interleaved rounds, GQA-4 d-128 heads
+  // level) while bf16, closer to compute-bound, keeps 4 (2 was 0.01-0.05 lower).
+  // The sum over slots keeps its order, so the block size never changes a result bit.
+  template <class T>
+  static constexpr std::size_t value_block = sizeof(T) == 4 ? 2 : 4;
   static constexpr std::size_t piece_positions = 1024;   // KV positions per work item (split-KV)
   // Software-prefetch distance in slot rows (a row: every KV head of one slot, 2-4 KiB for 8 heads of
   // 128, 768 B for SmolLM2's 3 x 64 f32). Against no prefetch, 16 rows took the SmolLM2-head benchmark
@@ -439,7 +443,7 @@ struct KernelImpl<ops::PagedAttention, Host> {
           for_group(group, [&](auto g_ct, std::size_t g0) {
             host::detail::attention_values<decltype(g_ct)::value, HeadDim>(
                 acc_s + g0 * HeadDim, group * HeadDim, scores_s + g0 * chunk + seg.offset, group * chunk,
-                chunk, seg.v, slot_stride, kvh, seg.n, value_block,
+                chunk, seg.v, slot_stride, kvh, seg.n, value_block<T>,
                 g0 == 0 ? ahead.data() + f + seg.offset + prefetch_rows : no_rows.data());
           });
         }
