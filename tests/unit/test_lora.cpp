@@ -13,7 +13,9 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -194,47 +196,96 @@ TEST_CASE("a batch mixing adapter X, adapter Y and no adapter equals each run al
   CHECK(max_abs_diff(batched[0].logits, batched[2].logits) > 1e-3f);
 }
 
-TEST_CASE("K/V computed under an adapter is never shared with contexts that ran without it", "[lora][pages]") {
+TEST_CASE("K/V computed under an adapter is shared only with contexts that computed it under the same adapter",
+          "[lora][pages]") {
   auto const seed = fresh_seed();
   INFO("seed " << seed);
   Engine<Tiny> e(testing::tiny_model(), testing::engine_options());
   AdapterId const x = e.load_adapter("x", LoraAdapter::random(shape(), 4, 8.0f, seed));
-  auto const prompt = testing::random_prompt(seed, 40);  // two full pages
-  auto prog = [](Engine<Tiny>& e, std::vector<std::uint32_t> prompt, AdapterId x) -> Task<void> {
-    auto adapted = e.create_context();
-    adapted.set_adapter(x);
-    adapted.fill(prompt);
-    co_await adapted.flush();
-    CHECK(adapted.page_table().committed_pages().empty());  // its pages stay working
-    CHECK(adapted.page_table().working_pages().size() == 3);
-    CHECK_THROWS_AS(adapted.inner().commit_full_working_pages(), InvalidState);
-    CHECK_THROWS_AS(adapted.inner().commit_working_pages(1), InvalidState);
-    CHECK(adapted.page_table().committed_pages().empty());
-
-    auto plain = e.create_context();  // the same tokens, no adapter: commits its own pages
-    plain.fill(prompt);
-    co_await plain.flush();
-    CHECK(plain.page_table().committed_pages().size() == 2);
-    auto next = [](Context<Tiny>& c) -> Task<std::vector<float>> {
-      auto f = c.forward();
-      f.input({9});
-      auto const h = f.probe(0, Logits{});
-      ForwardOutput const out = co_await f.execute();
-      co_return std::vector<float>(out.logits(h).begin(), out.logits(h).end());
-    };
-    auto const plain_next = co_await next(plain);
-    auto fresh = e.create_context();
-    fresh.fill(prompt);
-    co_await fresh.flush();
-    auto const fresh_next = co_await next(fresh);
-    CHECK(plain_next == fresh_next);
-    // A fork inherits the adapter and the rule.
-    auto child = adapted.fork();
-    CHECK(child.adapter() == std::optional<AdapterId>(x));
-    CHECK_THROWS_AS(child.inner().commit_full_working_pages(), InvalidState);
+  AdapterId const y = e.load_adapter("y", LoraAdapter::random(shape(), 4, 8.0f, seed + 1));
+  auto const prompt = testing::random_prompt(seed, 40);  // two full pages and 8 tokens
+  using Pages = std::vector<PageId>;
+  auto committed = [](Context<Tiny> const& c) {
+    return Pages(c.page_table().committed_pages().begin(), c.page_table().committed_pages().end());
   };
-  e.block_on(prog(e, prompt, x));
+  auto disjoint = [](Pages const& a, Pages const& b) {
+    return std::none_of(a.begin(), a.end(), [&](PageId p) { return std::find(b.begin(), b.end(), p) != b.end(); });
+  };
+  auto next = [](Context<Tiny>& c) -> Task<std::vector<float>> {
+    auto f = c.forward();
+    f.input({9});
+    auto const h = f.probe(0, Logits{});
+    ForwardOutput const out = co_await f.execute();
+    co_return std::vector<float>(out.logits(h).begin(), out.logits(h).end());
+  };
+  std::vector<float> shared_next;
+  auto prog = [&](Engine<Tiny>& e) -> Task<void> {
+    auto prefill = [&](std::optional<AdapterId> a) -> Task<Context<Tiny>> {
+      auto c = e.create_context();
+      c.set_adapter(a);
+      c.fill(prompt);
+      co_await c.flush();
+      co_return c;
+    };
+    auto adapted = co_await prefill(x);
+    Pages const adapted_pages = committed(adapted);
+    CHECK(adapted_pages.size() == 2);  // full pages under an adapter commit like any other
+    auto again = co_await prefill(x);  // the same tokens under the same adapter: the same pages
+    CHECK(committed(again) == adapted_pages);
+    auto plain = co_await prefill(std::nullopt);
+    auto other = co_await prefill(y);
+    REQUIRE(committed(plain).size() == 2);
+    REQUIRE(committed(other).size() == 2);
+    CHECK(disjoint(committed(plain), adapted_pages));
+    CHECK(disjoint(committed(other), adapted_pages));
+    CHECK(disjoint(committed(other), committed(plain)));
+
+    // A prefix computed without an adapter, continued under one: the first page is the base model's, the
+    // second is nobody else's (its tokens ran under x after base-model K/V).
+    auto mixed = e.create_context();
+    mixed.fill(std::span(prompt).first(20));
+    co_await mixed.flush();
+    mixed.set_adapter(x);
+    mixed.fill(std::span(prompt).subspan(20));
+    co_await mixed.flush();
+    REQUIRE(committed(mixed).size() == 2);
+    CHECK(committed(mixed)[0] == committed(plain)[0]);
+    CHECK(committed(mixed)[1] != committed(plain)[1]);
+    CHECK(committed(mixed)[1] != adapted_pages[1]);
+
+    // Committing by hand is allowed too (nothing full is left here), and export is refused, nothing stored.
+    CHECK(adapted.inner().commit_full_working_pages().empty());
+    MemoryStore store;
+    CHECK_THROWS_AS(adapted.export_kv_pages(store, "a"), InvalidState);
+    CHECK_FALSE(store.get("a").has_value());
+    plain.export_kv_pages(store, "p");
+    CHECK(store.get("p").has_value());
+
+    // A fork shares the adapter's pages and keeps the adapter.
+    auto child = again.fork();
+    CHECK(child.adapter() == std::optional<AdapterId>(x));
+    CHECK(committed(child) == adapted_pages);
+    shared_next = co_await next(again);
+    CHECK(shared_next != co_await next(plain));
+  };
+  e.block_on(prog(e));
   CHECK(e.pool().free_count() == e.pool().num_pages());
+
+  // The shared pages hold what the adapter computes: a fresh engine that prefills the prompt under the same
+  // adapter weights gives the same next-token logits, bit for bit.
+  Engine<Tiny> fresh(testing::tiny_model(), testing::engine_options());
+  AdapterId const fx = fresh.load_adapter("x", LoraAdapter::random(shape(), 4, 8.0f, seed));
+  std::vector<float> fresh_next;
+  auto alone = [&](Engine<Tiny>& e) -> Task<void> {
+    auto c = e.create_context();
+    c.set_adapter(fx);
+    c.fill(prompt);
+    co_await c.flush();
+    fresh_next = co_await next(c);
+  };
+  fresh.block_on(alone(fresh));
+  REQUIRE(!shared_next.empty());
+  CHECK(fresh_next == shared_next);
 }
 
 namespace {

@@ -22,7 +22,7 @@ namespace {
 std::vector<TokenMeta> make_tokens(std::uint32_t first_position, std::size_t n, std::uint32_t token_base = 100) {
   std::vector<TokenMeta> out;
   for (std::size_t i = 0; i < n; ++i) {
-    out.push_back(TokenMeta{token_base + static_cast<std::uint32_t>(i), first_position + static_cast<std::uint32_t>(i), false});
+    out.push_back(TokenMeta{token_base + static_cast<std::uint32_t>(i), first_position + static_cast<std::uint32_t>(i), false, 0});
   }
   return out;
 }
@@ -213,6 +213,36 @@ TEST_CASE("equal prefixes share committed pages across contexts", "[pages]") {
   d.append_working_tokens(make_tokens(50, 4));
   d.commit_working_pages(1);
   CHECK(d.committed_pages()[0] != a.committed_pages()[0]);
+
+  // The same tokens computed under a LoRA adapter share nothing with the base model's, nor with another
+  // adapter's, and everything with the same adapter's; one adapted slot makes its page (and every page after
+  // it, through the chain) distinct.
+  auto under = [](std::vector<TokenMeta> t, std::uint64_t adapter) {
+    for (TokenMeta& m : t) m.adapter = adapter;
+    return t;
+  };
+  auto committed_with = [&](std::vector<TokenMeta> const& tokens) {
+    auto t = std::make_unique<PageTable>(pool);
+    t->reserve_working_pages(2);
+    t->append_working_tokens(tokens);
+    t->commit_working_pages(2);
+    return t;
+  };
+  auto const x1 = committed_with(under(make_tokens(0, 8), 1));
+  auto const x2 = committed_with(under(make_tokens(0, 8), 2));
+  auto const x1_again = committed_with(under(make_tokens(0, 8), 1));
+  for (std::size_t p = 0; p < 2; ++p) {
+    INFO("page " << p);
+    CHECK(x1->committed_pages()[p] != a.committed_pages()[p]);
+    CHECK(x2->committed_pages()[p] != a.committed_pages()[p]);
+    CHECK(x2->committed_pages()[p] != x1->committed_pages()[p]);
+    CHECK(x1_again->committed_pages()[p] == x1->committed_pages()[p]);
+  }
+  auto one_slot = make_tokens(0, 8);
+  one_slot[2].adapter = 1;
+  auto const mixed = committed_with(one_slot);
+  CHECK(mixed->committed_pages()[0] != a.committed_pages()[0]);
+  CHECK(mixed->committed_pages()[1] != a.committed_pages()[1]);  // same content, another chain
 }
 
 TEST_CASE("mask_token_range and drop_masked_kv_pages free whole masked pages only", "[pages]") {

@@ -266,7 +266,8 @@ class PageTable {
  private:
   friend struct PageTableFork;
 
-  // 64-bit chain key over (previous key, tokens, positions, masked flags): splitmix64 finalizer per field.
+  // 64-bit chain key over (previous key, tokens, positions, masked flags, adapters): splitmix64 finalizer per
+  // field (the adapter only when there is one, so base-model keys do not depend on the field).
   // Source: Steele, Lea, Flood, "Fast splittable pseudorandom number generators" (OOPSLA 2014).
   static std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
     std::uint64_t z = h ^ (v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2));
@@ -279,6 +280,7 @@ class PageTable {
     for (TokenMeta const& t : content) {
       h = mix(h, (std::uint64_t{t.token} << 32) | t.position);
       h = mix(h, t.masked ? 1 : 0);
+      if (t.adapter != 0) h = mix(h, t.adapter);
     }
     return h;
   }

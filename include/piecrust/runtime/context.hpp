@@ -60,17 +60,12 @@ class RawContext {
   explicit RawContext(detail::ContextState& s) : s_(&s) {}
   void reserve_working_pages(std::size_t n) { s_->table.reserve_working_pages(n); }
   /// Commits the first k working pages (see PageTable::commit_working_pages). Throws InvalidState (nothing
-  /// committed) for pages that are not full or hold positions not above the committed ones, and for a context
-  /// whose K/V was computed under a LoRA adapter (its pages stay working: see Forward::adapter).
-  std::vector<PageId> commit_working_pages(std::size_t k) {
-    check_commit("RawContext::commit_working_pages");
-    return s_->table.commit_working_pages(k);
-  }
+  /// committed) for pages that are not full or hold positions not above the committed ones.
+  std::vector<PageId> commit_working_pages(std::size_t k) { return s_->table.commit_working_pages(k); }
   /// Commits every full working page at once (say, after passes run with defer_commit) and returns their
   /// physical ids, in order; none when no working page is full. Throws InvalidState, nothing committed, in the
   /// cases commit_working_pages does.
   std::vector<PageId> commit_full_working_pages() {
-    check_commit("RawContext::commit_full_working_pages");
     std::size_t const k = s_->table.working_token_count() / s_->table.page_size();
     if (k == 0) return {};
     return s_->table.commit_working_pages(k);
@@ -80,13 +75,6 @@ class RawContext {
   [[nodiscard]] PageTable const& page_table() const { return s_->table; }
 
  private:
-  void check_commit(char const* op) const {
-    if (s_->adapter_kv) {
-      detail::fail<InvalidState>(op, ": this context's K/V was computed under a LoRA adapter; its pages stay working ",
-                                 "(committed pages are shared by content, which does not record the adapter)");
-    }
-  }
-
   detail::ContextState* s_;
 };
 
@@ -363,7 +351,8 @@ class Context {
   // ---- export / import ----
 
   /// Stores the committed pages (K/V bytes and token metadata) under `name`. Working and pending tokens are
-  /// not exported.
+  /// not exported. Throws InvalidState (nothing stored) when a committed page holds K/V computed under a LoRA
+  /// adapter: the format does not record adapters.
   void export_kv_pages(Store& store, std::string const& name) const { store.set(name, engine_->export_pages(*s_)); }
 
   /// A context holding the pages exported under `name`, with no prefill. Throws InvalidArgument if there is no
@@ -398,7 +387,6 @@ class Context {
   }
 
   void try_commit(std::size_t k) {
-    if (s_->adapter_kv) return;  // K/V computed under an adapter stays working (see RawContext::check_commit)
     try {
       s_->table.commit_working_pages(k);
     } catch (InvalidState const&) {

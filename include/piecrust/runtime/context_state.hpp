@@ -24,7 +24,6 @@ struct ContextState {
   bool conversation_started = false;   // the chat template's begin() was filled
   MaskedSlots masked;                  // slots flagged by mask_token_range, as ranges (default attention rows)
   std::optional<AdapterId> adapter;    // LoRA adapter of the passes the context builds (Context::set_adapter)
-  bool adapter_kv = false;             // some K/V was computed under a LoRA adapter: its pages stay working
 };
 
 /// A process-wide serial for passes, so a handle can be checked against the output it is read on.

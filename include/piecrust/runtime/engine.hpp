@@ -273,7 +273,6 @@ class Engine {
     child->user_turn_open = parent.user_turn_open;
     child->conversation_started = parent.conversation_started;
     child->masked = parent.masked;
-    child->adapter_kv = parent.adapter_kv;
     child->adapter = parent.adapter;
     ++next_context_id_;
     return Context<M>(*this, std::move(child));
@@ -281,6 +280,16 @@ class Engine {
 
   std::vector<std::uint8_t> export_pages(detail::ContextState const& s) {
     PageTable const& t = s.table;
+    // Adapter ids mean nothing outside this process, so the format does not carry them: a page computed
+    // under an adapter cannot be exported (imported as base-model K/V it would be shared with base contexts).
+    for (std::size_t p = 0; p < t.committed_pages().size(); ++p) {
+      for (TokenMeta const& m : t.committed_page_tokens(p)) {
+        if (m.adapter != 0) {
+          detail::fail<InvalidState>("Context::export_kv_pages: committed page ", p, " holds K/V computed under LoRA adapter id ",
+                                     m.adapter, "; exported pages do not record adapters (nothing was exported)");
+        }
+      }
+    }
     KvExport e;
     e.header = export_header(t.committed_pages().size());
     for (std::size_t p = 0; p < t.committed_pages().size(); ++p) {
@@ -429,7 +438,8 @@ class Engine {
         continue;
       }
       std::vector<TokenMeta> meta(n);
-      for (std::size_t i = 0; i < n; ++i) meta[i] = TokenMeta{pass->tokens[i], pass->positions[i], false};
+      std::uint64_t const adapter_tag = pass->adapter ? pass->adapter->value : 0;
+      for (std::size_t i = 0; i < n; ++i) meta[i] = TokenMeta{pass->tokens[i], pass->positions[i], false, adapter_tag};
       t.append_working_tokens(meta);
       prepared.push_back({pass, pages, kv_before, 0, adapter});
     }
@@ -517,7 +527,6 @@ class Engine {
         rollback(p);
       } else {
         cs.pending.erase(cs.pending.begin(), cs.pending.begin() + static_cast<std::ptrdiff_t>(pass.consumed_pending));
-        cs.adapter_kv = cs.adapter_kv || p.adapter != nullptr;
         if (!pass.defer_commit) commit_full_pages(cs);
       }
       finish(&pass);
@@ -536,10 +545,9 @@ class Engine {
     return rows;
   }
 
-  // K/V computed under an adapter stays in working pages: committed pages are shared by content (token ids,
-  // positions, mask flags), which does not record the adapter, so committing could swap K/V between contexts.
+  // Pages computed under an adapter commit like any other: the adapter is part of each slot's TokenMeta, so
+  // they are shared only with pages computed from the same tokens under the same adapter.
   static void commit_full_pages(detail::ContextState& cs) {
-    if (cs.adapter_kv) return;
     PageTable& t = cs.table;
     std::size_t const k = t.working_token_count() / t.page_size();
     if (k == 0) return;
