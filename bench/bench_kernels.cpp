@@ -1,7 +1,8 @@
 // Kernel benchmarks with their peers measured in the same binary and run:
 //  * decode paged attention (bytes of KV read per second) vs a STREAM-like read (stream_read, the goal's
 //    peer) and vs the same pages read whole in the page tables' order (paged_read); the same kernel on
-//    one thread over cache-resident KV vs the FMA-chain peak (its compute ceiling);
+//    one thread over cache-resident KV vs the FMA-chain peak (its compute ceiling), and its AVX2 score and
+//    value micro-kernels alone on L1-resident data vs the same peak;
 //  * sampling (V = 49,152 / 128,256, batch 1 / 64) vs the sort-based sampler;
 //  * gemm GFLOP/s (f32 via OpenBLAS; q4_1 / q8_0 / bf16 direct, panels, dequantized-at-load) vs the
 //    AVX2 FMA-chain peak.
@@ -192,6 +193,60 @@ void BM_DecodeAttentionCompute_bf16(benchmark::State& s) { decode_attention_comp
 // The decode benchmarks' head shapes: 512 KiB of f32 or bf16 for GQA 4 / d 128, 384 KiB of f32 for SmolLM2's.
 BENCHMARK(BM_DecodeAttentionCompute_f32)->Args({64, 8, 4, 128})->Args({256, 3, 3, 64})->Unit(benchmark::kMicrosecond)->UseManualTime();
 BENCHMARK(BM_DecodeAttentionCompute_bf16)->Args({128, 8, 4, 128})->Unit(benchmark::kMicrosecond)->UseManualTime();
+
+// ---------------------------------------------------------------- attention micro-kernels, cache-resident
+// The AVX2 score and value micro-kernels alone (no softmax, no page walk, no prefetch), one thread, on 64
+// slots of 8 KV heads (GQA 4, d 128: 128 KiB of bf16, 256 KiB of f32, in L2), against the FMA-chain peak of the same
+// thread in the same iteration: how close the inner loops get to the FMA pipes. Counter: elements/s of
+// K (scores) or V (values) and the fraction of the FMA peak (G = 4 lanes per element).
+// args: which (0 scores, 1 values).
+template <class T>
+void attention_micro_kernel(benchmark::State& state) {
+#if PIECRUST_HOST_ATTENTION_AVX2
+  if (!host::detail::attention_avx2_available()) {
+    state.SkipWithError("this CPU has no AVX2+FMA");
+    return;
+  }
+  constexpr std::size_t G = 4, D = 128, kvh = 8, n = 64, chunk = 64;
+  bool const values = state.range(0) == 1;
+  auto const vals = normal_floats(n * kvh * D, 1.0f, 6);
+  std::vector<T> kv(vals.size());  // [n][kvh][D]
+  for (std::size_t i = 0; i < kv.size(); ++i) kv[i] = from_float<T>(vals[i]);
+  auto const q = normal_floats(kvh * G * D, 1.0f, 7);      // [kvh][G][D]
+  auto const p = normal_floats(kvh * G * chunk, 0.1f, 8);  // [kvh][G][chunk]
+  std::vector<float> acc(kvh * G * D, 0.0f), scores(kvh * G * chunk);
+  std::vector<void const*> const ahead(n, nullptr);  // no prefetch
+  std::size_t const fma_iters = 1 << 12;
+  double fma_s = 0, kernel_s = 0;
+  time_with_peer(
+      state, [&] { benchmark::DoNotOptimize(bench::fma_chains(fma_iters)); },
+      [&] {
+        for (int r = 0; r < 16; ++r) {
+          if (values) {
+            host::detail::attention_values_avx2<G, D>(acc.data(), G * D, p.data(), G * chunk, chunk, kv.data(), kvh * D,
+                                                      kvh, n, 4, ahead.data());
+          } else {
+            host::detail::attention_scores_avx2<G, D>(q.data(), G * D, kv.data(), kvh * D, kvh, n, scores.data(),
+                                                      G * chunk, chunk, 0.1f, ahead.data());
+          }
+        }
+        benchmark::DoNotOptimize(acc.data());
+        benchmark::DoNotOptimize(scores.data());
+      },
+      fma_s, kernel_s);
+  double const it = static_cast<double>(state.iterations());
+  double const elements_per_s = it * 16.0 * static_cast<double>(n * kvh * D) / kernel_s;
+  double const peak_lanes = it * bench::fma_chain_flops_per_iter / 2 * static_cast<double>(fma_iters) / fma_s;
+  state.counters["Gel_per_s"] = elements_per_s * 1e-9;
+  state.counters["vs_fma_peak"] = elements_per_s * static_cast<double>(G) / peak_lanes;
+#else
+  state.SkipWithError("AVX2 micro-kernels are x86-64 only");
+#endif
+}
+void BM_AttentionMicroKernel_f32(benchmark::State& s) { attention_micro_kernel<float>(s); }
+void BM_AttentionMicroKernel_bf16(benchmark::State& s) { attention_micro_kernel<BFloat16>(s); }
+BENCHMARK(BM_AttentionMicroKernel_f32)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseManualTime();
+BENCHMARK(BM_AttentionMicroKernel_bf16)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseManualTime();
 
 // ---------------------------------------------------------------- sampling
 // args: vocab, batch, sampler (0 top_k_top_p(50, 0.9), 1 top_p(0.9), 2 multinomial, 3 greedy, 4 min_p(0.05))
