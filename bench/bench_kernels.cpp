@@ -2,7 +2,7 @@
 //  * decode paged attention (bytes of KV read per second) vs a STREAM-like read (stream_read, the goal's
 //    peer) and vs the same pages read whole in the page tables' order (paged_read); the same kernel on
 //    one thread over cache-resident KV vs the FMA-chain peak (its compute ceiling), and its AVX2 score and
-//    value micro-kernels alone on L1-resident data vs the same peak;
+//    value micro-kernels alone on L2-resident data vs the same peak;
 //  * sampling (V = 49,152 / 128,256, batch 1 / 64) vs the sort-based sampler;
 //  * gemm GFLOP/s (f32 via OpenBLAS; q4_1 / q8_0 / bf16 direct, panels, dequantized-at-load) vs the
 //    AVX2 FMA-chain peak.
@@ -62,6 +62,12 @@ void time_with_peer(benchmark::State& state, Peer&& peer, Kernel&& kernel, doubl
     kernel_s += std::chrono::duration<double>(t2 - t1).count();
     state.SetIterationTime(std::chrono::duration<double>(t2 - t1).count());
   }
+}
+
+/// FMA lanes per second of one thread running `fma_iters`-iteration FMA chains, `iterations` times in
+/// `fma_s` seconds.
+double fma_lanes_per_s(double iterations, std::size_t fma_iters, double fma_s) {
+  return iterations * bench::fma_chain_flops_per_iter / 2 * static_cast<double>(fma_iters) / fma_s;
 }
 
 // ---------------------------------------------------------------- memory bandwidth peer
@@ -182,7 +188,7 @@ void decode_attention_compute(benchmark::State& state) {
       fma_s, attn_s);
   double const n = static_cast<double>(state.iterations());
   double const elements = static_cast<double>(kv_len * 2 * kvh * hd);  // K and V
-  double const peak_lanes = n * bench::fma_chain_flops_per_iter / 2 * static_cast<double>(fma_iters) / fma_s;
+  double const peak_lanes = fma_lanes_per_s(n, fma_iters, fma_s);
   double const elements_per_s = n * elements / attn_s;
   state.counters["Gel_per_s"] = elements_per_s * 1e-9;
   state.counters["vs_fma_peak"] = elements_per_s * static_cast<double>(group) / peak_lanes;
@@ -236,7 +242,7 @@ void attention_micro_kernel(benchmark::State& state) {
       fma_s, kernel_s);
   double const it = static_cast<double>(state.iterations());
   double const elements_per_s = it * 16.0 * static_cast<double>(n * kvh * D) / kernel_s;
-  double const peak_lanes = it * bench::fma_chain_flops_per_iter / 2 * static_cast<double>(fma_iters) / fma_s;
+  double const peak_lanes = fma_lanes_per_s(it, fma_iters, fma_s);
   state.counters["Gel_per_s"] = elements_per_s * 1e-9;
   state.counters["vs_fma_peak"] = elements_per_s * static_cast<double>(G) / peak_lanes;
 #else

@@ -111,7 +111,7 @@ PIECRUST_AVX2 inline void avx2_prefetch(void const* p, std::size_t bytes) noexce
 ///    which trains on L1 misses (software prefetches included) within a 4 KiB page and runs ahead of an
 ///    ascending stream, would not follow; in row order it does, so a software prefetch finds its line on
 ///    its way and frees its L1 miss buffer early. The SmolLM2-head benchmark (768-byte rows, 768 MiB)
-///    went from 0.56-0.63 of the read bandwidth to 0.66-0.74 with the same lines at the same rate; the
+///    went from 0.55-0.64 of the read bandwidth to 0.65-0.74 with the same lines at the same rate; the
 ///    GQA-4 d-128 f32 benchmarks (4 KiB rows) lost 5-7 points in row order, hence the two orders.
 ///    Issuing a whole row at once (ascending but in bursts) was worse everywhere (0.52-0.55 for SmolLM2
 ///    heads): the prefetches then stall on full miss buffers between the FMAs.
