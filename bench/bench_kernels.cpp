@@ -23,7 +23,7 @@
 #include "piecrust/backends/host.hpp"
 #include "piecrust/exec/buffer.hpp"
 #include "piecrust/kernels.hpp"
-#include "piecrust/model/detail/q8_interleaved_gemm.hpp"
+#include "piecrust/backends/host/detail/q8_interleaved_gemm.hpp"
 
 using namespace piecrust;
 

@@ -4,6 +4,7 @@
 //   * forks: one prefill, then N forked branches decoding together — time per step as N grows;
 //   * speculative: generate_with_drafter (n-gram) vs plain greedy on a repetitive prompt, same output.
 // Run: build/release/bench/bench_runtime [--benchmark_min_time=...]   (model from PIECRUST_MODEL or the cache)
+#include <piecrust/backends/host.hpp>
 #include <piecrust/model.hpp>
 #include <piecrust/runtime.hpp>
 

@@ -2,11 +2,19 @@
 // The kernels layer: kernel interfaces as non-member functions over an execution space. Include a
 // backend (piecrust/backends/host.hpp, ...) for implementations.
 
+#include "piecrust/kernels/add_bias.hpp"
 #include "piecrust/kernels/append_kv.hpp"
+#include "piecrust/kernels/attention_plan.hpp"
+#include "piecrust/kernels/attention_rows.hpp"
 #include "piecrust/kernels/bfloat16.hpp"
+#include "piecrust/kernels/copy.hpp"
 #include "piecrust/kernels/dequantize.hpp"
 #include "piecrust/kernels/embedding.hpp"
 #include "piecrust/kernels/gemm.hpp"
+#include "piecrust/kernels/kv_cache.hpp"
+#include "piecrust/kernels/kv_pages.hpp"
+#include "piecrust/kernels/linear.hpp"
+#include "piecrust/kernels/llama_cpp_ops.hpp"
 #include "piecrust/kernels/merge_states.hpp"
 #include "piecrust/kernels/paged_attention.hpp"
 #include "piecrust/kernels/paged_kv.hpp"

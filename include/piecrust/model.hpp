@@ -10,7 +10,6 @@
 #include <piecrust/model/gguf_tensor_info.hpp>
 #include <piecrust/model/gguf_value.hpp>
 #include <piecrust/model/gguf_writer.hpp>
-#include <piecrust/model/kv_cache.hpp>
 #include <piecrust/model/llama_config.hpp>
 #include <piecrust/model/llama_model.hpp>
 #include <piecrust/model/llama_weights.hpp>

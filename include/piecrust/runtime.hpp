@@ -9,6 +9,7 @@
 #include <piecrust/runtime/forward.hpp>
 #include <piecrust/runtime/kv_export.hpp>
 #include <piecrust/runtime/masked_slots.hpp>
+#include <piecrust/runtime/pass_logits.hpp>
 #include <piecrust/runtime/probe_spec.hpp>
 #include <piecrust/runtime/regex_constraint.hpp>
 #include <piecrust/runtime/sampler.hpp>

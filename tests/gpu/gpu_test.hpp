@@ -25,6 +25,14 @@
 
 namespace piecrust::gpu_test {
 
+/// True in the host emulation (tests/gpu/emulation), which runs every GPU thread on one CPU core: the tests
+/// use smaller sizes there.
+#if defined(PIECRUST_GPU_EMULATION)
+inline constexpr bool emulated = true;
+#else
+inline constexpr bool emulated = false;
+#endif
+
 /// What a test body gets: the space, a seeded generator (the seed is printed with every failure), and
 /// check(), which records a failure with a message and lets the test continue.
 class Test {

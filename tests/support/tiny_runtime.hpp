@@ -1,5 +1,12 @@
 #pragma once
-// Shared by the runtime and example tests: the tiny random Llama, engine options and random prompts.
+// Shared by the runtime and example tests: the tiny random Llama on the space under test, engine options and
+// random prompts.
+//
+// The same test files run on every space that is built: a build compiles them again with
+// PIECRUST_TEST_SPACE_HEADER naming a header that defines `piecrust::testing::TestSpace` and
+// `piecrust::testing::make_test_space()` (tests/kokkos/kokkos_test_space.hpp, the CUDA emulation's
+// tests/gpu/emulation/cuda_test_space.hpp). Without it the space is Host.
+#include <piecrust/backends/host.hpp>
 #include <piecrust/model.hpp>
 #include <piecrust/runtime.hpp>
 
@@ -7,9 +14,18 @@
 #include <random>
 #include <vector>
 
+#if defined(PIECRUST_TEST_SPACE_HEADER)
+#include PIECRUST_TEST_SPACE_HEADER
+#else
+namespace piecrust::testing {
+using TestSpace = Host;
+inline Host make_test_space() { return Host{}; }
+}  // namespace piecrust::testing
+#endif
+
 namespace piecrust::testing {
 
-using Tiny = LlamaModel<Host>;
+using Tiny = LlamaModel<TestSpace>;
 
 /// Engine options for tests: `pages` pages of `page_size` tokens, sampling seed `seed`.
 inline EngineOptions engine_options(std::size_t pages = 256, std::uint32_t page_size = 16, std::uint64_t seed = 7) {
@@ -20,9 +36,9 @@ inline EngineOptions engine_options(std::size_t pages = 256, std::uint32_t page_
   return o;
 }
 
-/// One tiny random Llama per test binary (vocabulary 512).
+/// One tiny random Llama per test binary (vocabulary 512), on the space under test.
 inline Tiny& tiny_model() {
-  static Tiny model(tiny_llama_weights(3));
+  static Tiny model(tiny_llama_weights(3), make_test_space());
   return model;
 }
 

@@ -1,7 +1,7 @@
 // GGUF reader: the real SmolLM2 file, synthetic files written here, and every kind of corruption.
 
 #include <piecrust/model/dequantize.hpp>
-#include <piecrust/model/detail/half.hpp>
+#include <piecrust/kernels/detail/half.hpp>
 #include <piecrust/model/gguf_file.hpp>
 #include <piecrust/model/gguf_writer.hpp>
 #include <piecrust/model/model_paths.hpp>

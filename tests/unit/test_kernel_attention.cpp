@@ -131,6 +131,16 @@ void check_against_reference(Scenario<T> const& sc, PagedAttentionParams const& 
   paged_attention(host, ShapedView<float const, 3>(sc.q.data(), tokens, sc.qo_heads, sc.head_dim), sc.kv(), sc.batch(),
                   ShapedView<float, 3>(out.data(), tokens, sc.qo_heads, sc.head_dim),
                   ShapedView<float, 2>(lse.data(), tokens, sc.qo_heads), params, sel);
+  // Planned once for the step (what a model does for every layer): bit-identical to the one-shot call.
+  PagedBatch const batch = sc.batch();
+  auto const plan = plan_attention(host, AttentionProblem{tokens, sc.qo_heads, sc.head_dim, sc.kv_heads, sc.num_pages,
+                                                          sc.page_size, batch, sel});
+  std::vector<float> out2(out.size(), -7.0f), lse2(lse.size(), -7.0f);
+  paged_attention(host, ShapedView<float const, 3>(sc.q.data(), tokens, sc.qo_heads, sc.head_dim), sc.kv(), plan,
+                  ShapedView<float, 3>(out2.data(), tokens, sc.qo_heads, sc.head_dim),
+                  ShapedView<float, 2>(lse2.data(), tokens, sc.qo_heads), params);
+  CHECK(out2 == out);
+  CHECK(lse2 == lse);
   double const scale = params.sm_scale == 0 ? 1.0 / std::sqrt(double(sc.head_dim)) : params.sm_scale;
   auto const ref = reference::paged_attention<T>(sc.q, sc.qo_heads, sc.kv(), sc.batch(), scale, params.logits_soft_cap, ref_masks);
   CHECK(tolerance_ratio(out, ref.out, 2e-5, 2e-5) <= 1.0);
@@ -304,4 +314,33 @@ TEST_CASE("paged_attention rejects bad input before computing anything", "[kerne
   std::vector<std::uint32_t> last_none{0, 5};
   REQUIRE_THROWS_WITH(call({qo_big, kv_indptr_none, sc.kv_indices, last_none}), Catch::Contains("kv length 0 < qo length 2"));
   for (float x : out) REQUIRE(x == 3.0f);  // the failed call wrote nothing
+}
+
+TEST_CASE("a planned step refuses inputs of another shape and plans only valid batches", "[kernel][attention][errors]") {
+  auto const seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  Host const host;
+  Scenario<float> const sc(rng, {{40, 4}, {17, 1}}, 16, 2, 2, 64, MaskKind::causal_default);
+  std::size_t const tokens = sc.tokens();
+  PagedBatch const batch = sc.batch();
+  AttentionProblem const problem{tokens, sc.qo_heads, sc.head_dim, sc.kv_heads, sc.num_pages, sc.page_size, batch, {}};
+  auto const plan = plan_attention(host, problem);
+  std::vector<float> out(tokens * sc.qo_heads * sc.head_dim, 3.0f), lse(tokens * sc.qo_heads, 3.0f);
+  auto run = [&](PagedKv<float const> kv, std::size_t q_tokens) {
+    paged_attention(host, ShapedView<float const, 3>(sc.q.data(), q_tokens, sc.qo_heads, sc.head_dim), kv, plan,
+                    ShapedView<float, 3>(out.data(), q_tokens, sc.qo_heads, sc.head_dim),
+                    ShapedView<float, 2>(lse.data(), q_tokens, sc.qo_heads));
+  };
+  PagedKv<float const> other = sc.kv();
+  other.num_pages -= 1;
+  CHECK_THROWS_WITH(run(other, tokens), Catch::Contains("kv.num_pages"));
+  CHECK_THROWS_WITH(run(sc.kv(), tokens - 1), Catch::Contains("q.extent(0) (tokens)"));
+  CHECK(std::all_of(out.begin(), out.end(), [](float v) { return v == 3.0f; }));  // nothing written
+  AttentionProblem bad = problem;
+  bad.num_pages = 1;  // kv_indices point past the pool
+  CHECK_THROWS_AS(plan_attention(host, bad), OutOfRange);
+  bad = problem;
+  bad.head_dim = 96;
+  CHECK_THROWS_AS(plan_attention(host, bad), Unsupported);
 }

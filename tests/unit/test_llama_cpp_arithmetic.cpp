@@ -1,4 +1,4 @@
-// llama.cpp's arithmetic (model/detail/llama_cpp_arithmetic.hpp) against double-precision references on
+// llama.cpp's arithmetic (backends/host/detail/llama_cpp_arithmetic.hpp) against double-precision references on
 // fresh random inputs. Bit-for-bit agreement with llama.cpp itself is checked by
 // test_model_llama_cpp.cpp on the real model; here each piece must also be an accurate computation:
 //  * expf_lane: relative error <= 3 ulp (2^-23 * 3) on [-87, 88]; exact specials (0 -> 1, -inf -> 0);
@@ -14,7 +14,7 @@
 #include <piecrust/backends/host.hpp>
 #include <piecrust/kernels/reference/attention.hpp>
 #include <piecrust/model.hpp>
-#include <piecrust/model/detail/llama_cpp_arithmetic.hpp>
+#include <piecrust/backends/host/detail/llama_cpp_arithmetic.hpp>
 #include <piecrust/model/detail/sequence_runner.hpp>
 
 #include <cmath>

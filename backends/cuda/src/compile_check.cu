@@ -1,7 +1,6 @@
 // Compiles every public CUDA-backend header with nvcc, and one kernel in the shared dialect.
 #include <piecrust/backends/cuda.hpp>
 #include <piecrust/backends/cuda/copy.hpp>
-#include <piecrust/backends/cuda/llama_model.hpp>
 #include <piecrust/backends/cuda/memory.hpp>
 #include <piecrust/backends/cuda/runtime.hpp>
 #include <piecrust/backends/cuda/scratch.hpp>

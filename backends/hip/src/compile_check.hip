@@ -1,6 +1,11 @@
-// Compiles the shared dialect and every kernel of the CUDA backend that HIP builds (all but gemm: no
-// hipBLAS in Debian's HIP 5.2) with hipcc. The function below instantiates each kernel; it is never run.
+// Compiles the shared dialect and every kernel of the CUDA backend with hipcc (gemm as the BLAS-free direct
+// kernel: no hipBLAS in Debian's HIP 5.2), paged attention, sampling, and the one LlamaModel on the HIP space.
+// The functions below instantiate them; they are never run.
 #include <piecrust/backends/hip.hpp>
+#include <piecrust/model/llama_model.hpp>
+
+template class piecrust::LlamaModel<piecrust::Cuda, piecrust::BFloat16>;
+template class piecrust::LlamaModel<piecrust::Cuda, float>;
 
 static_assert(piecrust::gpu::warp_size == 64, "CDNA wavefronts are 64 lanes wide");
 
@@ -27,4 +32,7 @@ void piecrust_hip_compile_check_kernels(piecrust::Cuda const& space, float* x, s
   probe_distribution(space, m, 0, 1.0f, masks, ShapedView<std::uint32_t, 2>(ids, 4, 64), m);
   probe_logprobs(space, m, ShapedView<std::uint32_t const, 2>(ids, 4, 64), 1.0f, masks, m);
   probe_entropy(space, m, 1.0f, masks, std::span<float>(x, 4));
+  paged_attention(space, ShapedView<float const, 3>(x, 4, 2, 64), kv_bf16, PagedBatch{host_ids, host_ids, host_ids, host_ids},
+                  ShapedView<float, 3>(x, 4, 2, 64), ShapedView<float, 2>(x, 4, 2));
+  gemm(space, ShapedView<float const, 2>(x, 4, 64), w, m);
 }

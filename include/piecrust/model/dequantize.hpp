@@ -5,7 +5,7 @@
 // (dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q8_0).
 
 #include <piecrust/core/error.hpp>
-#include <piecrust/model/detail/half.hpp>
+#include <piecrust/kernels/detail/half.hpp>
 #include <piecrust/model/ggml_type.hpp>
 
 #include <cstddef>

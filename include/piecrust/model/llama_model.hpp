@@ -1,6 +1,9 @@
 #pragma once
 // LlamaModel: the forward pass of Llama-family models (GGUF `llama`, `qwen2`) over a ragged batch with
-// paged KV, built from the kernel layer.
+// paged KV, written once against the kernel interfaces for every execution space (Host, Cuda, any Kokkos
+// space): weights, activations, KV and logits live in the space's memory, and every operation is a
+// piecrust:: kernel call on space(). Fused or exact-arithmetic variants are the backends' KernelImpls
+// (linear over loaded weights, the llama_cpp_* ops); the generic composition is the fallback.
 //
 // Per layer (Touvron et al., "LLaMA", 2023; llama.cpp src/models/llama.cpp, qwen2.cpp):
 //   a = RMSNorm(x) ; q, k, v = a Wq^T (+bq), a Wk^T (+bk), a Wv^T (+bv) ; RoPE(q, k) at `positions`
@@ -11,13 +14,12 @@
 #include <piecrust/core/error.hpp>
 #include <piecrust/exec/buffer.hpp>
 #include <piecrust/exec/execution_space.hpp>
+#include <piecrust/exec/memory_of.hpp>
 #include <piecrust/kernels.hpp>
-#include <piecrust/model/detail/llama_cpp_arithmetic.hpp>
+#include <piecrust/kernels/kv_cache.hpp>
+#include <piecrust/model/detail/llama_batch_check.hpp>
 #include <piecrust/model/detail/lora_apply.hpp>
-#include <piecrust/model/detail/q8_activation_gemm.hpp>
-#include <piecrust/model/detail/q8_interleaved_gemm.hpp>
 #include <piecrust/model/forward_batch.hpp>
-#include <piecrust/model/kv_cache.hpp>
 #include <piecrust/model/llama_weights.hpp>
 #include <piecrust/model/model_concept.hpp>
 
@@ -25,6 +27,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -37,13 +40,13 @@ struct LlamaModelOptions {
   /// as llama.cpp's CPU backend does (ggml-cpu type_traits vec_dot_type), so that logits and greedy
   /// tokens agree with it. Off: f32 activations (slightly more accurate, not llama.cpp's numbers).
   bool llama_cpp_activation_rounding = true;
-  /// RoPE, attention and SwiGLU with llama.cpp's exact CPU arithmetic (detail/llama_cpp_arithmetic.hpp) instead
-  /// of piecrust's kernels: with activation rounding on, logits equal llama.cpp's (AVX2 build, f32 KV
+  /// RoPE, attention and SwiGLU with llama.cpp's exact CPU arithmetic (the llama_cpp_* ops of
+  /// kernels/llama_cpp_ops.hpp, which the host backend implements) instead of piecrust's kernels: with activation rounding on, logits equal llama.cpp's (AVX2 build, f32 KV
   /// cache, no flash attention) bit for bit, so greedy continuations are the same ids. Slower (a naive
   /// attention loop) and f32 KV only; meant for conformance checks. Off by default.
   bool llama_cpp_attention = false;
   /// With activation rounding on: keep a copy of every Q4_1 / Q8_0 matrix with its rows interleaved in
-  /// groups of 8 (detail/q8_interleaved_gemm.hpp), made once at construction. The matmul then runs
+  /// groups of 8 (LinearOptions::interleave of the host backend), made once at construction. The matmul then runs
   /// 1.5-3x faster on AVX2 for the price of a second copy of those weights in memory; results differ from
   /// the GGUF-order matmul only in float summation order. Ignored with llama_cpp_attention, which needs
   /// llama.cpp's exact summation order.
@@ -51,23 +54,49 @@ struct LlamaModelOptions {
 };
 
 template <ExecutionSpace Space, class KvT = float>
-  requires KvElement<KvT> && host_accessible_space<Space>
+  requires KvElement<KvT>
 class LlamaModel {
  public:
   using model_type = LlamaModel;
-  using kv_cache_type = KvCache<KvT>;
+  using space_type = Space;
+  using memory_space = typename Space::memory_space;
+  using kv_cache_type = KvCache<KvT, memory_space>;
+  using weight_type = LinearWeight<Space>;
 
+  /// Loads every weight into the space (kernels/linear.hpp: the host keeps the GGUF bytes of `weights`,
+  /// which this object owns; a GPU converts them).
   LlamaModel(LlamaWeights weights, Space space = Space{}, LlamaModelOptions options = {})
       : w_(std::move(weights)), space_(std::move(space)), opt_(options) {
-    w_.config.validate();
-    if (opt_.llama_cpp_attention && !std::is_same_v<KvT, float>) {
-      detail::fail<Unsupported>("LlamaModel: llama_cpp_attention needs an f32 KV cache (KvT = float)");
+    auto const& c = w_.config;
+    c.validate();
+    if (opt_.llama_cpp_attention) {
+      if constexpr (!has_llama_cpp_arithmetic<Space>) {
+        detail::fail<Unsupported>("LlamaModel: llama_cpp_attention needs the llama_cpp_* ops, which space ", Space::name(),
+                                  " does not implement");
+      }
+      if (!std::is_same_v<KvT, float>) {
+        detail::fail<Unsupported>("LlamaModel: llama_cpp_attention needs an f32 KV cache (KvT = float)");
+      }
+      if (c.rope.llama3.enabled()) {
+        detail::fail<Unsupported>("LlamaModel: llama_cpp_attention does not reproduce Llama-3 RoPE scaling (factor = ",
+                                  c.rope.llama3.factor, ")");
+      }
     }
-    if (opt_.llama_cpp_attention && w_.config.rope.llama3.enabled()) {
-      detail::fail<Unsupported>("LlamaModel: llama_cpp_attention does not reproduce Llama-3 RoPE scaling (factor = ",
-                                w_.config.rope.llama3.factor, ")");
+    LinearOptions const lo{opt_.llama_cpp_activation_rounding, opt_.interleaved_weights && !opt_.llama_cpp_attention};
+    auto vec = [&](std::span<float const> v) { return to_space(space_, v); };
+    lm_head_ = load_linear(space_, w_.lm_head, lo);
+    tied_ = w_.lm_head.data == w_.token_embd.data && w_.lm_head.type == w_.token_embd.type;
+    if (!tied_) embd_ = load_linear(space_, w_.token_embd, lo);
+    output_norm_ = vec(w_.output_norm);
+    layers_.reserve(c.num_layers);
+    for (auto const& L : w_.layers) {
+      Layer d{vec(L.attn_norm), vec(L.ffn_norm), vec(L.bq), vec(L.bk), vec(L.bv),
+              load_linear(space_, L.wq, lo), load_linear(space_, L.wk, lo), load_linear(space_, L.wv, lo),
+              load_linear(space_, L.wo, lo), load_linear(space_, L.gate, lo), load_linear(space_, L.up, lo),
+              load_linear(space_, L.down, lo)};
+      layers_.push_back(std::move(d));
     }
-    if (opt_.llama_cpp_activation_rounding && opt_.interleaved_weights && !opt_.llama_cpp_attention) pack_weights();
+    space_.fence();
   }
 
   [[nodiscard]] LlamaConfig const& config() const noexcept { return w_.config; }
@@ -79,18 +108,19 @@ class LlamaModel {
   }
   [[nodiscard]] kv_cache_type make_kv_cache(std::size_t num_pages, std::size_t page_size) const {
     auto const& c = w_.config;
-    return kv_cache_type(c.num_layers, num_pages, page_size, c.num_kv_heads, c.head_dim);
+    return kv_cache_type(space_, c.num_layers, num_pages, page_size, c.num_kv_heads, c.head_dim);
   }
 
-  /// One step. logits: [batch.logit_rows.size()][vocab_size]. Throws (before touching the cache) on a
-  /// token id >= vocab, mismatched sizes, a logit row >= num_tokens, or a page table that does not
-  /// cover the new tokens.
+  /// One step. logits: [batch.logit_rows.size()][vocab_size], the space's memory. Throws (before touching
+  /// the cache) on a token id >= vocab, mismatched sizes, a logit row >= num_tokens, a page table that does
+  /// not cover the new tokens, or adapters that do not fit the model.
   void forward(kv_cache_type& kv, ForwardBatch const& batch, std::span<float> logits) {
     auto const& c = w_.config;
     std::size_t const T = batch.tokens.size();
     std::size_t const R = batch.logit_rows.size();
     std::size_t const H = c.num_heads, KH = c.num_kv_heads, D = c.head_dim, E = c.hidden, F = c.ffn;
-    check(kv, batch, logits);
+    detail::check_llama_batch("LlamaModel::forward", c, kv.num_layers(), kv.num_kv_heads(), kv.head_dim(), kv.page_size(),
+                              batch, logits.size());
     if (T == 0) return;
 
     // KV slots of the new tokens: request b's token i goes to KV position kv_len - qo_len + i.
@@ -106,224 +136,123 @@ class LlamaModel {
     }
     auto const slots = append_kv_slots(kv.page_size(), batch_idx, kv_pos, pb.kv_indptr, pb.kv_indices);  // [T]
 
-    Buffer<float> x(T * E);          // [T][E] residual stream
-    Buffer<float> a(T * E);          // [T][E] normalized input of a sublayer
-    Buffer<float> q(T * H * D);      // [T][H][D]
-    Buffer<float> k(T * KH * D);     // [T][KH][D]
-    Buffer<float> v(T * KH * D);     // [T][KH][D]
-    Buffer<float> o(T * H * D);      // [T][H][D] attention output
-    Buffer<float> lse(T * H);        // [T][H]
-    Buffer<float> g(T * F);          // [T][F] gate, then silu(gate) * up
-    Buffer<float> u(T * F);          // [T][F]
+    Scratch& s = scratch(T, R);
+    auto x = view(s.x, T, E), a = view(s.a, T, E), g = view(s.g, T, F), u = view(s.u, T, F);
+    auto q = view(s.q, T, H * D), k = view(s.k, T, KH * D), v = view(s.v, T, KH * D), o = view(s.o, T, H * D);
+    auto cq = ShapedView<float const, 3>(s.q.data(), T, H, D);
+    auto ck = ShapedView<float const, 3>(s.k.data(), T, KH, D), cv = ShapedView<float const, 3>(s.v.data(), T, KH, D);
 
-    embedding(space_, w_.token_embd, ids, x.view(T, E));
+    // Every layer attends with the same tokens, pages and masks: validated and planned once for the step.
+    std::optional<AttentionPlan<Space>> attention;
+    if (!llama_cpp_arithmetic()) {
+      attention.emplace(plan_attention(space_, AttentionProblem{T, H, D, KH, kv.num_pages(), kv.page_size(), batch.pages,
+                                                                batch.attention}));
+    }
+
+    embedding(space_, embd().matrix, ids, x);
     for (std::size_t l = 0; l < c.num_layers; ++l) {
-      auto const& L = w_.layers[l];
-      rms_norm(space_, x.view(T, E), ShapedView<float const, 1>(L.attn_norm), a.view(T, E), c.rms_eps);
-      PackedLayer const* P = packed_.empty() ? nullptr : &packed_[l];
-      matmul3(a.view(T, E), {{{&L.wq, P ? &P->wq : nullptr, q.view(T, H * D)},
-                              {&L.wk, P ? &P->wk : nullptr, k.view(T, KH * D)},
-                              {&L.wv, P ? &P->wv : nullptr, v.view(T, KH * D)}}});
-      detail::apply_lora_qkv(batch, l, a.view(T, E), q.view(T, H * D), k.view(T, KH * D), v.view(T, KH * D));
+      Layer const& L = layers_[l];
+      rms_norm(space_, x, norm(L.attn_norm), a, c.rms_eps);
+      std::array<LinearProduct<weight_type>, 3> const qkv{{{&L.wq, q, 0.0f}, {&L.wk, k, 0.0f}, {&L.wv, v, 0.0f}}};
+      linear_many(space_, a, std::span<LinearProduct<weight_type> const>(qkv));
+      detail::apply_lora_qkv(space_, lora_, batch, l, a, q, k, v);
       if (c.qkv_bias) {
-        add_bias(q.view(T, H * D), L.bq);
-        add_bias(k.view(T, KH * D), L.bk);
-        add_bias(v.view(T, KH * D), L.bv);
+        add_bias(space_, q, norm(L.bq));
+        add_bias(space_, k, norm(L.bk));
+        add_bias(space_, v, norm(L.bv));
       }
-      if (llama_cpp_attention()) {
-        detail::llama_cpp::rope(q.view(T, H, D), batch.positions, c.rope);
-        detail::llama_cpp::rope(k.view(T, KH, D), batch.positions, c.rope);
-      } else {
-        rope(space_, q.view(T, H, D), batch.positions, c.rope);
-        rope(space_, k.view(T, KH, D), batch.positions, c.rope);
-      }
-      append_kv(space_, kv.layer(l), std::as_const(k).view(T, KH, D), std::as_const(v).view(T, KH, D), slots);
-      if (llama_cpp_attention()) {
-        if constexpr (std::is_same_v<KvT, float>) {  // the constructor refused the option for other KV types
-          auto const layer = kv.layer(l);
-          PagedKv<float const> const ro{layer.data, layer.num_pages, layer.page_size, layer.num_kv_heads, layer.head_dim};
-          detail::llama_cpp::attention([&](std::size_t n, auto&& f) { split(n, f, 1); }, std::as_const(q).view(T, H, D), ro,
-                                       batch.pages, batch.attention, o.view(T, H, D));
+      auto q3 = ShapedView<float, 3>(s.q.data(), T, H, D), k3 = ShapedView<float, 3>(s.k.data(), T, KH, D);
+      auto o3 = ShapedView<float, 3>(s.o.data(), T, H, D);
+      if (llama_cpp_arithmetic()) {
+        if constexpr (has_llama_cpp_arithmetic<Space> && std::is_same_v<KvT, float>) {  // else refused at construction
+          llama_cpp_rope(space_, q3, batch.positions, c.rope);
+          llama_cpp_rope(space_, k3, batch.positions, c.rope);
+          append_kv(space_, kv.layer(l), ck, cv, slots);
+          llama_cpp_attention(space_, cq, std::as_const(kv).layer(l), batch.pages, batch.attention, o3);
         }
       } else {
-        paged_attention(space_, std::as_const(q).view(T, H, D), kv.layer(l), batch.pages, o.view(T, H, D), lse.view(T, H), {},
-                        batch.attention);
+        rope(space_, q3, batch.positions, c.rope);
+        rope(space_, k3, batch.positions, c.rope);
+        append_kv(space_, kv.layer(l), ck, cv, slots);
+        paged_attention(space_, cq, kv.layer(l), *attention, o3, view(s.lse, T, H));
       }
-      matmul(o.view(T, H * D), L.wo, P ? &P->wo : nullptr, x.view(T, E), 1.0f);
-      detail::apply_lora(batch, l, LoraTarget::o, o.view(T, H * D), x.view(T, E));
-      rms_norm(space_, x.view(T, E), ShapedView<float const, 1>(L.ffn_norm), a.view(T, E), c.rms_eps);
-      matmul3(a.view(T, E), {{{&L.gate, P ? &P->gate : nullptr, g.view(T, F)},
-                              {&L.up, P ? &P->up : nullptr, u.view(T, F)},
-                              {nullptr, nullptr, {}}}});
-      if (llama_cpp_attention()) {
-        detail::llama_cpp::swiglu(std::as_const(g).span(), std::as_const(u).span(), g.span());
+      linear(space_, o, L.wo, x, 1.0f);
+      detail::apply_lora(space_, lora_, batch, l, LoraTarget::o, o, x);
+      rms_norm(space_, x, norm(L.ffn_norm), a, c.rms_eps);
+      std::array<LinearProduct<weight_type>, 2> const gu{{{&L.gate, g, 0.0f}, {&L.up, u, 0.0f}}};
+      linear_many(space_, a, std::span<LinearProduct<weight_type> const>(gu));
+      if (llama_cpp_arithmetic()) {
+        if constexpr (has_llama_cpp_arithmetic<Space>) llama_cpp_swiglu(space_, g, u, g);
       } else {
-        swiglu(space_, std::as_const(g).view(T, F), std::as_const(u).view(T, F), g.view(T, F));
+        swiglu(space_, g, u, g);
       }
-      matmul(g.view(T, F), L.down, P ? &P->down : nullptr, x.view(T, E), 1.0f);
+      linear(space_, g, L.down, x, 1.0f);
     }
     if (R == 0) return;
-    Buffer<float> rows(R * E);  // [R][E]
-    for (std::size_t r = 0; r < R; ++r) {
-      std::copy_n(x.data() + std::size_t{batch.logit_rows[r]} * E, E, rows.data() + r * E);
-    }
-    rms_norm(space_, rows.view(R, E), ShapedView<float const, 1>(w_.output_norm), rows.view(R, E), c.rms_eps);
-    matmul(rows.view(R, E), w_.lm_head, packed_.empty() ? nullptr : &packed_lm_head_,
-           ShapedView<float, 2>(logits.data(), R, c.vocab_size));
+    auto rows = view(s.rows, R, E);
+    embedding(space_, WeightMatrix{WeightType::f32, s.x.data(), T, E}, batch.logit_rows, rows);  // gather the logit rows
+    rms_norm(space_, rows, norm(output_norm_), rows, c.rms_eps);
+    linear(space_, rows, lm_head_, ShapedView<float, 2>(logits.data(), R, c.vocab_size));
   }
 
  private:
-  void check(kv_cache_type const& kv, ForwardBatch const& batch, std::span<float> logits) const {
+  struct Layer {
+    Buffer<float, memory_space> attn_norm, ffn_norm, bq, bk, bv;  // [E], [E], [H D] / [KH D] / [KH D] or empty
+    weight_type wq, wk, wv, wo, gate, up, down;
+  };
+
+  // Activations of a step, grown to the largest step seen (never shrunk).
+  struct Scratch {
+    Buffer<float, memory_space> x;     // [T][E] residual stream
+    Buffer<float, memory_space> a;     // [T][E] normalized input of a sublayer
+    Buffer<float, memory_space> q;     // [T][H][D]
+    Buffer<float, memory_space> k;     // [T][KH][D]
+    Buffer<float, memory_space> v;     // [T][KH][D]
+    Buffer<float, memory_space> o;     // [T][H][D] attention output
+    Buffer<float, memory_space> lse;   // [T][H]
+    Buffer<float, memory_space> g;     // [T][F] gate, then silu(gate) * up
+    Buffer<float, memory_space> u;     // [T][F]
+    Buffer<float, memory_space> rows;  // [R][E] the logit rows
+  };
+
+  Scratch& scratch(std::size_t T, std::size_t R) {
     auto const& c = w_.config;
-    std::size_t const T = batch.tokens.size();
-    if (kv.num_layers() != c.num_layers || kv.num_kv_heads() != c.num_kv_heads || kv.head_dim() != c.head_dim) {
-      detail::fail<InvalidArgument>("LlamaModel::forward: kv cache has ", kv.num_layers(), " layers x ", kv.num_kv_heads(),
-                                    " heads x ", kv.head_dim(), ", the model needs ", c.num_layers, " x ", c.num_kv_heads,
-                                    " x ", c.head_dim);
-    }
-    if (batch.positions.size() != T) {
-      detail::fail<InvalidArgument>("LlamaModel::forward: positions.size() = ", batch.positions.size(), " != tokens.size() = ", T);
-    }
-    for (std::size_t t = 0; t < T; ++t) {
-      if (batch.tokens[t] < 0 || static_cast<std::size_t>(batch.tokens[t]) >= c.vocab_size) {
-        detail::fail<OutOfRange>("LlamaModel::forward: tokens[", t, "] = ", batch.tokens[t], " is outside the vocabulary of ",
-                                 c.vocab_size);
-      }
-    }
-    for (std::size_t r = 0; r < batch.logit_rows.size(); ++r) {
-      if (batch.logit_rows[r] >= T) {
-        detail::fail<OutOfRange>("LlamaModel::forward: logit_rows[", r, "] = ", batch.logit_rows[r], " >= num_tokens = ", T);
-      }
-    }
-    if (logits.size() != batch.logit_rows.size() * c.vocab_size) {
-      detail::fail<InvalidArgument>("LlamaModel::forward: logits.size() = ", logits.size(), ", expected ",
-                                    batch.logit_rows.size(), " x ", c.vocab_size);
-    }
-    auto const& pb = batch.pages;
-    if (pb.qo_indptr.size() != pb.batch_size() + 1 || pb.kv_indptr.size() != pb.batch_size() + 1 ||
-        (pb.batch_size() > 0 && pb.qo_indptr.back() != T) || (pb.batch_size() == 0 && T != 0)) {
-      detail::fail<InvalidArgument>("LlamaModel::forward: page table sizes (qo_indptr ", pb.qo_indptr.size(), ", kv_indptr ",
-                                    pb.kv_indptr.size(), ", kv_last_page_len ", pb.batch_size(), ") do not describe ", T,
-                                    " tokens");
-    }
-    for (std::size_t b = 0; b < pb.batch_size(); ++b) {
-      if (pb.qo_indptr[b + 1] < pb.qo_indptr[b] || pb.kv_indptr[b + 1] < pb.kv_indptr[b] ||
-          pb.kv_indptr[b + 1] > pb.kv_indices.size()) {
-        detail::fail<InvalidArgument>("LlamaModel::forward: request ", b, " has decreasing indptr or kv_indptr past kv_indices");
-      }
-      if (pb.num_pages(b) > 0 && (pb.kv_last_page_len[b] == 0 || pb.kv_last_page_len[b] > kv.page_size())) {
-        detail::fail<InvalidArgument>("LlamaModel::forward: kv_last_page_len[", b, "] = ", pb.kv_last_page_len[b],
-                                      " must be in [1, ", kv.page_size(), "]");
-      }
-      if (pb.kv_len(b, kv.page_size()) < pb.qo_len(b)) {
-        detail::fail<InvalidArgument>("LlamaModel::forward: request ", b, " has kv length ", pb.kv_len(b, kv.page_size()),
-                                      " < its ", pb.qo_len(b), " new tokens (the page table must cover them)");
-      }
-    }
+    std::size_t const H = c.num_heads, KH = c.num_kv_heads, D = c.head_dim, E = c.hidden, F = c.ffn;
+    auto grow = [&](Buffer<float, memory_space>& b, std::size_t n) {
+      if (b.size() < n) b = Buffer<float, memory_space>(std::max(n, 2 * b.size()), memory_of(space_));
+    };
+    grow(s_.x, T * E);
+    grow(s_.a, T * E);
+    grow(s_.q, T * H * D);
+    grow(s_.k, T * KH * D);
+    grow(s_.v, T * KH * D);
+    grow(s_.o, T * H * D);
+    grow(s_.lse, T * H);
+    grow(s_.g, T * F);
+    grow(s_.u, T * F);
+    grow(s_.rows, std::max<std::size_t>(R, 1) * E);
+    return s_;
   }
 
-  // The interleaved copies of one layer's quantized matrices (an empty InterleavedWeights: not packed).
-  struct PackedLayer {
-    detail::InterleavedWeights wq, wk, wv, wo, gate, up, down;
-  };
-
-  static bool is_q8(WeightMatrix const& w) noexcept {
-    return w.type == WeightType::q4_1 || w.type == WeightType::q8_0;
+  static ShapedView<float, 2> view(Buffer<float, memory_space>& b, std::size_t rows, std::size_t cols) {
+    return ShapedView<float, 2>(b.data(), rows, cols);
   }
-
-  void pack_weights() {
-    auto pack = [](WeightMatrix const& w) { return is_q8(w) ? detail::InterleavedWeights::from(w) : detail::InterleavedWeights{}; };
-    packed_.resize(w_.config.num_layers);
-    split(w_.config.num_layers, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t l = begin; l < end; ++l) {
-        auto const& L = w_.layers[l];
-        packed_[l] = {pack(L.wq), pack(L.wk), pack(L.wv), pack(L.wo), pack(L.gate), pack(L.up), pack(L.down)};
-      }
-    }, 1);
-    packed_lm_head_ = pack(w_.lm_head);
+  static ShapedView<float const, 1> norm(Buffer<float, memory_space> const& b) {
+    return ShapedView<float const, 1>(b.data(), b.size());
   }
-
-  // y = beta * y + x W^T. Quantized weights with activation rounding on: llama.cpp's 8-bit activations and
-  // integer dot products per block for any number of rows, each row's result independent of the others,
-  // on the interleaved copy `p` when there is one (detail/q8_interleaved_gemm.hpp), else in GGUF order
-  // (detail/q8_activation_gemm.hpp); otherwise the kernel layer's gemm.
-  void matmul(ShapedView<float, 2> x, WeightMatrix const& w, detail::InterleavedWeights const* p, ShapedView<float, 2> y,
-              float beta = 0.0f) {
-    if (opt_.llama_cpp_activation_rounding && is_q8(w)) {
-      qx_.quantize(x.data(), x.extent(0), x.extent(1));
-      if (p != nullptr && p->groups > 0) {
-        detail::InterleavedGemmOutput const o{p, y.data(), beta};
-        detail::q8_interleaved_gemm_many([&](std::size_t n, auto&& f) { split(n, f, 2); }, qx_,
-                                         std::span<detail::InterleavedGemmOutput const>(&o, 1));
-      } else {
-        detail::q8_activation_gemm([&](std::size_t n, auto&& f) { split(n, f); }, qx_, w, y.data(), beta);
-      }
-      return;
-    }
-    gemm(space_, ShapedView<float const, 2>(x), w, y, beta);
-  }
-
-  // Up to three products of the same input (Q, K, V or gate, up): one parallel loop on the decode path.
-  struct Product {
-    WeightMatrix const* w;
-    detail::InterleavedWeights const* packed;  // nullptr or empty: not interleaved
-    ShapedView<float, 2> y;
-  };
-  void matmul3(ShapedView<float, 2> x, std::array<Product, 3> const& ps) {
-    bool fused = opt_.llama_cpp_activation_rounding, interleaved = true;
-    for (auto const& p : ps) {
-      if (p.w == nullptr) continue;
-      fused = fused && is_q8(*p.w);
-      interleaved = interleaved && p.packed != nullptr && p.packed->groups > 0;
-    }
-    if (!fused) {
-      for (auto const& p : ps) {
-        if (p.w != nullptr) matmul(x, *p.w, p.packed, p.y);
-      }
-      return;
-    }
-    qx_.quantize(x.data(), x.extent(0), x.extent(1));
-    std::size_t n = 0;
-    if (interleaved) {
-      std::array<detail::InterleavedGemmOutput, 3> outs{};
-      for (auto const& p : ps) {
-        if (p.w != nullptr) outs[n++] = {p.packed, p.y.data(), 0.0f};
-      }
-      detail::q8_interleaved_gemm_many([&](std::size_t len, auto&& f) { split(len, f, 2); }, qx_,
-                                       std::span<detail::InterleavedGemmOutput const>(outs.data(), n));
-      return;
-    }
-    std::array<detail::Q8GemmOutput, 3> outs{};
-    for (auto const& p : ps) {
-      if (p.w != nullptr) outs[n++] = {p.w, p.y.data(), 0.0f};
-    }
-    detail::q8_activation_gemm_many([&](std::size_t len, auto&& f) { split(len, f); }, qx_,
-                                    std::span<detail::Q8GemmOutput const>(outs.data(), n));
-  }
-
-  [[nodiscard]] bool llama_cpp_attention() const noexcept { return opt_.llama_cpp_attention; }
-
-  template <class F>
-  void split(std::size_t n, F&& f, std::size_t grain = 16) {
-    if constexpr (requires { space_.parallel_for(n, f, grain); }) {
-      space_.parallel_for(n, f, grain);
-    } else {
-      f(std::size_t{0}, n);
-    }
-  }
-
-  static void add_bias(ShapedView<float, 2> y, std::span<float const> bias) {
-    for (std::size_t i = 0; i < y.extent(0); ++i) {
-      for (std::size_t j = 0; j < y.extent(1); ++j) y(i, j) += bias[j];
-    }
-  }
+  [[nodiscard]] weight_type const& embd() const noexcept { return tied_ ? lm_head_ : embd_; }
+  [[nodiscard]] bool llama_cpp_arithmetic() const noexcept { return opt_.llama_cpp_attention; }
 
   LlamaWeights w_;
   Space space_;
   LlamaModelOptions opt_;
-  detail::Q8Activations qx_;  // [rows][cols] 8-bit activations of the current matmul
-  std::vector<PackedLayer> packed_;            // [num_layers] interleaved copies; empty when not packing
-  detail::InterleavedWeights packed_lm_head_;  // interleaved lm_head (when packing)
+  weight_type lm_head_;  // [vocab][E]
+  weight_type embd_;     // [vocab][E], unused (empty) when the embeddings are tied to lm_head_
+  bool tied_ = false;
+  Buffer<float, memory_space> output_norm_;  // [E]
+  std::vector<Layer> layers_;
+  Scratch s_;
+  detail::LoraOnSpace<Space> lora_;  // the adapters in use, in the space's memory
 };
 
 }  // namespace piecrust

@@ -20,6 +20,7 @@
 #include <piecrust/model/llama_config.hpp>
 
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -116,6 +117,7 @@ class LoraAdapter {
     p.b = std::move(b);
     p.scale = alpha_ != 0.0f ? alpha_ / static_cast<float>(rank) : 1.0f;
     layers_[layer][static_cast<std::size_t>(target)] = std::move(p);
+    revision_ = next_revision();
     return *this;
   }
 
@@ -225,6 +227,9 @@ class LoraAdapter {
   }
   [[nodiscard]] LoraShape const& shape() const noexcept { return shape_; }
   [[nodiscard]] float alpha() const noexcept { return alpha_; }
+  /// Names these contents: unique to this adapter, renewed by every `set`, shared by its copies (which hold
+  /// the same values). A model that keeps the adapter in its space's memory recognizes it by this.
+  [[nodiscard]] std::uint64_t revision() const noexcept { return revision_; }
   /// Adapted projections over all layers.
   [[nodiscard]] std::size_t num_pairs() const noexcept {
     std::size_t n = 0;
@@ -328,8 +333,14 @@ class LoraAdapter {
     return v;
   }
 
+  static std::uint64_t next_revision() noexcept {
+    static std::atomic<std::uint64_t> counter{0};
+    return counter.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
+
   LoraShape shape_;
   float alpha_;
+  std::uint64_t revision_ = next_revision();
   std::vector<std::array<std::optional<LoraPair>, lora_target_count>> layers_;  // [num_layers][q, k, v, o]
 };
 

@@ -4,7 +4,7 @@
 // to emulate llama.cpp's on-the-fly activation quantization.
 
 #include <piecrust/core/error.hpp>
-#include <piecrust/model/detail/half.hpp>
+#include <piecrust/kernels/detail/half.hpp>
 #include <piecrust/model/ggml_type.hpp>
 
 #include <algorithm>

@@ -13,11 +13,13 @@
 // submitted, and sampling randomness is keyed by (seed, context, draw), so the same program with the same
 // seed produces the same tokens whatever else runs beside it.
 
-#include <piecrust/backends/host.hpp>
 #include <piecrust/core/brle.hpp>
 #include <piecrust/core/error.hpp>
 #include <piecrust/core/page_pool.hpp>
 #include <piecrust/core/trim_plan.hpp>
+#include <piecrust/kernels/kv_pages.hpp>
+#include <piecrust/exec/memory_of.hpp>
+#include <piecrust/kernels/logit_step.hpp>
 #include <piecrust/kernels/probe.hpp>
 #include <piecrust/kernels/sample.hpp>
 #include <piecrust/model/chat_template.hpp>
@@ -30,6 +32,7 @@
 #include <piecrust/runtime/context.hpp>
 #include <piecrust/runtime/forward.hpp>
 #include <piecrust/runtime/kv_export.hpp>
+#include <piecrust/runtime/pass_logits.hpp>
 #include <piecrust/runtime/task.hpp>
 
 #include <algorithm>
@@ -37,7 +40,6 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <deque>
 #include <limits>
 #include <exception>
@@ -88,6 +90,7 @@ class Engine {
  public:
   using model_type = M;
   using kv_cache_type = typename M::kv_cache_type;
+  using space_type = typename M::space_type;
   static_assert(PagedKvStorage<kv_cache_type>, "piecrust::Engine: the model's KV cache must expose paged layers");
 
   /// `tokenizer` (optional, not owned) enables text fills and decoded generations; `chat` selects the chat
@@ -255,19 +258,10 @@ class Engine {
     return *chat_;
   }
 
-  /// Copies one page's K/V bytes, every layer.
-  void copy_page(PageId from, PageId to) {
-    for (std::size_t l = 0; l < kv_.num_layers(); ++l) {
-      auto layer = kv_.layer(l);
-      std::size_t const n = layer.page_stride();
-      std::memmove(layer.data + to * n, layer.data + from * n, n * sizeof(*layer.data));
-    }
-  }
-
   Context<M> fork_context(detail::ContextState const& parent) {
     auto child = std::make_unique<detail::ContextState>(pool_, next_context_id_);
     PageTableFork f = parent.table.fork();  // throws OutOfPages before anything changes
-    for (PageCopy const& c : f.copies) copy_page(c.from, c.to);
+    copy_kv_pages(model_->space(), kv_, std::span<PageCopy const>(f.copies));
     child->table = std::move(f.table);
     child->pending = parent.pending;
     child->user_turn_open = parent.user_turn_open;
@@ -295,12 +289,10 @@ class Engine {
     for (std::size_t p = 0; p < t.committed_pages().size(); ++p) {
       auto const meta = t.committed_page_tokens(p);
       e.tokens.insert(e.tokens.end(), meta.begin(), meta.end());
-      for (std::size_t l = 0; l < kv_.num_layers(); ++l) {
-        auto layer = kv_.layer(l);
-        auto const* b = reinterpret_cast<std::uint8_t const*>(layer.data + t.committed_pages()[p] * layer.page_stride());
-        e.bytes.insert(e.bytes.end(), b, b + layer.page_stride() * sizeof(*layer.data));
-      }
     }
+    std::vector<std::uint32_t> const pages(t.committed_pages().begin(), t.committed_pages().end());
+    e.bytes.resize(pages.size() * kv_.num_layers() * kv_.page_bytes());
+    read_kv_pages(model_->space(), kv_, std::span<std::uint32_t const>(pages), std::as_writable_bytes(std::span(e.bytes)));
     return encode_kv_export(e);
   }
 
@@ -323,14 +315,8 @@ class Engine {
     std::size_t const pages = e.header.num_pages;
     t.reserve_working_pages(pages);  // OutOfPages: the new context is destroyed, nothing else changed
     t.append_working_tokens(e.tokens);
-    std::size_t const per_page = kv_.num_layers() * e.header.layer_page_bytes();
-    for (std::size_t p = 0; p < pages; ++p) {
-      for (std::size_t l = 0; l < kv_.num_layers(); ++l) {
-        auto layer = kv_.layer(l);
-        std::size_t const n = layer.page_stride() * sizeof(*layer.data);
-        std::memcpy(layer.data + t.working_pages()[p] * layer.page_stride(), e.bytes.data() + p * per_page + l * n, n);
-      }
-    }
+    std::vector<std::uint32_t> const ids(t.working_pages().begin(), t.working_pages().begin() + static_cast<std::ptrdiff_t>(pages));
+    write_kv_pages(model_->space(), kv_, std::span<std::uint32_t const>(ids), std::as_bytes(std::span(e.bytes)));
     t.commit_working_pages(pages);  // equal pages already in the pool are shared
     ctx.state().masked = MaskedSlots::from_tokens(e.tokens);
     return ctx;
@@ -381,7 +367,7 @@ class Engine {
     h.num_layers = static_cast<std::uint32_t>(kv_.num_layers());
     h.num_kv_heads = static_cast<std::uint32_t>(shape_.num_kv_heads);
     h.head_dim = static_cast<std::uint32_t>(shape_.head_dim);
-    h.element_size = static_cast<std::uint32_t>(sizeof(*kv_.layer(0).data));
+    h.element_size = static_cast<std::uint32_t>(sizeof(typename kv_cache_type::value_type));
     h.num_pages = num_pages;
     return h;
   }
@@ -393,6 +379,7 @@ class Engine {
     std::size_t kv_before;
     std::size_t first_token;  // index of the pass's first token in the step
     LoraAdapter const* adapter;  // of every token of the pass, or nullptr
+    std::size_t first_row = 0;   // index of the pass's first logits row in the step
   };
 
   void rollback(Prepared const& p) {
@@ -475,6 +462,7 @@ class Engine {
       detail::PassRequest const& pass = *p.pass;
       PageTable const& t = pass.ctx->table;
       p.first_token = tokens.size();
+      p.first_row = logit_rows.size();
       tokens.insert(tokens.end(), pass.tokens.begin(), pass.tokens.end());
       positions.insert(positions.end(), pass.positions.begin(), pass.positions.end());
       qo_indptr.push_back(static_cast<std::uint32_t>(tokens.size()));
@@ -492,7 +480,10 @@ class Engine {
     }
 
     std::size_t const vocab = shape_.vocab_size;
-    std::vector<float> logits(logit_rows.size() * vocab);  // [num_logits][vocab]
+    if (logits_.size() < logit_rows.size() * vocab) {
+      logits_ = Buffer<float, typename space_type::memory_space>(logit_rows.size() * vocab, memory_of(model_->space()));
+    }
+    std::span<float> const logits(logits_.data(), logit_rows.size() * vocab);  // [num_logits][vocab], the model's space
     ForwardBatch fb;
     fb.tokens = tokens;
     fb.positions = positions;
@@ -514,14 +505,37 @@ class Engine {
     ++stats_.steps;
     stats_.tokens += tokens.size();
 
+    // Every sampler and probe of the step in one logit_step on the model's space (one copy of results back).
+    std::vector<LogitRowPlan> plan;  // [num_logits]
+    plan.reserve(logit_rows.size());
+    for (Prepared const& p : prepared) {
+      try {
+        detail::plan_logit_rows(*p.pass, options_.seed, shape_.vocab_size, plan);
+      } catch (...) {
+        p.pass->error = std::current_exception();
+        plan.resize(plan.size() + detail::logit_rows_of(*p.pass), LogitRowPlan{logit_task::Raw{}, nullptr});  // kept aligned, unread
+      }
+    }
+    std::vector<LogitRowResult> results;
+    std::exception_ptr step_error;
+    try {
+      results = logit_step(model_->space(), ShapedView<float const, 2>(logits.data(), logit_rows.size(), vocab),
+                           std::span<LogitRowPlan const>(plan), logit_arena_);
+    } catch (...) {
+      step_error = std::current_exception();
+    }
     std::size_t row = 0;
     for (Prepared const& p : prepared) {
       detail::PassRequest& pass = *p.pass;
-      try {
-        answer(pass, logits, row);
-      } catch (...) {
-        pass.error = std::current_exception();
+      if (step_error && !pass.error) pass.error = step_error;
+      if (!pass.error) {
+        try {
+          detail::answer_pass(pass, results, row);
+        } catch (...) {
+          pass.error = std::current_exception();
+        }
       }
+      row = p.first_row + detail::logit_rows_of(pass);
       detail::ContextState& cs = *pass.ctx;
       if (pass.error) {
         rollback(p);
@@ -558,79 +572,6 @@ class Engine {
     }
   }
 
-  // Samples and probes of one pass, from its logits rows starting at `row` (advanced past them).
-  void answer(detail::PassRequest& pass, std::vector<float> const& logits, std::size_t& row) {
-    std::size_t const vocab = shape_.vocab_size;
-    detail::ContextState& cs = *pass.ctx;
-    pass.output.pass = pass.serial;
-    auto row_view = [&](std::size_t r) { return ShapedView<float const, 2>(logits.data() + r * vocab, {1, vocab}); };
-    std::span<LogitMask const> const mask = pass.logit_mask.empty() ? std::span<LogitMask const>{}
-                                                                     : std::span<LogitMask const>(&pass.logit_mask, 1);
-    for (auto const& s : pass.samples) {
-      ForwardOutput::SampleResult res;
-      for (std::size_t k = 0; k < s.indices.size(); ++k, ++row) {
-        SampleKey const key{options_.seed, cs.id, cs.sample_step++};
-        std::uint32_t token = 0;
-        float logprob = -std::numeric_limits<float>::infinity();  // ln p(token), see ForwardOutput::sampled_logprobs
-        if (s.sampler.is_custom()) {
-          std::vector<std::uint32_t> ids(vocab);
-          std::vector<float> probs(vocab);
-          probe_distribution(host_, row_view(row), 0, 1.0f, mask, ShapedView<std::uint32_t, 2>(ids.data(), {1, vocab}),
-                             ShapedView<float, 2>(probs.data(), {1, vocab}));
-          std::size_t allowed = vocab;
-          while (allowed > 1 && probs[allowed - 1] == 0.0f) --allowed;
-          token = s.sampler.custom_fn()(std::span(ids).first(allowed), std::span(probs).first(allowed));
-          for (std::size_t j = 0; j < allowed; ++j) {
-            if (ids[j] == token) logprob = std::log(probs[j]);  // the distribution the sampler was handed (T = 1)
-          }
-        } else {
-          SamplingParams const params = s.sampler.params();
-          sample(host_, row_view(row), std::span(&params, 1), mask, std::span(&key, 1), std::span(&token, 1));
-          logprob = 0.0f;
-          probe_logprobs(host_, row_view(row), ShapedView<std::uint32_t const, 2>(&token, 1, 1), params.effective_temperature(),
-                         mask, ShapedView<float, 2>(&logprob, 1, 1));
-        }
-        res.tokens.push_back(token);
-        res.logprobs.push_back(logprob);
-      }
-      pass.output.samples.push_back(std::move(res));
-    }
-    for (auto const& pr : pass.probes) {
-      ForwardOutput::ProbeResult res;
-      auto const view = row_view(row++);
-      std::visit(
-          [&](auto const& kind) {
-            using K = std::decay_t<decltype(kind)>;
-            if constexpr (std::is_same_v<K, Logits>) {
-              res.values.assign(logits.begin() + static_cast<std::ptrdiff_t>((row - 1) * vocab),
-                                logits.begin() + static_cast<std::ptrdiff_t>(row * vocab));
-            } else if constexpr (std::is_same_v<K, Distribution>) {
-              std::size_t const k = kind.k == 0 ? vocab : kind.k;
-              res.ids.resize(k);
-              res.values.resize(k);
-              probe_distribution(host_, view, kind.k, kind.temperature, {}, ShapedView<std::uint32_t, 2>(res.ids.data(), {1, k}),
-                                 ShapedView<float, 2>(res.values.data(), {1, k}));
-            } else if constexpr (std::is_same_v<K, Logprob> || std::is_same_v<K, Logprobs>) {
-              std::vector<std::uint32_t> ids;
-              if constexpr (std::is_same_v<K, Logprob>) {
-                ids = {kind.id};
-              } else {
-                ids = kind.ids;
-              }
-              res.ids = ids;
-              res.values.resize(ids.size());
-              probe_logprobs(host_, view, ShapedView<std::uint32_t const, 2>(ids.data(), {1, ids.size()}), 1.0f, {},
-                             ShapedView<float, 2>(res.values.data(), {1, ids.size()}));
-            } else {
-              res.values.resize(1);
-              probe_entropy(host_, view, kind.temperature, {}, std::span(res.values));
-            }
-          },
-          pr.kind);
-      pass.output.probes.push_back(std::move(res));
-    }
-  }
-
   M* model_;
   ModelShape shape_;
   EngineOptions options_;
@@ -638,7 +579,8 @@ class Engine {
   kv_cache_type kv_;
   Tokenizer const* tokenizer_;
   std::optional<ChatTemplate> chat_;
-  Host host_{};
+  Buffer<float, typename space_type::memory_space> logits_;  // [num_logits][vocab] of the last step, the model's space
+  LogitStepArena<space_type> logit_arena_;                    // sampling and probe scratch, kept between steps
   std::deque<std::coroutine_handle<>> ready_;
   std::vector<detail::PassRequest*> pending_;
   std::vector<Task<void>> roots_;

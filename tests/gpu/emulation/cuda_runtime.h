@@ -2,14 +2,18 @@
 // Host emulation of the part of the CUDA runtime and device dialect that piecrust's kernels use, for
 // testing the kernels' logic on a machine without a GPU. Not a CUDA implementation: one device, every
 // "stream" synchronous, device memory is host memory (tracked, so pointer attributes tell device from
-// host), and a kernel launch runs each block's threads as cooperative user-space threads (ucontext) that
-// switch at __syncthreads and at warp shuffles. Kernels are compiled as plain C++ (the translation unit
+// host), and a kernel launch runs each block's threads as cooperative user-space threads that switch at
+// __syncthreads and at warp shuffles: each thread starts on its own stack with makecontext / setcontext,
+// and every later switch is _setjmp / _longjmp, which (unlike swapcontext) saves no signal mask, so a switch
+// makes no system call. The build must not define _FORTIFY_SOURCE: its longjmp check rejects a jump to
+// another stack. Kernels are compiled as plain C++ (the translation unit
 // defines __CUDACC__ and PIECRUST_GPU_EMULATION, and puts this folder first on the include path).
 //
 // What it checks: indexing, barriers placed where every thread reaches them, shared-memory protocols,
 // reductions/scans/pivot searches, results against the host oracle. What it cannot: memory-model races
 // between threads of a real GPU, timing, occupancy, nvcc-specific code generation.
 
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <algorithm>
@@ -42,6 +46,7 @@ enum cudaMemoryType {
   cudaMemoryTypeManaged = 3
 };
 enum cudaMemPoolAttr { cudaMemPoolAttrReleaseThreshold = 4 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
 struct CUstream_emulated {};
 struct CUevent_emulated {};
 struct CUmempool_emulated {};
@@ -62,6 +67,14 @@ struct cudaPointerAttributes {
 struct uint3 {
   unsigned x = 0, y = 0, z = 0;
 };
+struct alignas(16) uint4 {
+  unsigned x = 0, y = 0, z = 0, w = 0;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+struct alignas(16) float4 {
+  float x = 0, y = 0, z = 0, w = 0;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
   dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}  // NOLINT: implicit like CUDA's
@@ -93,6 +106,17 @@ inline char const* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ?
 inline cudaError_t cudaGetLastError() { return std::exchange(piecrust_emulation::last_error(), cudaSuccess); }
 inline cudaError_t cudaGetDevice(int* d) {
   *d = 0;
+  return cudaSuccess;
+}
+/// A small "device" (4 multiprocessors, one resident block each), so that the split-KV heuristics of the
+/// attention planner split long sequences and the merge of partial states is exercised.
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int device) {
+  *v = 4;
+  return device == 0 ? cudaSuccess : cudaErrorInvalidValue;
+}
+template <class Kernel>
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* n, Kernel, int, std::size_t) {
+  *n = 1;
   return cudaSuccess;
 }
 inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
@@ -155,10 +179,12 @@ inline constexpr std::size_t stack_bytes = 256 * 1024;
 
 struct Block {
   struct Thread {
-    ucontext_t ctx{};
+    ucontext_t ctx{};  // the thread's start (makecontext)
+    jmp_buf at{};      // where it yielded
+    bool started = false;
     bool done = false;
   };
-  ucontext_t scheduler{};
+  jmp_buf scheduler{};  // where the launch loop resumed the current thread
   std::vector<Thread> threads;
   std::size_t current = 0;
   std::size_t live = 0;
@@ -179,9 +205,9 @@ inline std::vector<std::unique_ptr<char[]>>& stacks() {
   return s;
 }
 
-inline void yield() {
+[[gnu::noinline]] inline void yield() {
   Block& b = *current_block();
-  swapcontext(&b.threads[b.current].ctx, &b.scheduler);
+  if (_setjmp(b.threads[b.current].at) == 0) _longjmp(b.scheduler, 1);
 }
 
 /// Waits until every live participant arrived (arrived, generation: the barrier's state).
@@ -240,22 +266,29 @@ inline void entry() {
     b.warp_arrived[w] = 0;
     ++b.warp_generation[w];
   }
-}  // returns through uc_link to the scheduler
+  _longjmp(b.scheduler, 1);  // never returns: the thread's stack is abandoned
+}
 
-// getcontext / swapcontext return twice: kept in small functions of their own, so that no caller's
-// locals live across them (GCC's -Wclobbered).
+// getcontext / _setjmp return twice: kept in small functions of their own, so that no caller's locals
+// live across them (GCC's -Wclobbered).
 [[gnu::noinline]] inline void start_thread(Block& b, std::size_t i) {
   getcontext(&b.threads[i].ctx);
   b.threads[i].ctx.uc_stack.ss_sp = stacks()[i].get();
   b.threads[i].ctx.uc_stack.ss_size = stack_bytes;
-  b.threads[i].ctx.uc_link = &b.scheduler;
+  b.threads[i].ctx.uc_link = nullptr;  // entry() never returns
   makecontext(&b.threads[i].ctx, entry, 0);
 }
 [[gnu::noinline]] inline void resume(Block& b, std::size_t i, dim3 block) {
   b.current = i;
   threadIdx = {static_cast<unsigned>(i % block.x), static_cast<unsigned>(i / block.x % block.y),
                static_cast<unsigned>(i / (std::size_t{block.x} * block.y))};
-  swapcontext(&b.scheduler, &b.threads[i].ctx);
+  Block::Thread& t = b.threads[i];
+  if (_setjmp(b.scheduler) != 0) return;  // the thread yielded or exited
+  if (!t.started) {
+    t.started = true;
+    setcontext(&t.ctx);
+  }
+  _longjmp(t.at, 1);
 }
 
 /// Runs kernel(args...) over the grid: blocks one after another, each block's threads cooperatively.
@@ -315,6 +348,11 @@ T __shfl_sync(unsigned, T v, int src_lane, int = 32) {
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return std::exchange(*p, *p + v); }
 inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) { return std::exchange(*p, *p + v); }
 inline unsigned atomicMin(unsigned* p, unsigned v) { return std::exchange(*p, std::min(*p, v)); }
+// CUDA's device overloads of min / max for integers (float code uses fminf / fmaxf from <cmath>).
+inline int min(int a, int b) { return a < b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
 inline unsigned __float_as_uint(float f) {
   unsigned u;
   std::memcpy(&u, &f, 4);

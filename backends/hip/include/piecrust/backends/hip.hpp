@@ -1,11 +1,14 @@
 #pragma once
 // piecrust's HIP backend: the CUDA backend's space, memory, copies and kernels, compiled by hipcc
-// (piecrust::Cuda is then a HIP device + stream). Everything of piecrust/backends/cuda.hpp except gemm:
-// Debian's HIP 5.2 toolchain ships no hipBLAS, so there is no GEMM on HIP yet.
+// (piecrust::Cuda is then a HIP device + stream). Everything of piecrust/backends/cuda.hpp; gemm is the
+// direct kernel (Debian's HIP 5.2 toolchain ships no hipBLAS) and attention uses the decode kernel only.
 
+#include "piecrust/backends/cuda/add_bias.hpp"
 #include "piecrust/backends/cuda/append_kv.hpp"
+#include "piecrust/backends/cuda/attention/paged_attention.hpp"
 #include "piecrust/backends/cuda/copy.hpp"
 #include "piecrust/backends/cuda/embedding.hpp"
+#include "piecrust/backends/cuda/gemm.hpp"
 #include "piecrust/backends/cuda/memory.hpp"
 #include "piecrust/backends/cuda/probe.hpp"
 #include "piecrust/backends/cuda/rms_norm.hpp"

@@ -1,11 +1,15 @@
 #pragma once
 // piecrust's host backend: the Host execution space and its implementation of every kernel.
 
+#include "piecrust/backends/host/add_bias.hpp"
 #include "piecrust/backends/host/append_kv.hpp"
+#include "piecrust/backends/host/copy.hpp"
 #include "piecrust/backends/host/dequantize.hpp"
 #include "piecrust/backends/host/embedding.hpp"
 #include "piecrust/backends/host/gemm.hpp"
 #include "piecrust/backends/host/host_space.hpp"
+#include "piecrust/backends/host/linear.hpp"
+#include "piecrust/backends/host/llama_cpp_ops.hpp"
 #include "piecrust/backends/host/merge_states.hpp"
 #include "piecrust/backends/host/paged_attention.hpp"
 #include "piecrust/backends/host/probe.hpp"

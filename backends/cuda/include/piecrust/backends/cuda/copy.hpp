@@ -11,6 +11,7 @@
 #include "piecrust/backends/cuda/runtime.hpp"
 #include "piecrust/backends/cuda/space.hpp"
 #include "piecrust/exec/buffer.hpp"
+#include "piecrust/kernels/copy.hpp"
 #include "piecrust/kernels/detail/check.hpp"
 
 namespace piecrust {
@@ -72,5 +73,24 @@ template <class T>
 [[nodiscard]] std::vector<T> to_host(Cuda const& space, Buffer<T, CudaMemory> const& device) {
   return to_host(space, device_span(device));
 }
+
+/// The memory primitives of kernels/copy.hpp: stream-ordered; a copy to the host waits for the stream so that
+/// the host may read the result at once.
+template <>
+struct KernelImpl<ops::Copy, Cuda> {
+  static void run(Cuda const& space, void* dst, void const* src, std::size_t bytes, CopyKind kind) {
+    gpu::DeviceGuard guard(space.device());
+    gpu::memcpy_async(dst, src, bytes, space.stream());
+    if (kind == CopyKind::to_host) space.fence();
+  }
+};
+
+template <>
+struct KernelImpl<ops::ZeroFill, Cuda> {
+  static void run(Cuda const& space, void* dst, std::size_t bytes) {
+    gpu::DeviceGuard guard(space.device());
+    gpu::memset_async(dst, 0, bytes, space.stream());
+  }
+};
 
 }  // namespace piecrust

@@ -1,16 +1,16 @@
 #pragma once
-// Cuda implementation of gemm, y = beta * y + x * W^T, through cuBLAS (CUDA only: Debian's HIP 5.2
-// toolchain ships no hipBLAS, so this header is not part of the HIP compile check).
+// Cuda implementation of gemm, y = beta * y + x * W^T, through cuBLAS on CUDA. On HIP (Debian's HIP 5.2
+// toolchain ships no hipBLAS) the direct kernel of gemv.hpp serves every m (at the end of this file).
 //  * f32 weights: cublasSgemm (f32 in, f32 accumulate; TF32 is not enabled, so results track the host).
 //  * f16 / bf16 weights: x rounded to the weights' 16-bit type, cublasGemmEx with f32 accumulation and
 //    f32 output (CUBLAS_COMPUTE_32F), the standard mixed-precision GEMM of bf16 inference.
-//  * q8_0 / q4_1 weights, m <= gemv_max_rows: a direct kernel that reads the quantized weights once
-//    (decode is bound by weight bandwidth: the floor is size_bytes(W) / bandwidth, e.g. a 4096 x 4096
-//    Q4_1 matrix, 10.5 MB, ~3 us at 3.35 TB/s).
+//  * q8_0 / q4_1 weights, m <= gemv_max_rows: the direct kernel (gemv.hpp) that reads the quantized weights
+//    once (decode is bound by weight bandwidth).
 //  * q8_0 / q4_1 weights, larger m: panels of W dequantized to bf16 in the space's scratch, then
 //    cublasGemmEx per panel (prefill is bound by tensor-core FLOPs: 2 m n k / ~990 TFLOP/s dense bf16).
 // Row-major y[m][n] = x[m][k] W[n][k]^T is the column-major product Y^T = W^T(op T) X^T, so W is the
 // "A" operand with op T and leading dimension k, x the "B" operand with op N, y column-major [n][m].
+// The tests' host emulation of the CUDA dialect takes the HIP path (no cuBLAS to emulate).
 
 #include "piecrust/config.hpp"
 
@@ -24,6 +24,7 @@
 #include "piecrust/backends/cuda/detail/block.hpp"
 #include "piecrust/backends/cuda/detail/quant.hpp"
 #include "piecrust/backends/cuda/embedding.hpp"
+#include "piecrust/backends/cuda/gemv.hpp"
 #include "piecrust/backends/cuda/runtime.hpp"
 #include "piecrust/backends/cuda/space.hpp"
 #include "piecrust/backends/cuda/swiglu.hpp"
@@ -57,34 +58,6 @@ inline cublasHandle_t cublas_handle(int device) {
     piecrust::detail::fail<Unsupported>("gemm: device = ", device, " (at most 64 devices)");
   if (handles.h[device] == nullptr) check_cublas(cublasCreate(&handles.h[device]), "cublasCreate");
   return handles.h[device];
-}
-
-/// Rows of x the direct quantized kernel handles (decode and small speculative batches).
-inline constexpr std::size_t gemv_max_rows = 8;
-inline constexpr int gemv_threads = 256;
-
-/// y[i][o] = beta * y[i][o] + sum_c x[i][c] * W[o][c] for i < m <= gemv_max_rows; one warp per output o.
-/// A template (of nothing) so that the header may be included by any number of translation units.
-template <int = 0>
-__global__ void __launch_bounds__(gemv_threads)
-    gemv_quant_kernel(WeightType type, unsigned char const* w, std::size_t row_bytes, std::size_t n, std::size_t k,
-                      float const* x, std::size_t m, float* y, float beta) {
-  int const lane = static_cast<int>(threadIdx.x) % warp_size;
-  std::size_t const o = static_cast<std::size_t>(blockIdx.x) * (gemv_threads / warp_size) + threadIdx.x / warp_size;
-  if (o >= n) return;
-  unsigned char const* row = w + o * row_bytes;
-  float acc[gemv_max_rows] = {};
-  for (std::size_t c = static_cast<std::size_t>(lane); c < k; c += warp_size) {
-    float const wc = decode(type, row, c);
-    for (std::size_t i = 0; i < m; ++i) acc[i] += x[i * k + c] * wc;
-  }
-  for (std::size_t i = 0; i < m; ++i) {
-    float const s = warp_reduce(acc[i], Sum{});
-    if (lane == 0) {
-      float& yo = y[i * n + o];
-      yo = beta == 0.0f ? s : beta * yo + s;
-    }
-  }
 }
 
 template <class T>
@@ -145,12 +118,7 @@ struct KernelImpl<ops::Gemm, Cuda> {
       case WeightType::q8_0:
       case WeightType::q4_1: {
         if (m <= gpu::detail::gemv_max_rows) {
-          constexpr unsigned warps = gpu::detail::gemv_threads / gpu::warp_size;
-          PIECRUST_GPU_LAUNCH(gpu::detail::gemv_quant_kernel<>, static_cast<unsigned>((n + warps - 1) / warps),
-                              gpu::detail::gemv_threads, 0, space.stream(), w.type,
-                              static_cast<unsigned char const*>(w.data), w.row_bytes(), n, k, x.data(), m, y.data(),
-                              beta);
-          gpu::check_launch("gemv_quant_kernel");
+          gpu::detail::launch_gemv(space, x, w, y, beta);
           return;
         }
         std::size_t const panel_rows = std::clamp<std::size_t>(gpu::detail::gemm_panel_bytes / (2 * k), 1, n);
@@ -201,6 +169,33 @@ struct KernelImpl<ops::Gemm, Cuda> {
     gpu::detail::check_cublas(cublasSetStream(h, space.stream()), "cublasSetStream");
     check_int("m * n", count);
     gpu::detail::check_cublas(cublasSscal(h, static_cast<int>(count), &beta, y, 1), "cublasSscal");
+  }
+};
+
+}  // namespace piecrust
+#elif PIECRUST_DEVICE_COMPILE && (defined(__HIPCC__) || defined(PIECRUST_GPU_EMULATION))
+#include <algorithm>
+#include <cstddef>
+
+#include "piecrust/backends/cuda/gemv.hpp"
+#include "piecrust/kernels/gemm.hpp"
+
+namespace piecrust {
+
+/// HIP (no BLAS in Debian's HIP 5.2 toolchain) and the tests' host emulation (no cuBLAS): the direct kernel over chunks of gemv_max_rows rows of x, so
+/// each chunk reads W once. Correct for every m and every weight type; prefill is not at the FLOP floor.
+template <>
+struct KernelImpl<ops::Gemm, Cuda> {
+  static void run(Cuda const& space, ShapedView<float const, 2> x, WeightMatrix const& w, ShapedView<float, 2> y,
+                  float beta) {
+    std::size_t const m = x.extent(0), k = w.cols, n = w.rows;
+    if (m == 0 || n == 0) return;
+    gpu::DeviceGuard guard(space.device());
+    for (std::size_t i0 = 0; i0 < m; i0 += gpu::detail::gemv_max_rows) {
+      std::size_t const rows = std::min(gpu::detail::gemv_max_rows, m - i0);
+      gpu::detail::launch_gemv(space, ShapedView<float const, 2>(x.data() + i0 * k, rows, k), w,
+                               ShapedView<float, 2>(y.data() + i0 * n, rows, n), beta);
+    }
   }
 };
 

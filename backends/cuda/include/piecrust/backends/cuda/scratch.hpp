@@ -50,7 +50,10 @@ class Scratch {
   void begin() {
     host_.clear();
     size_ = 0;
+    ++frames_;
   }
+  /// Frames begun so far: a holder of device pointers into this arena checks it is still its frame.
+  [[nodiscard]] std::uint64_t frame() const noexcept { return frames_; }
 
   /// Reserves room for `src` and packs a copy of it; the device copy exists after commit().
   template <class T>
@@ -102,6 +105,7 @@ class Scratch {
     return Staged<T>{offset, count};
   }
 
+  std::uint64_t frames_ = 0;
   int device_;
   stream_t stream_;
   std::vector<std::byte> host_;        // [frame bytes] packed uploads (workspaces are holes)

@@ -48,6 +48,9 @@ class Cuda {
   [[nodiscard]] CudaMemory memory() const noexcept { return CudaMemory{state_->device, state_->stream}; }
   /// The per-space arena for uploaded metadata and kernel workspaces (see scratch.hpp).
   [[nodiscard]] gpu::Scratch& scratch() const noexcept { return *state_->scratch; }
+  /// The arena of the step's attention plan (ops::PlanAttention): written once a step, read by every layer,
+  /// so kept apart from scratch(), which each kernel call reuses.
+  [[nodiscard]] gpu::Scratch& plan_scratch() const noexcept { return *state_->plan_scratch; }
 
  private:
   struct State {
@@ -55,11 +58,13 @@ class Cuda {
     gpu::stream_t stream = nullptr;
     bool owns_stream = false;
     std::unique_ptr<gpu::Scratch> scratch;
+    std::unique_ptr<gpu::Scratch> plan_scratch;
     State() = default;
     State(State const&) = delete;
     State& operator=(State const&) = delete;
     ~State() {
-      scratch.reset();  // stream-ordered free first, while the stream still exists
+      scratch.reset();  // stream-ordered frees first, while the stream still exists
+      plan_scratch.reset();
       if (owns_stream) (void)PIECRUST_GPU_API(StreamDestroy)(stream);
     }
   };
@@ -79,6 +84,7 @@ class Cuda {
       state->stream = stream;
     }
     state->scratch = std::make_unique<gpu::Scratch>(device, state->stream);
+    state->plan_scratch = std::make_unique<gpu::Scratch>(device, state->stream);
     return state;
   }
 

@@ -19,27 +19,12 @@
 #include "piecrust/backends/host/detail/attention_avx2.hpp"
 #include "piecrust/backends/host/detail/simd.hpp"
 #include "piecrust/backends/host/host_space.hpp"
+#include "piecrust/kernels/attention_rows.hpp"
 #include "piecrust/kernels/paged_attention.hpp"
 
 namespace piecrust {
 
 namespace host::detail {
-
-/// Attended intervals [begin, end) of one row over `kv_len` positions.
-struct Interval {
-  std::size_t begin;
-  std::size_t end;
-};
-
-inline void attended_intervals(AttentionMask const& row, std::size_t kv_len, std::vector<Interval>& out) {
-  out.clear();
-  for (Brle::Run const run : row.bits()) {
-    if (run.bit || run.length == 0) continue;
-    std::size_t const e = std::min(run.end(), kv_len);
-    if (run.begin < e) out.push_back({run.begin, e});
-    if (run.end() >= kv_len) break;
-  }
-}
 
 /// Portable scores for the G query heads of one KV head and n slots, two slots at a time so each q
 /// and k vector load feeds two FMAs: scores[g][j] = scale * q[g] . k[j].
@@ -285,7 +270,7 @@ struct KernelImpl<ops::PagedAttention, Host> {
     PagedAttentionParams const& params;
     AttentionSelection const& sel;
     std::size_t qo_heads, group;
-    std::vector<host::detail::Interval> intervals;
+    std::vector<AttendedRun> intervals;
     std::vector<float> acc;     // [qo_heads][HeadDim] (in group order while a piece runs, see q_order)
     // bf16 KV read by the AVX2 kernels: q and acc in "group order" (even then odd elements of each 16).
     bool const group_order = std::is_same_v<T, BFloat16> && host::detail::attention_avx2_available();
@@ -317,29 +302,15 @@ struct KernelImpl<ops::PagedAttention, Host> {
       std::size_t const i = t - batch.qo_indptr[r];
       std::size_t const qo_len = batch.qo_len(r);
       std::uint32_t const* pages = batch.kv_indices.data() + batch.kv_indptr[r];
-      TrimPlan const* plan = sel.trims.empty() ? nullptr : &sel.trims[r];
-      std::uint32_t const* kept = nullptr;
-      std::size_t kv_len = batch.kv_len(r, ps);
+      RequestKv const rk = request_kv(batch, sel, r, ps);
+      std::uint32_t const* kept = rk.trimmed() ? rk.kept.data() : nullptr;
       // The piece's range in the positions the rows index (kept positions when trimmed).
       std::size_t lo = page_lo * ps, hi = page_hi * ps;
-      if (plan != nullptr && plan->trims_anything()) {
-        kept = plan->kept_pages.data();
-        kv_len = (plan->kept_pages.size() - 1) * ps + batch.kv_last_page_len[r];
-        auto const kb = plan->kept_pages.begin();
-        lo = static_cast<std::size_t>(std::lower_bound(kb, plan->kept_pages.end(), page_lo) - kb) * ps;
-        hi = static_cast<std::size_t>(std::lower_bound(kb, plan->kept_pages.end(), page_hi) - kb) * ps;
+      if (rk.trimmed()) {
+        lo = static_cast<std::size_t>(std::lower_bound(rk.kept.begin(), rk.kept.end(), page_lo) - rk.kept.begin()) * ps;
+        hi = static_cast<std::size_t>(std::lower_bound(rk.kept.begin(), rk.kept.end(), page_hi) - rk.kept.begin()) * ps;
       }
-      AttentionMask const* row = nullptr;
-      if (plan != nullptr) {
-        if (!plan->rows.empty()) row = &plan->rows[i];
-      } else if (!sel.masks.empty()) {
-        row = &sel.masks[t];
-      }
-      if (row != nullptr) {
-        host::detail::attended_intervals(*row, kv_len, intervals);
-      } else {
-        intervals.assign(1, {0, kv_len - qo_len + i + 1});
-      }
+      attended_runs(attention_row(sel, r, t, i), rk, qo_len, i, intervals);
 
       float const scale = params.sm_scale;
       float const cap = params.logits_soft_cap;
@@ -369,7 +340,7 @@ struct KernelImpl<ops::PagedAttention, Host> {
       std::fill(l.begin() + static_cast<std::ptrdiff_t>(h0), l.begin() + static_cast<std::ptrdiff_t>(kv_hi * group), 0.0f);
       // The piece's attended runs, clipped to [lo, hi).
       std::size_t runs = 0;
-      for (host::detail::Interval const iv : intervals) {
+      for (AttendedRun const iv : intervals) {
         std::size_t const b = std::max(iv.begin, lo), e = std::min(iv.end, hi);
         if (b < e) intervals[runs++] = {b, e};
       }

@@ -2,7 +2,8 @@
 // Small device functions of the attention kernels: 16-byte vector loads and their conversion to f32,
 // the split-state merge, and (CUDA only) the cp.async / ldmatrix / mma.sync wrappers of the prefill kernel.
 // Portable parts use only what CUDA and HIP share; the PTX wrappers are compiled only by nvcc
-// (PIECRUST_ATTENTION_TENSOR_CORES), and HIP takes the CUDA-core path for every token.
+// (PIECRUST_ATTENTION_TENSOR_CORES), and HIP and the host emulation of the tests take the CUDA-core path
+// for every token.
 
 #include <cstddef>
 #include <cstdint>
@@ -12,7 +13,7 @@
 #include "piecrust/backends/cuda/runtime.hpp"
 #include "piecrust/kernels/bfloat16.hpp"
 
-#if defined(__CUDACC__) && !defined(__HIPCC__)
+#if defined(__CUDACC__) && !defined(__HIPCC__) && !defined(PIECRUST_GPU_EMULATION)
 #define PIECRUST_ATTENTION_TENSOR_CORES 1
 #else
 #define PIECRUST_ATTENTION_TENSOR_CORES 0

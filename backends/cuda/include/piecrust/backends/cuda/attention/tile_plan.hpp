@@ -32,6 +32,7 @@
 #include "piecrust/core/brle.hpp"
 #include "piecrust/core/error.hpp"
 #include "piecrust/core/trim_plan.hpp"
+#include "piecrust/kernels/attention_rows.hpp"
 #include "piecrust/kernels/paged_attention.hpp"
 
 namespace piecrust::cuda::attention {
@@ -219,24 +220,14 @@ inline TilePlan build_tile_plan(PagedBatch const& batch, AttentionSelection cons
   std::vector<std::uint32_t> slot_of;                      // [KV tiles]
   std::vector<AttentionMask const*> rows;                  // [tokens of one q-tile]
   for (std::size_t b = 0; b < b_count; ++b) {
-    TrimPlan const* trim = sel.trims.empty() ? nullptr : &sel.trims[b];
     std::uint32_t const* logical = batch.kv_indices.data() + batch.kv_indptr[b];
-    RequestInfo info{static_cast<std::uint32_t>(plan.pages.size()), static_cast<std::uint32_t>(batch.kv_len(b, ps)),
+    RequestKv const rk = request_kv(batch, sel, b, ps);  // kept pages only when trimmed
+    RequestInfo info{static_cast<std::uint32_t>(plan.pages.size()), static_cast<std::uint32_t>(rk.kv_len),
                      batch.qo_indptr[b], static_cast<std::uint32_t>(batch.qo_len(b))};
-    if (trim != nullptr && trim->trims_anything()) {
-      for (std::uint32_t const p : trim->kept_pages) plan.pages.push_back(logical[p]);
-      info.kv_len = static_cast<std::uint32_t>((trim->kept_pages.size() - 1) * ps + batch.kv_last_page_len[b]);
-    } else {
-      plan.pages.insert(plan.pages.end(), logical, logical + batch.num_pages(b));
-    }
+    for (std::size_t p = 0; p < rk.num_pages(ps); ++p) plan.pages.push_back(logical[rk.logical_page(p)]);
     plan.requests.push_back(info);
-    // Rows: the plan's (over kept positions) when trimmed, else the masks, else causal (none).
-    AttentionMask const* row0 = nullptr;
-    if (trim != nullptr) {
-      if (!trim->rows.empty()) row0 = trim->rows.data();
-    } else if (!sel.masks.empty()) {
-      row0 = sel.masks.data() + info.qo_begin;
-    }
+    // The q-tile rows (the request's rows are consecutive), or none for causal by position.
+    AttentionMask const* row0 = info.qo_len == 0 ? nullptr : attention_row(sel, b, info.qo_begin, 0);
     bool const decode = info.qo_len == 1 || shape.tokens_per_qtile == 0;
     std::uint32_t const per = decode ? 1u : static_cast<std::uint32_t>(shape.tokens_per_qtile);
     std::size_t const nkt = (std::size_t{info.kv_len} + kv_tile - 1) / kv_tile;

@@ -1,5 +1,5 @@
 #pragma once
-// The kernels of CudaLlamaModel that are not kernel-layer ops (piecrust/backends/cuda/llama_model.hpp):
+// Fused kernels of the Llama forward that are not yet kernel-layer ops (tested in tests/gpu/test_kernels.cu):
 //  * qkv_rope_append_kernel: bias + RoPE of q and k + the K/V append, from the fused QKV GEMM output.
 //    Floor: reads the QKV row (4 bytes per element) and writes q (4) and K/V (sizeof(KvT)) once: the
 //    separate ops would also write and re-read q, k, v in f32 (16 more bytes per K/V element).

@@ -12,7 +12,7 @@
 
 #include <piecrust/core/error.hpp>
 #include <piecrust/kernels/weight_matrix.hpp>
-#include <piecrust/model/detail/half.hpp>
+#include <piecrust/kernels/detail/half.hpp>
 
 #include <algorithm>
 #include <cmath>

@@ -24,8 +24,8 @@
 
 #include <piecrust/core/error.hpp>
 #include <piecrust/kernels/weight_matrix.hpp>
-#include <piecrust/model/detail/half.hpp>
-#include <piecrust/model/detail/q8_activation_gemm.hpp>
+#include <piecrust/kernels/detail/half.hpp>
+#include <piecrust/backends/host/detail/q8_activation_gemm.hpp>
 
 #include <algorithm>
 #include <cmath>

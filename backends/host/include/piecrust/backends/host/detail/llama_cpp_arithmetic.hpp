@@ -28,6 +28,7 @@
 #include <piecrust/core/attention_mask.hpp>
 #include <piecrust/core/error.hpp>
 #include <piecrust/exec/shaped_view.hpp>
+#include <piecrust/kernels/attention_rows.hpp>
 #include <piecrust/kernels/paged_attention.hpp>
 #include <piecrust/kernels/rope.hpp>
 
@@ -157,39 +158,24 @@ void attention(ParallelFor&& parallel_for, ShapedView<float const, 3> q, PagedKv
     std::vector<char> seen;           // [kv positions] 1 = attended
     std::vector<float> p;             // [kv positions] scores, then probabilities
     std::vector<float> vcol;          // [kv positions] one V channel gathered
+    std::vector<AttendedRun> runs;    // the token's attended positions
     for (std::size_t t = begin; t < end; ++t) {
       std::size_t const r = request_of[t];
       std::size_t const i = t - batch.qo_indptr[r];
       std::uint32_t const* pages = batch.kv_indices.data() + batch.kv_indptr[r];
-      TrimPlan const* plan = sel.trims.empty() ? nullptr : &sel.trims[r];
       // The request's KV positions in cache order (kept pages only when trimmed).
+      RequestKv const rk = request_kv(batch, sel, r, ps);
       slots.clear();
-      std::size_t const np = batch.num_pages(r);
-      for (std::size_t lp = 0; lp < np; ++lp) {
-        if (plan != nullptr && plan->trims_anything() &&
-            !std::binary_search(plan->kept_pages.begin(), plan->kept_pages.end(), static_cast<std::uint32_t>(lp))) {
-          continue;
-        }
-        std::size_t const len = lp + 1 == np ? batch.kv_last_page_len[r] : ps;
+      for (std::size_t pg = 0; pg < rk.num_pages(ps); ++pg) {
+        std::size_t const lp = rk.logical_page(pg);
+        std::size_t const len = lp + 1 == batch.num_pages(r) ? batch.kv_last_page_len[r] : ps;
         for (std::size_t s = 0; s < len; ++s) slots.push_back(std::size_t{pages[lp]} * ps + s);
       }
       std::size_t const n = slots.size();
-      AttentionMask const* row = nullptr;
-      if (plan != nullptr) {
-        if (!plan->rows.empty()) row = &plan->rows[i];
-      } else if (!sel.masks.empty()) {
-        row = &sel.masks[t];
-      }
       seen.assign(n, 0);
-      if (row != nullptr) {
-        for (Brle::Run const run : row->bits()) {
-          if (run.bit) continue;
-          for (std::size_t j = run.begin; j < std::min<std::size_t>(run.end(), n); ++j) seen[j] = 1;
-        }
-      } else {
-        std::size_t const last = batch.kv_len(r, ps) - batch.qo_len(r) + i;
-        for (std::size_t j = 0; j <= last && j < n; ++j) seen[j] = 1;
-      }
+      attended_runs(attention_row(sel, r, t, i), rk, batch.qo_len(r), i, runs);
+      for (AttendedRun const run : runs) std::fill(seen.begin() + static_cast<std::ptrdiff_t>(run.begin),
+                                                  seen.begin() + static_cast<std::ptrdiff_t>(run.end), char{1});
       p.assign(n, 0.0f);
       vcol.resize(n);
       for (std::size_t h = 0; h < qo_heads; ++h) {

@@ -1,0 +1,33 @@
+#pragma once
+// swiglu (out = silu(gate) * up) on any Kokkos space: a RangePolicy over the elements, each read and then
+// written by one iteration, so out may alias gate or up. All three must live in S::memory_space.
+
+#include <Kokkos_Core.hpp>
+
+#include <cstddef>
+
+#include "piecrust/backends/kokkos/space.hpp"
+#include "piecrust/kernels/swiglu.hpp"
+
+namespace piecrust {
+
+template <KokkosSpace S>
+struct KernelImpl<ops::Swiglu, S> {
+  static void run(S const& space, ShapedView<float const, 2> gate, ShapedView<float const, 2> up, ShapedView<float, 2> out) {
+    std::size_t const n = gate.size();
+    if (n == 0) return;
+    // Flat [rows * dim] views: the three have the same shape (checked by the interface). No restrict
+    // trait, because out may alias an input.
+    kokkos_detail::Unmanaged1<float const, S> const gv(gate.data(), n);
+    kokkos_detail::Unmanaged1<float const, S> const uv(up.data(), n);
+    kokkos_detail::Unmanaged1<float, S> const ov(out.data(), n);
+    Kokkos::parallel_for(
+        "piecrust::swiglu", Kokkos::RangePolicy<S>(space, 0, n), KOKKOS_LAMBDA(std::size_t i) {
+          float const g = gv(i);
+          ov(i) = g / (1.0f + kokkos_detail::exp(-g)) * uv(i);  // silu(g) = g * sigmoid(g)
+        });
+    space.fence();
+  }
+};
+
+}  // namespace piecrust
