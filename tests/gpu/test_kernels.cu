@@ -376,20 +376,23 @@ std::vector<SamplingParams> all_samplers() {
           SamplingParams::top_k_top_p_of(200, 0.95f)};
 }
 
-LogitMask random_mask(gpu_test::Test& t, std::size_t vocab, double allow_fraction) {
+/// A mask allowing each id with probability allow_fraction. With `row` (that row's logits), at least one
+/// allowed id has a finite logit: a row whose allowed logits are all -inf has no distribution (probe.hpp).
+LogitMask random_mask(gpu_test::Test& t, std::size_t vocab, double allow_fraction, float const* row = nullptr) {
   std::bernoulli_distribution allow(allow_fraction);
-  Brle bits;
-  std::size_t allowed = 0;
+  std::vector<bool> a(vocab);
+  bool usable = false;
   for (std::size_t i = 0; i < vocab; ++i) {
-    bool const a = allow(t.rng());
-    allowed += a ? 1 : 0;
-    bits.append(a);
+    a[i] = allow(t.rng());
+    usable = usable || (a[i] && (row == nullptr || std::isfinite(row[i])));
   }
-  if (allowed == 0) {
-    Brle one;
-    one.append(true).append(false, vocab - 1);
-    return LogitMask(one);
+  if (!usable) {
+    std::size_t i = 0;
+    while (row != nullptr && !std::isfinite(row[i])) ++i;
+    a[i] = true;
   }
+  Brle bits;
+  for (bool const b : a) bits.append(b);
   return LogitMask(std::move(bits));
 }
 
@@ -440,7 +443,7 @@ PIECRUST_GPU_TEST(sample_matches_host_token_for_token) {
         std::vector<SamplingParams> params(rows, p);
         std::vector<LogitMask> masks;
         if (masked) {
-          for (std::size_t r = 0; r < rows; ++r) masks.push_back(r % 3 == 2 ? LogitMask{} : random_mask(t, vocab, 0.6));
+          for (std::size_t r = 0; r < rows; ++r) masks.push_back(r % 3 == 2 ? LogitMask{} : random_mask(t, vocab, 0.6, &logits[r * vocab]));
         }
         std::vector<SampleKey> keys(rows);
         for (std::size_t r = 0; r < rows; ++r) keys[r] = {t.rng()(), t.rng()(), r};
@@ -579,7 +582,7 @@ PIECRUST_GPU_TEST(probe_distribution_matches_host) {
     auto const dl = dev(s, logits);
     std::vector<LogitMask> masks;
     for (std::size_t r = 0; r < rows; ++r)
-      masks.push_back(r == 0 ? LogitMask{} : random_mask(t, vocab, r == 3 ? 0.01 : 0.5));
+      masks.push_back(r == 0 ? LogitMask{} : random_mask(t, vocab, r == 3 ? 0.01 : 0.5, &logits[r * vocab]));
     for (std::size_t k : {std::size_t{1}, std::size_t{10}, std::size_t{0}}) {
       for (float temp : {1.0f, 0.6f}) {
         std::size_t const kk = k == 0 ? vocab : k;
@@ -607,7 +610,7 @@ PIECRUST_GPU_TEST(probe_logprobs_and_entropy_match_host) {
   auto const logits = random_logits(t, rows, vocab, true);
   auto const dl = dev(s, logits);
   std::vector<LogitMask> masks;
-  for (std::size_t r = 0; r < rows; ++r) masks.push_back(r % 2 == 0 ? LogitMask{} : random_mask(t, vocab, 0.3));
+  for (std::size_t r = 0; r < rows; ++r) masks.push_back(r % 2 == 0 ? LogitMask{} : random_mask(t, vocab, 0.3, &logits[r * vocab]));
   std::vector<std::uint32_t> ids(rows * n);
   std::uniform_int_distribution<std::uint32_t> d(0, vocab - 1);
   for (auto& i : ids) i = d(t.rng());

@@ -6,6 +6,7 @@
 //  * probe_logprobs: log-probabilities of given ids;
 //  * probe_entropy: the entropy in nats (0 <= H <= ln V).
 // The logits themselves are the model's output rows; copy them for a logits probe.
+// A row whose allowed logits are all -inf has no distribution: its probabilities are NaN.
 
 #include <cstddef>
 #include <cstdint>

@@ -24,7 +24,8 @@ struct Sample {};
 ///   params [rows], keys [rows] (seed, row stream, step), masks [rows] or empty (allow all)
 ///   out    [rows]
 /// A forbidden id is never returned. Throws InvalidArgument (naming the row) for bad params, a mask of
-/// the wrong size or one that allows nothing, before sampling any row.
+/// the wrong size or one that allows nothing, before sampling any row. A row whose allowed logits are all
+/// -inf has no distribution; its token is unspecified (the logits stay on the space, so this is not checked).
 template <ExecutionSpace S>
 void sample(S const& space, ShapedView<float const, 2> logits, std::span<SamplingParams const> params,
             std::span<LogitMask const> masks, std::span<SampleKey const> keys, std::span<std::uint32_t> out) {
