@@ -10,7 +10,7 @@
 //      tile's cells. The dense 32K x 32K mask is 1 GiB as bytes, so the naive peer runs at 8K x 8K and
 //      piecrust runs at both sizes; compare per-element rates (items/s = Q * K cells per second).
 // Run: build-bench/bench/bench_mask_info --benchmark_min_time=0.2
-#include <piecrust/core/mask_info.hpp>
+#include <piecrust/mask_info.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -25,7 +25,6 @@ namespace {
 
 namespace mi = piecrust::maskinfo;
 using piecrust::AttentionMask;
-using piecrust::MaskInfo;
 
 // ------------------------------------------------------------------ 1. ids -> cu_seqlens + positions
 
@@ -88,9 +87,9 @@ void BM_from_segments_cu_positions_8x32k(benchmark::State& state) {
   mi::IntTensor const ids = packed_ids(1);
   {
     auto const ref = naive_segments(ids);
-    auto const m = MaskInfo::from_segments(ids);
+    auto const m = mi::from_segments(ids);
     auto const cu = mi::CuSeqlens::from_segment_ids(*m.fields().q_segment_ids);
-    auto const pos = m.get_or_compute_positions();
+    auto const pos = mi::get_or_compute_positions(m);
     if (!std::equal(cu.offsets().begin(), cu.offsets().end(), ref.offsets.begin(), ref.offsets.end()) ||
         pos.q->vector() != ref.q_positions || pos.kv->vector() != ref.kv_positions) {
       state.SkipWithError("piecrust and the naive scans disagree");
@@ -99,9 +98,9 @@ void BM_from_segments_cu_positions_8x32k(benchmark::State& state) {
     state.counters["sequences"] = static_cast<double>(cu.num_sequences());
   }
   for (auto _ : state) {
-    auto const m = MaskInfo::from_segments(ids);  // copies the ids into the object, as a caller would
+    auto const m = mi::from_segments(ids);  // copies the ids into the object, as a caller would
     auto const cu = mi::CuSeqlens::from_segment_ids(*m.fields().q_segment_ids);
-    auto const pos = m.get_or_compute_positions();
+    auto const pos = mi::get_or_compute_positions(m);
     benchmark::DoNotOptimize(cu.offsets().data());
     benchmark::DoNotOptimize(pos.q->data().data());
     benchmark::DoNotOptimize(pos.kv->data().data());

@@ -5,7 +5,6 @@
 #include <piecrust/core/brle.hpp>
 #include <piecrust/core/error.hpp>
 #include <piecrust/core/logit_mask.hpp>
-#include <piecrust/core/mask_info.hpp>
 #include <piecrust/core/page_pool.hpp>
 #include <piecrust/core/page_table.hpp>
 #include <piecrust/core/token_meta.hpp>

@@ -3,7 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "piecrust/core/mask_info.hpp"
+#include "piecrust/mask_info.hpp"
 
 #include <cmath>
 #include <limits>

@@ -5,7 +5,7 @@
 #include "maskinfo_json.hpp"
 #include "suite.hpp"
 
-#include "piecrust/core/mask_info.hpp"
+#include "piecrust/mask_info.hpp"
 
 #include <iostream>
 #include <algorithm>
@@ -118,11 +118,11 @@ json run_function(std::string const& fn, Kwargs const& kw) {
     return mj::tuple({cast_ints(r.q, d), cast_ints(r.kv, d)});
   }
   if (fn == "MaskInfo.create_chunked_attention_mask") {
-    return mj::from_array(MaskInfo::create_chunked_attention_mask(
+    return mj::from_array(mi::create_chunked_attention_mask(
         kw.at("chunk_size").get<std::int64_t>(), kw.at("q_len").get<std::int64_t>(), opt_int(kw, "kv_len"),
         kw.get<std::int64_t>("offset", 0), kw.dtype("dtype", mi::DType::bool_)));
   }
-  if (fn == "MaskInfo.get_empty_sharding") return mj::from_sharding(MaskInfo::get_empty_sharding());
+  if (fn == "MaskInfo.get_empty_sharding") return mj::from_sharding(mi::get_empty_sharding());
   if (fn == "get_debug_mode") return mi::get_debug_mode();
   throw mj::Unsupported("unknown function '" + fn + "'");
 }
@@ -136,7 +136,7 @@ MaskInfo construct(std::string const& name, Kwargs const& kw) {
     o.kv_positions = opt_ints(kw, "kv_positions");
     o.is_attn_mask = kw.get<bool>("is_attn_mask", false);
     o.axes = axes_from(kw);
-    return MaskInfo::from_segments(mj::to_ints(kw.at("q_segment_ids")), opt_ints(kw, "kv_segment_ids"), std::move(o));
+    return mi::from_segments(mj::to_ints(kw.at("q_segment_ids")), opt_ints(kw, "kv_segment_ids"), std::move(o));
   }
   if (name == "from_attention_mask") {
     mi::AttentionMaskOptions o;
@@ -144,7 +144,7 @@ MaskInfo construct(std::string const& name, Kwargs const& kw) {
     o.kv_positions = opt_ints(kw, "kv_positions");
     o.mask_is_valid = kw.get<bool>("mask_is_valid", true);
     o.axes = axes_from(kw);
-    return MaskInfo::from_attention_mask(mj::to_array(kw.at("attention_mask")), std::move(o));
+    return mi::from_attention_mask(mj::to_array(kw.at("attention_mask")), std::move(o));
   }
   if (name == "from_cu_seqlens") {
     mi::CuSeqlensOptions o;
@@ -154,7 +154,7 @@ MaskInfo construct(std::string const& name, Kwargs const& kw) {
     o.kv_positions = opt_ints(kw, "kv_positions");
     o.axes = axes_from(kw);
     if (!kw.present("max_q_len")) throw mj::Unsupported("from_cu_seqlens needs max_q_len (TypeError upstream)");
-    return MaskInfo::from_cu_seqlens(mj::to_ints(kw.at("cu_seqlens_q")), kw.at("max_q_len").get<std::int64_t>(), std::move(o));
+    return mi::from_cu_seqlens(mj::to_ints(kw.at("cu_seqlens_q")), kw.at("max_q_len").get<std::int64_t>(), std::move(o));
   }
   if (name == "from_random") {
     mi::RandomOptions o;
@@ -167,7 +167,7 @@ MaskInfo construct(std::string const& name, Kwargs const& kw) {
     if (o.sparsity > 0.0 && o.sparsity < 1.0) {
       throw NotApplicable("from_random with 0 < sparsity < 1: the bits come from JAX's threefry PRNG, not reproduced");
     }
-    return MaskInfo::from_random(kw.at("batch_size").get<std::int64_t>(), kw.at("q_len").get<std::int64_t>(), std::move(o));
+    return mi::from_random(kw.at("batch_size").get<std::int64_t>(), kw.at("q_len").get<std::int64_t>(), std::move(o));
   }
   if (name == "dynamic_init") {
     mi::DynamicInitArgs a;
@@ -175,7 +175,7 @@ MaskInfo construct(std::string const& name, Kwargs const& kw) {
     if (kw.has("inputs_embeds")) a.inputs_embeds_shape = kw.at("inputs_embeds").at("shape").get<mi::Shape>();
     if (kw.has("attention_mask")) a.attention_mask = mj::to_array(kw.at("attention_mask"));
     if (kw.has("mask_info")) throw NotApplicable("dynamic_init(mask_info=...) passes a Python object through");
-    return MaskInfo::dynamic_init(a);
+    return mi::dynamic_init(a);
   }
   if (name == "raw") {
     MaskInfo::Fields f;
@@ -196,8 +196,8 @@ MaskInfo construct(std::string const& name, Kwargs const& kw) {
   throw mj::Unsupported("unknown constructor '" + name + "'");
 }
 
-MaskInfo::Replace replace_args(Kwargs const& kw) {
-  MaskInfo::Replace r;
+mi::Replace replace_args(Kwargs const& kw) {
+  mi::Replace r;
   if (kw.has("attention_mask")) r.attention_mask = mj::to_array(kw.at("attention_mask"));
   r.q_segment_ids = opt_ints(kw, "q_segment_ids");
   r.kv_segment_ids = opt_ints(kw, "kv_segment_ids");
@@ -237,37 +237,39 @@ MaskInfo::Replace replace_args(Kwargs const& kw) {
 using OpResult = std::variant<MaskInfo, json>;
 
 OpResult run_op(MaskInfo const& m, std::string const& op, Kwargs const& kw) {
-  if (op == "get_or_compute_attention_mask") return mj::from_array(m.get_or_compute_attention_mask(kw.dtype("dtype", mi::DType::bool_)));
-  if (op == "attention_mask") return mj::from_array(m.attention_mask());
-  if (op == "get_or_compute_segment_ids") return pair_json(m.get_or_compute_segment_ids(kw.get<bool>("per_head", false)));
-  if (op == "q_segment_ids") return ints_json(m.q_segment_ids());
-  if (op == "kv_segment_ids") return ints_json(m.kv_segment_ids());
+  if (op == "get_or_compute_attention_mask") {
+    return mj::from_array(mi::get_or_compute_attention_mask(m, kw.dtype("dtype", mi::DType::bool_)));
+  }
+  if (op == "attention_mask") return mj::from_array(mi::attention_mask(m));
+  if (op == "get_or_compute_segment_ids") return pair_json(mi::get_or_compute_segment_ids(m, kw.get<bool>("per_head", false)));
+  if (op == "q_segment_ids") return ints_json(mi::q_segment_ids(m));
+  if (op == "kv_segment_ids") return ints_json(mi::kv_segment_ids(m));
   if (op == "get_or_compute_qkv_cu_seqlens") {
-    auto const r = m.get_or_compute_qkv_cu_seqlens(kw.get<std::int64_t>("max_segments", 128));
+    auto const r = mi::get_or_compute_qkv_cu_seqlens(m, kw.get<std::int64_t>("max_segments", 128));
     mi::DType const d = kw.dtype("out_dtype", mi::DType::int32);
     return mj::tuple({cast_ints(r.q, d), cast_ints(r.kv, d)});
   }
-  if (op == "cu_seqlens_q") return ints_json(m.cu_seqlens_q());
-  if (op == "cu_seqlens_kv") return ints_json(m.cu_seqlens_kv());
+  if (op == "cu_seqlens_q") return ints_json(mi::cu_seqlens_q(m));
+  if (op == "cu_seqlens_kv") return ints_json(mi::cu_seqlens_kv(m));
   if (op == "get_or_compute_positions") {
-    auto const r = m.get_or_compute_positions();
+    auto const r = mi::get_or_compute_positions(m);
     return mj::tuple({mj::from_opt(r.q), mj::from_opt(r.kv)});
   }
-  if (op == "q_position_ids") return ints_json(m.q_position_ids());
-  if (op == "q_attention_mask") return ints_json(m.q_attention_mask());
+  if (op == "q_position_ids") return ints_json(mi::q_position_ids(m));
+  if (op == "q_attention_mask") return ints_json(mi::q_attention_mask(m));
   if (op == "get_qkv_masks") {
-    auto const r = m.get_qkv_masks(kw.dtype("dtype", mi::DType::bool_));
+    auto const r = mi::get_qkv_masks(m, kw.dtype("dtype", mi::DType::bool_));
     return mj::tuple({mj::from_array(r.q_mask), mj::from_array(r.kv_mask), mj::from_array(r.attention_mask)});
   }
-  if (op == "q_lens") return mj::from_opt(m.q_lens());
-  if (op == "kv_lens") return mj::from_opt(m.kv_lens());
-  if (op == "is_multi_sequence") return json(m.is_multi_sequence());
-  if (op == "is_self_attention") return json(m.is_self_attention());
-  if (op == "to_dtype") return m.to_dtype(kw.dtype("dtype", mi::DType::bool_));
-  if (op == "materialize_attention_mask") return m.materialize_attention_mask(kw.dtype("dtype", mi::DType::bool_));
-  if (op == "materialize_segment_ids") return m.materialize_segment_ids(kw.get<bool>("per_head", false));
-  if (op == "create_bias") return mj::from_array(m.create_bias(kw.dtype("dtype", mi::DType::float32)));
-  if (op == "bias") return mj::from_array(m.bias());
+  if (op == "q_lens") return mj::from_opt(mi::q_lens(m));
+  if (op == "kv_lens") return mj::from_opt(mi::kv_lens(m));
+  if (op == "is_multi_sequence") return json(mi::is_multi_sequence(m));
+  if (op == "is_self_attention") return json(mi::is_self_attention(m));
+  if (op == "to_dtype") return mi::to_dtype(m, kw.dtype("dtype", mi::DType::bool_));
+  if (op == "materialize_attention_mask") return mi::materialize_attention_mask(m, kw.dtype("dtype", mi::DType::bool_));
+  if (op == "materialize_segment_ids") return mi::materialize_segment_ids(m, kw.get<bool>("per_head", false));
+  if (op == "create_bias") return mj::from_array(mi::create_bias(m, kw.dtype("dtype", mi::DType::float32)));
+  if (op == "bias") return mj::from_array(mi::bias(m));
   if (op == "batch_size") return mj::from_opt_int(m.batch_size());
   if (op == "q_len") return mj::from_opt_int(m.q_len());
   if (op == "kv_len") return mj::from_opt_int(m.kv_len());
@@ -276,9 +278,9 @@ OpResult run_op(MaskInfo const& m, std::string const& op, Kwargs const& kw) {
     return mj::tuple({mj::from_opt_int(s.batch_size), mj::from_opt_int(s.q_len), mj::from_opt_int(s.kv_len)});
   }
   if (op == "baked_in_masks") return mj::from_baked(m.baked_in_masks());
-  if (op == "__repr__" || op == "__str__") return json(m.repr());
-  if (op == "replace") return m.replace(replace_args(kw));
-  if (op == "apply_causal") return m.apply_causal(kw.has("offset") ? batch_ints(kw.at("offset")) : mi::BatchInts(0));
+  if (op == "__repr__" || op == "__str__") return json(mi::repr(m));
+  if (op == "replace") return mi::replace(m, replace_args(kw));
+  if (op == "apply_causal") return mi::apply_causal(m, kw.has("offset") ? batch_ints(kw.at("offset")) : mi::BatchInts(0));
   if (op == "apply_sliding_window") {
     json const& w = kw.at("sliding_window");
     mi::SlidingWindow const win = w.is_number_integer()
@@ -288,14 +290,14 @@ OpResult run_op(MaskInfo const& m, std::string const& op, Kwargs const& kw) {
     if (kw.has("offset")) o.offset = batch_ints(kw.at("offset"));
     if (kw.has("mode")) o.mode = kw.at("mode").get<std::string>();
     if (kw.has("index")) o.index = batch_ints(kw.at("index"));
-    return m.apply_sliding_window(win, o);
+    return mi::apply_sliding_window(m, win, o);
   }
   if (op == "apply_chunked") {
     json const& c = kw.at("chunk_size");
     // An array chunk_size takes upstream's traced branch: max(c, 1), no error.
     std::int64_t const chunk = mj::is_array_value(c) ? std::max<std::int64_t>(static_cast<std::int64_t>(mj::scalar_of(c)), 1)
                                                      : c.get<std::int64_t>();
-    return m.apply_chunked(chunk, kw.get<std::int64_t>("offset", 0));
+    return mi::apply_chunked(m, chunk, kw.get<std::int64_t>("offset", 0));
   }
   if (op == "apply_token_type_ids") {
     json const& t = kw.at("token_type_ids");
@@ -309,14 +311,14 @@ OpResult run_op(MaskInfo const& m, std::string const& op, Kwargs const& kw) {
     o.combine = kw.get<std::string>("combine", "union");
     o.zero_policy = kw.get<std::string>("zero_policy", "q");
     if (kw.has("update_segment_ids")) o.update_segment_ids = kw.at("update_segment_ids").get<bool>();
-    return m.apply_token_type_ids(*types, o);
+    return mi::apply_token_type_ids(m, *types, o);
   }
   if (op == "apply_kv_lengths") {
     mi::KvLengthsOptions o;
     o.q_len = opt_int(kw, "q_len");
     if (kw.has("end_index")) o.end_index = batch_ints(kw.at("end_index"));
     o.sliding_window = opt_int(kw, "sliding_window");
-    return m.apply_kv_lengths(batch_ints(kw.at("kv_lengths")), o);
+    return mi::apply_kv_lengths(m, batch_ints(kw.at("kv_lengths")), o);
   }
   if (op == "visualize") {
     mi::VisualizeOptions o;
@@ -335,12 +337,12 @@ OpResult run_op(MaskInfo const& m, std::string const& op, Kwargs const& kw) {
     o.return_str = kw.get<bool>("return_str", false);
     std::optional<std::string> s;
     if (o.return_str) {
-      s = m.visualize(o);
+      s = mi::visualize(m, o);
     } else {  // prints and returns None: keep the runner's output clean
       std::ostringstream sink;
       auto* const old = std::cout.rdbuf(sink.rdbuf());
       try {
-        s = m.visualize(o);
+        s = mi::visualize(m, o);
       } catch (...) {
         std::cout.rdbuf(old);
         throw;
@@ -352,9 +354,9 @@ OpResult run_op(MaskInfo const& m, std::string const& op, Kwargs const& kw) {
   if (op == "get_shardings") {
     mi::Mesh mesh;
     for (auto const& [name, size] : kw.at("mesh").at("mesh_axes").items()) mesh.axes.emplace_back(name, size.get<std::int64_t>());
-    return mj::from_sharding(m.get_shardings(mesh, kw.get<bool>("sequence_parallel", false)));
+    return mj::from_sharding(mi::get_shardings(m, mesh, kw.get<bool>("sequence_parallel", false)));
   }
-  if (op == "get_empty_sharding") return mj::from_sharding(MaskInfo::get_empty_sharding());
+  if (op == "get_empty_sharding") return mj::from_sharding(mi::get_empty_sharding());
   if (op == "tree_flatten" || op == "tree_unflatten") throw NotApplicable("JAX pytree flattening is Python-only");
   throw mj::Unsupported("unknown op '" + op + "'");
 }

@@ -3,7 +3,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "piecrust/core/mask_info.hpp"
+#include "piecrust/mask_info.hpp"
 
 #include <iostream>
 #include <map>
@@ -115,9 +115,9 @@ TEST_CASE("segments -> mask -> segments round trips on random packed batches", "
     CHECK(recovered.q == canonical(ids));
     CHECK(mi::segment_ids_to_mask(recovered.q, recovered.kv) == mask);
     // MaskInfo: lazy from ids, same mask as the module function; materialized ids agree.
-    MaskInfo const m = MaskInfo::from_segments(ids);
+    MaskInfo const m = mi::from_segments(ids);
     CHECK_FALSE(m.fields().attention_mask.has_value());
-    CHECK(m.get_or_compute_attention_mask() == mask);
+    CHECK(mi::get_or_compute_attention_mask(m) == mask);
     CHECK(m.fields().attention_mask.has_value());  // cached
   }
 }
@@ -154,17 +154,17 @@ TEST_CASE("cu_seqlens (F1 spans) <-> segment ids <-> masks", "[mask_info]") {
       spans.push_back({st, en});
     }
     mi::TokenSpans const ts(spans);
-    MaskInfo const m = MaskInfo::from_cu_seqlens(ts.to_interleaved(), len);
+    MaskInfo const m = mi::from_cu_seqlens(ts.to_interleaved(), len);
     // ids are 0 inside the span, -1 outside
-    auto const ids = m.q_segment_ids();
+    auto const ids = mi::q_segment_ids(m);
     for (std::int64_t r = 0; r < b; ++r)
       for (std::int64_t i = 0; i < len; ++i) CHECK((ids.at(r, i) == 0) == spans[static_cast<std::size_t>(r)].contains(i));
     // back to spans through the masks and through the attention mask
     CHECK(mi::TokenSpans::from_valid_mask(ts.to_mask(len)) == ts);
-    auto const back = mi::attention_mask_to_qkv_cu_seqlens(m.get_or_compute_attention_mask());
+    auto const back = mi::attention_mask_to_qkv_cu_seqlens(mi::get_or_compute_attention_mask(m));
     CHECK(mi::TokenSpans::from_interleaved(back.q) == ts);
     // the upstream getter returns the stored F1 arrays unchanged
-    CHECK(m.get_or_compute_qkv_cu_seqlens().q == ts.to_interleaved());
+    CHECK(mi::get_or_compute_qkv_cu_seqlens(m).q == ts.to_interleaved());
   }
 }
 
@@ -241,8 +241,8 @@ TEST_CASE("AttentionMask rows: lazy (from ids) equals dense, polarity 0 = attend
     std::int64_t const b = std::uniform_int_distribution<std::int64_t>(1, 3)(rng);
     std::int64_t const s = std::uniform_int_distribution<std::int64_t>(1, 20)(rng);
     mi::IntTensor const ids = packed_ids(rng, b, s);
-    MaskInfo const lazy = MaskInfo::from_segments(ids);
-    MaskInfo const dense = lazy.materialize_attention_mask();
+    MaskInfo const lazy = mi::from_segments(ids);
+    MaskInfo const dense = mi::materialize_attention_mask(lazy);
     for (std::int64_t r = 0; r < b; ++r) {
       auto const a = mi::attention_mask_rows(lazy, r);
       auto const d = mi::attention_mask_rows(dense, r);
@@ -275,7 +275,7 @@ TEST_CASE("FlashInfer layout: indptrs and LSB-first packed mask", "[mask_info]")
         CHECK(((byte >> (bit % 8)) & 1) == m4.at(b, 0, i, j));
       }
   // trimming keeps only the attended span
-  MaskInfo const padded = MaskInfo::from_segments(mi::IntTensor(mi::Shape{1, 4}, {0, 0, -1, -1}));
+  MaskInfo const padded = mi::from_segments(mi::IntTensor(mi::Shape{1, 4}, {0, 0, -1, -1}));
   auto const t = mi::to_flashinfer_mask(padded, true);
   CHECK(t.qo_indptr == std::vector<std::int32_t>{0, 2});
   CHECK(t.packed_mask == std::vector<std::uint8_t>{0x0f});
@@ -283,50 +283,50 @@ TEST_CASE("FlashInfer layout: indptrs and LSB-first packed mask", "[mask_info]")
 
 TEST_CASE("upstream quirks are reproduced", "[mask_info]") {
   mi::IntTensor const ids(mi::Shape{1, 4}, {1, 1, 1, -1});
-  MaskInfo const m = MaskInfo::from_segments(ids);
+  MaskInfo const m = mi::from_segments(ids);
   // S6: 1-based ids give a leading 0 count; S7: a single 1-based sequence counts as multi
-  CHECK(m.q_lens()->vector() == std::vector<std::int32_t>{0, 3});
-  CHECK(m.is_multi_sequence());
+  CHECK(mi::q_lens(m)->vector() == std::vector<std::int32_t>{0, 3});
+  CHECK(mi::is_multi_sequence(m));
   CHECK_FALSE(mi::has_multiple_sequences(ids)[0]);
   // S2: the cu property is F2 of length 129
-  CHECK(m.cu_seqlens_q().size() == 129);
+  CHECK(mi::cu_seqlens_q(m).size() == 129);
   // S8 / caching: to_dtype(bool) caches the mask on the source object
   CHECK_FALSE(m.fields().attention_mask.has_value());
-  (void)m.to_dtype(mi::DType::bool_);
+  (void)mi::to_dtype(m, mi::DType::bool_);
   CHECK(m.fields().attention_mask.has_value());
   // bias is finfo.min, not -inf
-  auto const bias = m.create_bias(mi::DType::bfloat16);
+  auto const bias = mi::create_bias(m, mi::DType::bfloat16);
   CHECK(bias.value(3) == Approx(-3.3895313892515355e38));
   // S9: top-left causal with Q < K vs the explicit bottom-right alignment
-  MaskInfo const cross = MaskInfo::from_segments(mi::IntTensor(mi::Shape{1, 2}, {0, 0}), mi::IntTensor(mi::Shape{1, 4}, {0, 0, 0, 0}));
-  auto const tl = cross.apply_causal().get_or_compute_attention_mask().to_bool();
-  auto const br = mi::apply_causal_aligned(cross, mi::Align::bottom_right).get_or_compute_attention_mask().to_bool();
+  MaskInfo const cross = mi::from_segments(mi::IntTensor(mi::Shape{1, 2}, {0, 0}), mi::IntTensor(mi::Shape{1, 4}, {0, 0, 0, 0}));
+  auto const tl = mi::get_or_compute_attention_mask(mi::apply_causal(cross)).to_bool();
+  auto const br = mi::get_or_compute_attention_mask(mi::apply_causal_aligned(cross, mi::Align::bottom_right)).to_bool();
   CHECK(tl.vector() == std::vector<std::uint8_t>{1, 0, 0, 0, 1, 1, 0, 0});
   CHECK(br.vector() == std::vector<std::uint8_t>{1, 1, 1, 0, 1, 1, 1, 1});
   // apply_chunked caches pattern ids on a source that had none
   MaskInfo const raw(MaskInfo::Fields{.attention_mask = mi::Array(mi::BoolTensor(mi::Shape{1, 1, 2, 2}, 1))});
-  (void)raw.apply_chunked(1);
+  (void)mi::apply_chunked(raw, 1);
   CHECK(raw.fields().q_segment_ids.has_value());
 }
 
 TEST_CASE("keyword-style option structs (designated initializers)", "[mask_info]") {
-  MaskInfo const m = MaskInfo::from_segments(mi::IntTensor(mi::Shape{1, 6}, {0, 0, 0, 0, 0, 0}));
-  MaskInfo const d = m.apply_sliding_window(1, {.mode = "decode", .index = 4});
-  CHECK(d.get_or_compute_attention_mask().shape() == mi::Shape{1, 1, 1, 3});
-  MaskInfo const t = m.apply_token_type_ids(mi::IntTensor(mi::Shape{1, 6}, {1, 1, 0, 2, 2, 2}), {.combine = "replace"});
-  CHECK(t.q_segment_ids().vector() == std::vector<std::int32_t>{1, 1, -1, 2, 2, 2});
-  MaskInfo const k = m.apply_kv_lengths(4, {.q_len = 2, .end_index = 3});
-  CHECK(k.kv_segment_ids().vector() == std::vector<std::int32_t>{0, 0, 0, 0, -1, -1});
-  CHECK(k.q_segment_ids().shape() == mi::Shape{1, 2});
+  MaskInfo const m = mi::from_segments(mi::IntTensor(mi::Shape{1, 6}, {0, 0, 0, 0, 0, 0}));
+  MaskInfo const d = mi::apply_sliding_window(m, 1, {.mode = "decode", .index = 4});
+  CHECK(mi::get_or_compute_attention_mask(d).shape() == mi::Shape{1, 1, 1, 3});
+  MaskInfo const t = mi::apply_token_type_ids(m, mi::IntTensor(mi::Shape{1, 6}, {1, 1, 0, 2, 2, 2}), {.combine = "replace"});
+  CHECK(mi::q_segment_ids(t).vector() == std::vector<std::int32_t>{1, 1, -1, 2, 2, 2});
+  MaskInfo const k = mi::apply_kv_lengths(m, 4, {.q_len = 2, .end_index = 3});
+  CHECK(mi::kv_segment_ids(k).vector() == std::vector<std::int32_t>{0, 0, 0, 0, -1, -1});
+  CHECK(mi::q_segment_ids(k).shape() == mi::Shape{1, 2});
 }
 
 TEST_CASE("visualize renders byte for byte", "[mask_info]") {
-  MaskInfo const m = MaskInfo::from_segments(mi::IntTensor(mi::Shape{1, 4}, {0, 0, 1, 1}));
+  MaskInfo const m = mi::from_segments(mi::IntTensor(mi::Shape{1, 4}, {0, 0, 1, 1}));
   mi::VisualizeOptions o;
   o.block_size = 2;
   o.charset = "ascii";
   o.return_str = true;
-  CHECK(*m.visualize(o) ==
+  CHECK(*mi::visualize(m, o) ==
         "Attention mask (batch=0, head=0) block=(2x2) mask_shape=(1, 1, 4, 4)\n"
         "         0001\n"
         "        ====  \n"
@@ -338,13 +338,13 @@ TEST_CASE("visualize renders byte for byte", "[mask_info]") {
 }
 
 TEST_CASE("sharding specs are pure metadata", "[mask_info]") {
-  MaskInfo const m = MaskInfo::from_segments(mi::IntTensor(mi::Shape{2, 4}, {0, 0, 1, 1, 0, 0, 0, -1}));
+  MaskInfo const m = mi::from_segments(mi::IntTensor(mi::Shape{2, 4}, {0, 0, 1, 1, 0, 0, 0, -1}));
   mi::Mesh const mesh{{{"dp", 2}, {"fsdp", 1}, {"tp", 2}, {"sp", 2}}};
-  auto const s = m.get_shardings(mesh, true);
+  auto const s = mi::get_shardings(m, mesh, true);
   CHECK_FALSE(s.attention_mask.has_value());  // lazy mask
   REQUIRE(s.q_segment_ids.has_value());
   CHECK(*s.q_segment_ids == mi::PartitionSpec{mi::AxisName::of_tuple({"dp", "fsdp"}), mi::AxisName("sp")});
-  auto const dense = m.materialize_attention_mask().get_shardings(mesh);
+  auto const dense = mi::get_shardings(mi::materialize_attention_mask(m), mesh);
   // H = 1 is not divisible by tp = 2: replicated on that axis
   CHECK(*dense.attention_mask ==
         mi::PartitionSpec{mi::AxisName::of_tuple({"dp", "fsdp"}), mi::AxisName(), mi::AxisName(), mi::AxisName()});
@@ -361,7 +361,7 @@ TEST_CASE("float16 / bfloat16 rounding", "[mask_info]") {
 TEST_CASE("debug trace toggle", "[mask_info]") {
   auto const on = captured_stdout([] { mi::set_debug_mode(true); });
   CHECK(on == "[MaskInfo Debug] Debug mode enabled\n");
-  auto const traced = captured_stdout([] { (void)MaskInfo::from_segments(mi::IntTensor(mi::Shape{1, 1}, {0})); });
+  auto const traced = captured_stdout([] { (void)mi::from_segments(mi::IntTensor(mi::Shape{1, 1}, {0})); });
   CHECK(traced == "[MaskInfo Debug] Calling type.from_segments()\n");
   auto const off = captured_stdout([] { mi::set_debug_mode(false); });
   CHECK(off == "[MaskInfo Debug] Debug mode disabled\n");
@@ -373,75 +373,94 @@ TEST_CASE("debug trace toggle", "[mask_info]") {
 TEST_CASE("bad input: wrong rank", "[mask_info][errors]") {
   CHECK_THROWS_AS(mi::mask_to_segment_ids(mi::BoolTensor(mi::Shape{3})), piecrust::InvalidArgument);
   CHECK_THROWS_WITH(mi::mask_to_segment_ids(mi::BoolTensor(mi::Shape{3})), Catch::Contains("mask") && Catch::Contains("(3,)"));
-  CHECK_THROWS_WITH(MaskInfo::from_attention_mask(mi::BoolTensor(mi::Shape{1, 1, 1, 1, 1})),
+  CHECK_THROWS_WITH(mi::from_attention_mask(mi::BoolTensor(mi::Shape{1, 1, 1, 1, 1})),
                     Catch::Contains("attention_mask") && Catch::Contains("5D"));
   CHECK_THROWS_WITH(mi::qkv_masks_to_cu_seqlens(mi::BoolTensor(mi::Shape{4})), Catch::Contains("q_mask") && Catch::Contains("(4,)"));
-  MaskInfo const m = MaskInfo::from_segments(mi::IntTensor(mi::Shape{1, 2}, {0, 0}));
-  CHECK_THROWS_WITH(m.apply_token_type_ids(mi::IntTensor(mi::Shape{2}, {0, 0})), Catch::Contains("token_type_ids"));
+  MaskInfo const m = mi::from_segments(mi::IntTensor(mi::Shape{1, 2}, {0, 0}));
+  CHECK_THROWS_WITH(mi::apply_token_type_ids(m, mi::IntTensor(mi::Shape{2}, {0, 0})), Catch::Contains("token_type_ids"));
+}
+
+TEST_CASE("bad input: MaskInfo fields of the wrong rank", "[mask_info][errors]") {
+  CHECK_THROWS_WITH(MaskInfo(MaskInfo::Fields{.attention_mask = mi::Array(mi::BoolTensor(mi::Shape{2, 2}))}),
+                    Catch::Contains("attention_mask") && Catch::Contains("(2, 2)"));
+  CHECK_THROWS_WITH(MaskInfo(MaskInfo::Fields{.q_segment_ids = mi::IntTensor(mi::Shape{3})}),
+                    Catch::Contains("q_segment_ids") && Catch::Contains("(3,)"));
+  CHECK_THROWS_WITH(MaskInfo(MaskInfo::Fields{.cu_seqlens_kv = mi::IntTensor(mi::Shape{1, 2})}),
+                    Catch::Contains("cu_seqlens_kv") && Catch::Contains("(1, 2)"));
+  CHECK_THROWS_WITH(MaskInfo(MaskInfo::Fields{.q_positions = mi::IntTensor(mi::Shape{1, 1, 2})}),
+                    Catch::Contains("q_positions") && Catch::Contains("(1, 1, 2)"));
+  // factories and replace build through the same constructor
+  CHECK_THROWS_WITH(mi::from_segments(mi::IntTensor(mi::Shape{1, 2}), mi::IntTensor(mi::Shape{2})),
+                    Catch::Contains("kv_segment_ids") && Catch::Contains("(2,)"));
+  MaskInfo const m = mi::from_segments(mi::IntTensor(mi::Shape{1, 2}, {0, 0}));
+  mi::Replace r;
+  r.kv_positions.emplace(mi::IntTensor(mi::Shape{2}));
+  CHECK_THROWS_WITH(mi::replace(m, r), Catch::Contains("kv_positions") && Catch::Contains("(2,)"));
 }
 
 TEST_CASE("bad input: mismatched batch", "[mask_info][errors]") {
-  MaskInfo const m = MaskInfo::from_segments(mi::IntTensor(mi::Shape{2, 2}, {0, 0, 0, 0}));
-  CHECK_THROWS_WITH(m.apply_token_type_ids(mi::TokenTypes(mi::IntTensor(mi::Shape{2, 2}), mi::IntTensor(mi::Shape{3, 2}))),
+  MaskInfo const m = mi::from_segments(mi::IntTensor(mi::Shape{2, 2}, {0, 0, 0, 0}));
+  CHECK_THROWS_WITH(mi::apply_token_type_ids(m, mi::TokenTypes(mi::IntTensor(mi::Shape{2, 2}), mi::IntTensor(mi::Shape{3, 2}))),
                     Catch::Contains("batch") && Catch::Contains("3"));
   CHECK_THROWS_AS(mi::segment_ids_to_mask(mi::IntTensor(mi::Shape{2, 2}), mi::IntTensor(mi::Shape{3, 2})), piecrust::InvalidArgument);
-  CHECK_THROWS_WITH(m.apply_causal(mi::BatchInts(std::vector<std::int64_t>{1, 2, 3})), Catch::Contains("offset") && Catch::Contains("3"));
+  CHECK_THROWS_WITH(mi::apply_causal(m, mi::BatchInts(std::vector<std::int64_t>{1, 2, 3})),
+                    Catch::Contains("offset") && Catch::Contains("3"));
 }
 
 TEST_CASE("bad input: odd-length span arrays", "[mask_info][errors]") {
   mi::IntTensor const odd(mi::Shape{3}, {0, 2, 4});
   CHECK_THROWS_WITH(mi::cu_seqlens_to_mask(odd, 4), Catch::Contains("cu_seqlens") && Catch::Contains("3"));
-  CHECK_THROWS_AS(MaskInfo::from_cu_seqlens(odd, 4), piecrust::InvalidArgument);
+  CHECK_THROWS_AS(mi::from_cu_seqlens(odd, 4), piecrust::InvalidArgument);
   CHECK_THROWS_WITH(mi::TokenSpans::from_interleaved(odd), Catch::Contains("even") && Catch::Contains("3"));
   CHECK_THROWS_WITH(mi::cu_seqlens_to_mask(mi::IntTensor(mi::Shape{2}, {0, 1}), -1), Catch::Contains("max_len = -1"));
   CHECK_THROWS_WITH(mi::CuSeqlens::from_offsets(mi::IntTensor(mi::Shape{3}, {0, 5, 2})), Catch::Contains("offsets[2] = 2"));
 }
 
 TEST_CASE("bad input: negative window, chunk, sparsity", "[mask_info][errors]") {
-  MaskInfo const m = MaskInfo::from_segments(mi::IntTensor(mi::Shape{1, 3}, {0, 0, 0}));
-  CHECK_THROWS_WITH(m.apply_sliding_window(-1), Catch::Contains("sliding_window") && Catch::Contains("-1"));
-  CHECK_THROWS_WITH(m.apply_sliding_window(mi::SlidingWindow(2, -3)), Catch::Contains("(2, -3)"));
-  CHECK_THROWS_WITH(m.apply_chunked(0), Catch::Contains("chunk_size") && Catch::Contains("0"));
-  CHECK_THROWS_WITH(MaskInfo::create_chunked_attention_mask(-2, 4), Catch::Contains("-2"));
+  MaskInfo const m = mi::from_segments(mi::IntTensor(mi::Shape{1, 3}, {0, 0, 0}));
+  CHECK_THROWS_WITH(mi::apply_sliding_window(m, -1), Catch::Contains("sliding_window") && Catch::Contains("-1"));
+  CHECK_THROWS_WITH(mi::apply_sliding_window(m, mi::SlidingWindow(2, -3)), Catch::Contains("(2, -3)"));
+  CHECK_THROWS_WITH(mi::apply_chunked(m, 0), Catch::Contains("chunk_size") && Catch::Contains("0"));
+  CHECK_THROWS_WITH(mi::create_chunked_attention_mask(-2, 4), Catch::Contains("-2"));
   mi::RandomOptions r;
   r.sparsity = 1.5;
-  CHECK_THROWS_WITH(MaskInfo::from_random(1, 2, r), Catch::Contains("sparsity = 1.5"));
+  CHECK_THROWS_WITH(mi::from_random(1, 2, r), Catch::Contains("sparsity = 1.5"));
 }
 
 TEST_CASE("bad input: unknown mode, combine, zero_policy, reduce_heads, dtype", "[mask_info][errors]") {
-  MaskInfo const m = MaskInfo::from_segments(mi::IntTensor(mi::Shape{1, 3}, {0, 0, 0}));
+  MaskInfo const m = mi::from_segments(mi::IntTensor(mi::Shape{1, 3}, {0, 0, 0}));
   CHECK_THROWS_WITH(mi::parse_window_mode("sideways"), Catch::Contains("'sideways'"));
   mi::SlidingWindowOptions decode;
   decode.mode = "decode";
-  CHECK_THROWS_WITH(m.apply_sliding_window(1, decode), Catch::Contains("index"));
+  CHECK_THROWS_WITH(mi::apply_sliding_window(m, 1, decode), Catch::Contains("index"));
   mi::TokenTypeOptions o;
   o.combine = "xor";
-  CHECK_THROWS_WITH(m.apply_token_type_ids(mi::IntTensor(mi::Shape{1, 3}), o), Catch::Contains("'xor'"));
+  CHECK_THROWS_WITH(mi::apply_token_type_ids(m, mi::IntTensor(mi::Shape{1, 3}), o), Catch::Contains("'xor'"));
   o.combine = "union";
   o.zero_policy = "left";
-  CHECK_THROWS_WITH(m.apply_token_type_ids(mi::IntTensor(mi::Shape{1, 3}), o), Catch::Contains("'left'"));
+  CHECK_THROWS_WITH(mi::apply_token_type_ids(m, mi::IntTensor(mi::Shape{1, 3}), o), Catch::Contains("'left'"));
   CHECK_THROWS_WITH(mi::attention_mask_to_qkv_cu_seqlens(mi::BoolTensor(mi::Shape{1, 1, 2, 2}), "most"), Catch::Contains("'most'"));
   CHECK_THROWS_WITH(mi::parse_dtype("float64"), Catch::Contains("'float64'"));
-  CHECK_THROWS_AS(m.create_bias(mi::DType::int32), piecrust::InvalidArgument);
+  CHECK_THROWS_AS(mi::create_bias(m, mi::DType::int32), piecrust::InvalidArgument);
 }
 
 TEST_CASE("bad input: empty object, out-of-range index, missing mesh axis, non-block mask", "[mask_info][errors]") {
   MaskInfo const empty;
-  CHECK_THROWS_AS(empty.get_or_compute_attention_mask(), piecrust::InvalidState);
-  CHECK_THROWS_AS(empty.get_or_compute_segment_ids(), piecrust::InvalidState);
-  CHECK_THROWS_AS(empty.apply_causal(), piecrust::InvalidState);
-  MaskInfo const m = MaskInfo::from_segments(mi::IntTensor(mi::Shape{1, 3}, {0, 0, 0}));
+  CHECK_THROWS_AS(mi::get_or_compute_attention_mask(empty), piecrust::InvalidState);
+  CHECK_THROWS_AS(mi::get_or_compute_segment_ids(empty), piecrust::InvalidState);
+  CHECK_THROWS_AS(mi::apply_causal(empty), piecrust::InvalidState);
+  MaskInfo const m = mi::from_segments(mi::IntTensor(mi::Shape{1, 3}, {0, 0, 0}));
   mi::VisualizeOptions v;
   v.batch = 4;
   v.return_str = true;
-  CHECK_THROWS_WITH(m.visualize(v), Catch::Contains("batch=4"));
-  CHECK_THROWS_AS(m.visualize(v), piecrust::OutOfRange);
+  CHECK_THROWS_WITH(mi::visualize(m, v), Catch::Contains("batch=4"));
+  CHECK_THROWS_AS(mi::visualize(m, v), piecrust::OutOfRange);
   mi::Mesh const mesh{{{"dp", 1}, {"tp", 1}}};
-  CHECK_THROWS_WITH(m.get_shardings(mesh), Catch::Contains("'fsdp'"));
+  CHECK_THROWS_WITH(mi::get_shardings(m, mesh), Catch::Contains("'fsdp'"));
   mi::KvLengthsOptions kv;
-  CHECK_THROWS_WITH(m.apply_kv_lengths(2, kv), Catch::Contains("q_len"));
+  CHECK_THROWS_WITH(mi::apply_kv_lengths(m, 2, kv), Catch::Contains("q_len"));
   kv.q_len = 9;
-  CHECK_THROWS_WITH(m.apply_kv_lengths(2, kv), Catch::Contains("q_len = 9"));
-  auto const causal = MaskInfo::create_chunked_attention_mask(4, 4);  // causal 4x4
+  CHECK_THROWS_WITH(mi::apply_kv_lengths(m, 2, kv), Catch::Contains("q_len = 9"));
+  auto const causal = mi::create_chunked_attention_mask(4, 4);  // causal 4x4
   CHECK_THROWS_WITH(mi::recover_segments(causal), Catch::Contains("not block-structured"));
 }

@@ -8,17 +8,21 @@
 // alignment, a mode enum that rejects unknown strings, and a real segment recovery that checks the mask
 // is block-structured (unlike mask_to_segment_ids, which only groups identical rows).
 
-#include "piecrust/core/detail/mask_info_grouping.hpp"
 #include "piecrust/core/error.hpp"
-#include "piecrust/core/mask_info/conversions.hpp"
-#include "piecrust/core/mask_info/mask_info_class.hpp"
-#include "piecrust/core/mask_info/tensor.hpp"
+#include "piecrust/mask_info/conversions.hpp"
+#include "piecrust/mask_info/detail/grouping.hpp"
+#include "piecrust/mask_info/mask_info.hpp"
+#include "piecrust/mask_info/options.hpp"
+#include "piecrust/mask_info/tensor.hpp"
+#include "piecrust/mask_info/transforms.hpp"
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 namespace piecrust::maskinfo {
@@ -226,7 +230,7 @@ enum class Align {
     if (!q || !k) piecrust::detail::fail<InvalidState>("apply_causal_aligned: q_len / kv_len are unknown");
     off += *k - *q;
   }
-  return m.apply_causal(BatchInts(off));
+  return apply_causal(m, BatchInts(off));
 }
 
 /// The sliding-window modes, typed: unknown strings are rejected instead of meaning "default" (S9).
@@ -254,7 +258,7 @@ enum class WindowMode { standard, decode, prefill };
   if (mode == WindowMode::decode) o.mode = "decode";
   if (mode == WindowMode::prefill) o.mode = "prefill";
   o.index = std::move(index);
-  return m.apply_sliding_window(window, o);
+  return apply_sliding_window(m, window, o);
 }
 
 /// Segment recovery that checks structure: returns q / kv ids with matched numbering such that

@@ -1,14 +1,20 @@
 #pragma once
-// The text rendering of MaskInfo.visualize, byte for byte as upstream: blocks of the (Q, K) slice are
-// classified empty / partial / full ("  ", "░░" or "..", "██" or "##"), optionally downsampled to fit
-// max_rows x max_cols, with segment-id labels (PAD = -1, MIX/?? = -2: a real id of -2 shows as mixed).
+// visualize (upstream's MaskInfo.visualize) and its text rendering, byte for byte as upstream: blocks
+// of the (Q, K) slice are classified empty / partial / full ("  ", "░░" or "..", "██" or "##"),
+// optionally downsampled to fit max_rows x max_cols, with segment-id labels (PAD = -1, MIX/?? = -2: a
+// real id of -2 shows as mixed).
 
 #include "piecrust/core/error.hpp"
-#include "piecrust/core/mask_info/tensor.hpp"
+#include "piecrust/mask_info/conversions.hpp"
+#include "piecrust/mask_info/debug.hpp"
+#include "piecrust/mask_info/mask_info.hpp"
+#include "piecrust/mask_info/representations.hpp"
+#include "piecrust/mask_info/tensor.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <iostream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -26,7 +32,7 @@ struct BlockSize {
   BlockSize(std::int64_t q_block, std::int64_t kv_block) : q(q_block), kv(kv_block) {}
 };
 
-/// The keyword arguments of MaskInfo.visualize, with upstream's defaults.
+/// The keyword arguments of visualize (upstream's MaskInfo.visualize), with upstream's defaults.
 struct VisualizeOptions {
   BlockSize block_size{32};
   std::int64_t batch = 0;
@@ -173,6 +179,54 @@ inline std::string left_label(std::int32_t label, std::size_t width) {
   out << "Legend mask: full='\xe2\x96\x88\xe2\x96\x88'/##, partial='\xe2\x96\x91\xe2\x96\x91'/.., empty='  '\n";
   if (o.show_segments) out << "Legend seg: left=Q block ID, top=KV block ID, PAD=-1, MIX=??\n";
   return out.str();
+}
+
+/// visualize (upstream's MaskInfo.visualize): the block rendering of one (batch, head) as text; returned
+/// when return_str, else printed (plus a newline, like Python's print) and nullopt returned.
+inline std::optional<std::string> visualize(MaskInfo const& m, VisualizeOptions const& o = {}) {
+  detail::trace("MaskInfo", "visualize");
+  BoolTensor mk = get_or_compute_attention_mask(m, DType::bool_).to_bool();
+  if (mk.rank() == 3) mk = mk.reshaped(Shape{mk.dim(0), 1, mk.dim(1), mk.dim(2)});
+  if (mk.rank() != 4) {
+    piecrust::detail::fail<InvalidArgument>("Visualization requires a 4D attention mask, but got ", mk.rank(),
+                                            "D mask with shape ", shape_repr(mk.shape()));
+  }
+  std::int64_t const b = mk.dim(0), h = mk.dim(1), q = mk.dim(2), k = mk.dim(3);
+  if (o.batch < 0 || o.batch >= b) {
+    piecrust::detail::fail<OutOfRange>("Batch index out of range. Requested batch=", o.batch,
+                                       ", but valid range is [0, ", b, ").");
+  }
+  if (o.head < 0 || o.head >= h) {
+    piecrust::detail::fail<OutOfRange>("Head index out of range. Requested head=", o.head,
+                                       ", but valid range is [0, ", h, ").");
+  }
+  std::vector<std::uint8_t> slice(static_cast<std::size_t>(q * k));  // [q_len][kv_len]
+  if (q * k > 0) std::copy_n(&mk.at(o.batch, o.head, 0, 0), q * k, slice.begin());
+  std::optional<std::vector<std::int32_t>> qi, ki;
+  if (o.show_segments) {
+    std::optional<QkvPair<IntTensor>> pattern{};
+    auto pick = [&](std::optional<IntTensor> const& stored, bool is_q) {
+      IntTensor const* ids = stored ? &*stored : nullptr;
+      if (!ids) {
+        if (!pattern) pattern = mask_to_segment_ids(mk, h > 1);  // pattern grouping, not cached (as upstream)
+        ids = is_q ? &pattern->q : &pattern->kv;
+      }
+      std::int64_t const len = ids->shape().back();
+      std::int64_t const row = ids->rank() == 3 ? (o.batch * ids->dim(1) + o.head) : o.batch;
+      if (ids->rank() < 2 || ids->dim(0) <= o.batch || (ids->rank() == 3 && ids->dim(1) <= o.head)) {
+        piecrust::detail::fail<OutOfRange>("visualize: segment ids of shape ", shape_repr(ids->shape()),
+                                           " have no row for batch=", o.batch, ", head=", o.head);
+      }
+      auto const first = ids->data().begin() + row * len;
+      return std::vector<std::int32_t>(first, first + len);
+    };
+    qi = pick(m.fields().q_segment_ids, true);
+    ki = pick(m.fields().kv_segment_ids, false);
+  }
+  std::string s = render_mask(slice, q, k, mk.shape(), std::move(qi), std::move(ki), o);
+  if (o.return_str) return s;
+  std::cout << s << '\n';
+  return std::nullopt;
 }
 
 }  // namespace piecrust::maskinfo

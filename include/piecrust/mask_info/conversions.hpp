@@ -6,11 +6,11 @@
 // cu_seqlens here are "F1" start/end pairs [s0, e0, s1, e1, ...] (2B,), except
 // segment_ids_to_cu_seqlens, which returns "F2" cumulative counts by id value (max_segments + 1,).
 
-#include "piecrust/core/detail/mask_info_grouping.hpp"
 #include "piecrust/core/error.hpp"
-#include "piecrust/core/mask_info/debug.hpp"
-#include "piecrust/core/mask_info/dtype.hpp"
-#include "piecrust/core/mask_info/tensor.hpp"
+#include "piecrust/mask_info/debug.hpp"
+#include "piecrust/mask_info/detail/grouping.hpp"
+#include "piecrust/mask_info/dtype.hpp"
+#include "piecrust/mask_info/tensor.hpp"
 
 #include <algorithm>
 #include <cstdint>

@@ -3,8 +3,8 @@
 // sizes, token types and the keyword-argument structs of the upstream methods.
 
 #include "piecrust/core/error.hpp"
-#include "piecrust/core/mask_info/sharding.hpp"
-#include "piecrust/core/mask_info/tensor.hpp"
+#include "piecrust/mask_info/axis_name.hpp"
+#include "piecrust/mask_info/tensor.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -97,7 +97,7 @@ struct AxisNames {
   AxisName sequence_axis_name = AxisName("sp");
 };
 
-/// Keyword arguments of MaskInfo::from_segments, from_attention_mask, from_cu_seqlens, from_random.
+/// Keyword arguments of from_segments, from_attention_mask, from_cu_seqlens, from_random (factories.hpp).
 struct SegmentsOptions {
   std::optional<IntTensor> q_positions{};
   std::optional<IntTensor> kv_positions{};

@@ -1,14 +1,16 @@
 #pragma once
 // Sharding metadata for MaskInfo (ejKernel's MaskSharding / get_shardings), computed without devices:
 // a Mesh is just named axes with sizes, a PartitionSpec a list of entries (None, an axis, or a tuple of
-// axes). corrected_spec reproduces ejkernel.xla_utils.get_corrected_named_sharding(...).spec.
+// axes; AxisName is in axis_name.hpp). corrected_spec reproduces
+// ejkernel.xla_utils.get_corrected_named_sharding(...).spec.
 
 #include "piecrust/core/error.hpp"
-#include "piecrust/core/mask_info/tensor.hpp"
+#include "piecrust/mask_info/axis_name.hpp"
+#include "piecrust/mask_info/mask_info.hpp"
+#include "piecrust/mask_info/tensor.hpp"
 
 #include <algorithm>
 #include <cstdint>
-#include <initializer_list>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -16,26 +18,6 @@
 #include <vector>
 
 namespace piecrust::maskinfo {
-
-/// An axis-name slot: None, one name ("tp"), or a tuple of names (("dp", "fsdp")).
-struct AxisName {
-  std::vector<std::string> names;  // empty and !tuple: None
-  bool tuple = false;
-
-  AxisName() = default;
-  AxisName(char const* name) : names{name} {}                              // NOLINT: implicit like Python
-  AxisName(std::string name) : names{std::move(name)} {}                   // NOLINT
-  AxisName(std::initializer_list<std::string> ns) : names(ns), tuple(true) {}  // a tuple of names
-  static AxisName none() { return {}; }
-  static AxisName of_tuple(std::vector<std::string> ns) {
-    AxisName a;
-    a.names = std::move(ns);
-    a.tuple = true;
-    return a;
-  }
-  [[nodiscard]] bool is_none() const { return names.empty() && !tuple; }
-  friend bool operator==(AxisName const&, AxisName const&) = default;
-};
 
 /// jax.sharding.PartitionSpec: one entry per array dimension; an empty spec is fully replicated.
 using PartitionSpec = std::vector<AxisName>;
@@ -115,5 +97,36 @@ inline void check_axis(AxisName const& a, char const* label, Mesh const& mesh) {
   }
 }
 }  // namespace detail
+
+/// get_shardings(mesh, sequence_parallel): partition specs for every present field (no devices).
+[[nodiscard]] inline MaskSharding get_shardings(MaskInfo const& m, Mesh const& mesh, bool sequence_parallel = false) {
+  auto const& f = m.fields();
+  AxisName const seq = sequence_parallel ? f.sequence_axis_name : AxisName::none();
+  detail::check_axis(f.qheads_axis_name, "qheads_axis_name", mesh);
+  detail::check_axis(f.batch_axis_name, "batch_axis_name", mesh);
+  detail::check_axis(seq, "sequence_axis_name", mesh);
+  MaskSharding s;
+  if (f.attention_mask) {
+    if (f.attention_mask->rank() != 4) {
+      piecrust::detail::fail<InvalidArgument>("Attention mask must be a 4D array for sharding computation, but got ",
+                                              f.attention_mask->rank(), "D array with shape ",
+                                              shape_repr(f.attention_mask->shape()));
+    }
+    s.attention_mask =
+        corrected_spec(f.attention_mask->shape(), {f.batch_axis_name, f.qheads_axis_name, seq, AxisName::none()}, mesh);
+  }
+  auto bs = [&](std::optional<IntTensor> const& t) -> std::optional<PartitionSpec> {
+    if (!t) return std::nullopt;
+    return corrected_spec(t->shape(), {f.batch_axis_name, seq}, mesh);
+  };
+  s.q_segment_ids = bs(f.q_segment_ids);
+  s.kv_segment_ids = bs(f.kv_segment_ids);
+  s.q_positions = bs(f.q_positions);
+  s.kv_positions = bs(f.kv_positions);
+  return s;
+}
+
+/// get_empty_sharding (upstream's staticmethod): every field None.
+[[nodiscard]] inline MaskSharding get_empty_sharding() { return {}; }
 
 }  // namespace piecrust::maskinfo

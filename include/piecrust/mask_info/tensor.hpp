@@ -5,7 +5,7 @@
 //              held as float values already rounded to the format; see dtype.hpp).
 
 #include "piecrust/core/error.hpp"
-#include "piecrust/core/mask_info/dtype.hpp"
+#include "piecrust/mask_info/dtype.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -10,8 +10,9 @@
 #include "piecrust/core/attention_mask.hpp"
 #include "piecrust/core/brle.hpp"
 #include "piecrust/core/error.hpp"
-#include "piecrust/core/mask_info/mask_info_class.hpp"
-#include "piecrust/core/mask_info/tensor.hpp"
+#include "piecrust/mask_info/mask_info.hpp"
+#include "piecrust/mask_info/representations.hpp"
+#include "piecrust/mask_info/tensor.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -75,7 +76,7 @@ inline AttentionMask row_from_bools(std::uint8_t const* row, std::int64_t k) {
     }
     return rows;
   }
-  BoolTensor mk = m.get_or_compute_attention_mask(DType::bool_).to_bool();
+  BoolTensor mk = get_or_compute_attention_mask(m, DType::bool_).to_bool();
   if (mk.rank() == 3) mk = mk.reshaped(Shape{mk.dim(0), 1, mk.dim(1), mk.dim(2)});
   if (mk.rank() != 4) {
     piecrust::detail::fail<InvalidArgument>("attention_mask_rows: mask must be 4D, got shape ", shape_repr(mk.shape()));
@@ -105,7 +106,7 @@ struct FlashInferMask {
 /// its last valid query (a row with any True) and kv token (a column with any True); otherwise the full
 /// q_len x kv_len. Uses head `head` of the mask.
 [[nodiscard]] inline FlashInferMask to_flashinfer_mask(MaskInfo const& m, bool trim_padding = false, std::int64_t head = 0) {
-  BoolTensor mk = m.get_or_compute_attention_mask(DType::bool_).to_bool();
+  BoolTensor mk = get_or_compute_attention_mask(m, DType::bool_).to_bool();
   if (mk.rank() != 4) {
     piecrust::detail::fail<InvalidArgument>("to_flashinfer_mask: mask must be 4D, got shape ", shape_repr(mk.shape()));
   }
