@@ -17,6 +17,7 @@
 #include <piecrust/runtime/context_state.hpp>
 #include <piecrust/runtime/drafter.hpp>
 #include <piecrust/runtime/forward.hpp>
+#include <piecrust/runtime/generation.hpp>
 #include <piecrust/runtime/kv_export.hpp>
 #include <piecrust/runtime/stop_condition.hpp>
 #include <piecrust/runtime/store.hpp>
@@ -40,18 +41,6 @@ class Engine;
 
 /// What Context::flush leaves pending: nothing, or the last token (to continue generating from it).
 enum class Flush { all, keep_last };
-
-/// What a generation produced. The token that triggered the stop condition is included (Pie's behaviour).
-struct Generation {
-  std::vector<std::uint32_t> tokens;
-  std::string text;  // the tokens decoded, special tokens left out (empty without a tokenizer)
-  std::size_t passes = 0;  // forward passes the generation took (speculation makes this < tokens.size())
-  /// [tokens.size()] ln p(tokens[i]) under the distribution the sampler drew tokens[i] from, before any
-  /// cut-off: softmax(logits / T) over the ids the constraints allow (renormalized over them; every id without
-  /// constraints), T = the sampler's temperature (1 for greedy, multinomial and custom samplers; speculative
-  /// generation is greedy). Top-k / top-p / min-p truncation is not renormalized in. Natural log, <= 0.
-  std::vector<float> logprobs;
-};
 
 /// Low-level page operations of a context (Pie's ctx.inner()). Each validates before it changes anything.
 template <class M>
@@ -166,139 +155,16 @@ class Context {
   }
 
   /// Generates until `stop` fires (or the model's context is full), sampling with `sampler` under every
-  /// constraint's mask. Throws InvalidState when there is nothing to continue from.
+  /// constraint's mask. Throws InvalidState when there is nothing to continue from. (generation.hpp)
   template <Constraint... Cs>
   Task<Generation> generate(SamplerSpec sampler, StopCondition stop, Cs&... constraints) {
-    open_assistant_turn();
-    if (s_->pending.empty()) detail::fail<InvalidState>("Context::generate: the context is empty: fill it first");
-    Generation g;
-    for (;;) {
-      auto fwd = forward();
-      fwd.input_pending();
-      if constexpr (sizeof...(Cs) > 0) fwd.mask(combined_mask(constraints...));
-      auto const h = fwd.sample({s_->pending.size() - 1}, sampler);
-      ForwardOutput out = co_await fwd.execute();
-      ++g.passes;
-      std::uint32_t const t = out.token(h);
-      (constraints.advance(t), ...);
-      g.tokens.push_back(t);
-      g.logprobs.push_back(out.sampled_logprobs(h).front());
-      s_->pending.push_back(t);
-      if (stop.should_stop(g.tokens) || context_full()) break;
-    }
-    g.text = engine_->decode_text(g.tokens);
-    co_return g;
+    return detail::generate(*this, std::move(sampler), std::move(stop), constraints...);
   }
 
-  /// Greedy generation with speculative drafts: every draft (chain or tree) is verified in one pass, the
-  /// longest agreeing path is kept and the rest rolled back. The tokens equal plain greedy generation's as
-  /// long as the model computes a row identically in a batch of 1 + max_draft rows and in a batch of one
-  /// (true of the host backend for quantized weights at any batch size, where each output is its row's own
-  /// integer dot product; with f32 weights OpenBLAS's sgemm is row-invariant only up to 12 rows).
+  /// Greedy generation with speculative drafts, every draft verified in one pass (generation.hpp).
   template <Drafter D>
   Task<Generation> generate_with_drafter(D& drafter, StopCondition stop, std::size_t max_draft = 8) {
-    open_assistant_turn();
-    if (s_->pending.empty()) detail::fail<InvalidState>("Context::generate_with_drafter: the context is empty");
-    {
-      auto const all = token_ids();
-      drafter.update(all);
-    }
-    Generation g;
-    std::uint32_t const ps = page_size();
-    for (;;) {
-      // A prompt is prefilled in a pass of its own, exactly as plain generation does, so every row is computed
-      // in the same batch shape as there: the host GEMM gives bit-identical rows only for equal shapes (and
-      // for small batches), so verification passes stay at most 1 + max_draft tokens.
-      Draft draft = s_->pending.size() > 1 ? Draft{} : drafter.draft();
-      draft.validate();
-      std::size_t const room = engine_->shape().context_length - std::min(engine_->shape().context_length, seq_len() + 1);
-      std::size_t const keep = std::min({draft.size(), max_draft, room});
-      draft.tokens.resize(keep);
-      draft.parents.resize(keep);
-
-      std::size_t const np = s_->pending.size();
-      std::size_t const kv_before = s_->table.seq_len();
-      std::uint32_t const last_pos = s_->table.next_position() + static_cast<std::uint32_t>(np) - 1;
-      auto fwd = forward();
-      fwd.input_pending();
-      std::vector<std::uint32_t> positions(keep);
-      for (std::size_t i = 0; i < keep; ++i) positions[i] = last_pos + static_cast<std::uint32_t>(draft.depth(i));
-      fwd.input_at(draft.tokens, positions);
-      if (keep > 0) {
-        std::vector<AttentionMask> rows = AttentionMask::causal_rows(kv_before, np - 1);
-        auto const tree = draft.verification_rows(kv_before + np - 1);
-        rows.insert(rows.end(), tree.begin(), tree.end());
-        fwd.attention_mask(std::move(rows));
-      }
-      std::vector<std::size_t> at(keep + 1);
-      for (std::size_t i = 0; i <= keep; ++i) at[i] = np - 1 + i;
-      auto const h = fwd.sample(at, samplers::greedy());
-      fwd.defer_commit();
-      ForwardOutput out = co_await fwd.execute();
-      ++g.passes;
-      auto const picked = out.tokens(h);  // [keep + 1]: after the last pending token, then after each draft token
-      auto const picked_logprobs = out.sampled_logprobs(h);  // [keep + 1]
-
-      // Walk the tree: follow the child whose token equals the model's choice.
-      std::vector<std::size_t> path;
-      std::uint32_t next = picked[0];
-      std::int32_t node = -1;
-      for (;;) {
-        std::int32_t found = -1;
-        for (std::size_t i = 0; i < keep; ++i) {
-          if (draft.parents[i] == node && draft.tokens[i] == next) {
-            found = static_cast<std::int32_t>(i);
-            break;
-          }
-        }
-        if (found < 0) break;
-        path.push_back(static_cast<std::size_t>(found));
-        node = found;
-        next = picked[static_cast<std::size_t>(found) + 1];
-      }
-      std::vector<std::uint32_t> emitted;
-      std::vector<float> emitted_logprobs;  // the first token is picked after the pending ones, each next one after its parent
-      for (std::size_t k = 0; k < path.size(); ++k) {
-        emitted.push_back(draft.tokens[path[k]]);
-        emitted_logprobs.push_back(picked_logprobs[k == 0 ? 0 : path[k - 1] + 1]);
-      }
-      emitted.push_back(next);
-      emitted_logprobs.push_back(picked_logprobs[path.empty() ? 0 : path.back() + 1]);
-
-      // Where the stop condition fires, the rest of the emitted tokens are dropped.
-      std::size_t used = 0;
-      bool stopped = false;
-      for (std::uint32_t const t : emitted) {
-        g.tokens.push_back(t);
-        g.logprobs.push_back(emitted_logprobs[used]);
-        ++used;
-        if (stop.should_stop(g.tokens) || context_full_after(used)) {
-          stopped = true;
-          break;
-        }
-      }
-      // KV now holds the pending tokens and all `keep` draft tokens. Keep the accepted prefix when it is
-      // contiguous (a chain); otherwise drop every draft token and re-feed the accepted ones.
-      bool const contiguous = [&] {
-        for (std::size_t k = 0; k < path.size(); ++k) {
-          if (path[k] != k) return false;
-        }
-        return true;
-      }();
-      // Accepted drafts that stay: the ones emitted, except the last emitted token, which stays pending.
-      std::size_t const accepted_in_kv = contiguous ? std::min(path.size(), used - 1) : 0;
-      s_->table.truncate_working_page_tokens(keep - accepted_in_kv);
-      std::size_t const full = s_->table.working_token_count() / ps;
-      if (full > 0) try_commit(full);
-      if (!contiguous) {
-        for (std::size_t k = 0; k + 1 < used; ++k) s_->pending.push_back(emitted[k]);
-      }
-      s_->pending.push_back(emitted[used - 1]);
-      drafter.update(std::span(emitted).first(used));
-      if (stopped) break;
-    }
-    g.text = engine_->decode_text(g.tokens);
-    co_return g;
+    return detail::generate_with_drafter(*this, drafter, std::move(stop), max_draft);
   }
 
   /// A copy-on-write branch: committed pages are shared, working pages copied, pending tokens carried.
@@ -320,6 +186,7 @@ class Context {
   [[nodiscard]] std::uint32_t page_size() const { return s_->table.page_size(); }
   [[nodiscard]] PageTable const& page_table() const { return s_->table; }
   [[nodiscard]] std::uint64_t id() const { return s_->id; }
+  [[nodiscard]] Engine<M>& engine() const { return *engine_; }
 
   // ---- memory ----
 
@@ -374,24 +241,6 @@ class Context {
     fill(engine_->encode(chunk));  // throws before anything changes
     s_->conversation_started = true;
     s_->user_turn_open = false;
-  }
-
-  void open_assistant_turn() {
-    if (s_->user_turn_open) fill_generation_prompt();
-  }
-
-  bool context_full() const { return context_full_after(0); }
-  bool context_full_after(std::size_t extra) const {
-    std::size_t const limit = engine_->shape().context_length;
-    return limit > 0 && s_->table.seq_len() + s_->pending.size() + extra >= limit;
-  }
-
-  void try_commit(std::size_t k) {
-    try {
-      s_->table.commit_working_pages(k);
-    } catch (InvalidState const&) {
-      // Repeated or reordered positions: the pages stay working (nothing changed).
-    }
   }
 
   Engine<M>* engine_;

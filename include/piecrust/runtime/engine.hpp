@@ -1,6 +1,9 @@
 #pragma once
 // Engine: owns the model, the page pool and KV storage, runs programs (Task coroutines) and batches every
-// pending forward pass of every live context into one model step (iteration-level batching).
+// pending forward pass of every live context into one model step (iteration-level batching). A facade over
+// its parts: the program loop (scheduler.hpp), the step's batch (step_builder.hpp), sampling and probes on
+// the model's space (pass_logits.hpp), KV export/import (kv_transfer.hpp) and LoRA adapters
+// (adapter_registry.hpp).
 //
 //   LlamaModel<Host> model(LlamaWeights::from_gguf(file));
 //   Engine engine(model, {.num_pages = 2048}, &tokenizer, chat_template);
@@ -13,44 +16,36 @@
 // submitted, and sampling randomness is keyed by (seed, context, draw), so the same program with the same
 // seed produces the same tokens whatever else runs beside it.
 
-#include <piecrust/core/brle.hpp>
 #include <piecrust/core/error.hpp>
 #include <piecrust/core/page_pool.hpp>
-#include <piecrust/core/trim_plan.hpp>
-#include <piecrust/kernels/kv_pages.hpp>
 #include <piecrust/exec/memory_of.hpp>
+#include <piecrust/kernels/kv_pages.hpp>
 #include <piecrust/kernels/logit_step.hpp>
-#include <piecrust/kernels/probe.hpp>
-#include <piecrust/kernels/sample.hpp>
 #include <piecrust/model/chat_template.hpp>
-#include <piecrust/model/forward_batch.hpp>
 #include <piecrust/model/llama_config.hpp>
 #include <piecrust/model/lora_adapter.hpp>
 #include <piecrust/model/model_concept.hpp>
 #include <piecrust/model/tokenizer.hpp>
 #include <piecrust/runtime/adapter_id.hpp>
+#include <piecrust/runtime/adapter_registry.hpp>
 #include <piecrust/runtime/context.hpp>
 #include <piecrust/runtime/forward.hpp>
 #include <piecrust/runtime/kv_export.hpp>
+#include <piecrust/runtime/kv_transfer.hpp>
 #include <piecrust/runtime/pass_logits.hpp>
+#include <piecrust/runtime/scheduler.hpp>
+#include <piecrust/runtime/step_builder.hpp>
 #include <piecrust/runtime/task.hpp>
 
-#include <algorithm>
-#include <cmath>
-#include <coroutine>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
-#include <limits>
 #include <exception>
 #include <filesystem>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <variant>
 #include <vector>
 
 namespace piecrust {
@@ -112,11 +107,7 @@ class Engine {
 
   Engine(Engine const&) = delete;
   Engine& operator=(Engine const&) = delete;
-  ~Engine() {
-    // Program frames own Contexts whose pages live in pool_: destroy them first.
-    roots_.clear();
-    children_.clear();
-  }
+  ~Engine() { scheduler_.clear(); }  // program frames own Contexts whose pages live in pool_: destroy them first
 
   [[nodiscard]] M& model() { return *model_; }
   [[nodiscard]] ModelShape const& shape() const { return shape_; }
@@ -132,37 +123,19 @@ class Engine {
   }
 
   /// Adds a program; it starts at the next run().
-  void spawn(Task<void> program) {
-    ready_.push_back(program.handle());
-    roots_.push_back(std::move(program));
-  }
+  void spawn(Task<void> program) { scheduler_.spawn(std::move(program)); }
 
   /// Runs every spawned program to completion, batching their passes step by step. Rethrows the first
   /// exception a program ended with. Throws InvalidState if programs wait on something that never comes.
   void run() {
-    for (;;) {
-      while (!ready_.empty()) {
-        auto const h = ready_.front();
-        ready_.pop_front();
-        h.resume();
-      }
-      if (pending_.empty()) break;
-      step();
-    }
-    std::vector<Task<void>> roots = std::move(roots_);
-    roots_.clear();
-    children_.clear();
-    for (auto& r : roots) {
-      if (!r.done()) detail::fail<InvalidState>("Engine::run: a program is suspended on something other than a pass");
-    }
-    for (auto& r : roots) r.result();  // rethrows the first failure
+    scheduler_.run([this](std::vector<detail::PassRequest*> passes) { step(std::move(passes)); });
   }
 
   /// Runs one program (and anything already spawned) and returns its result.
   template <class T>
   T block_on(Task<T> program) {
     std::optional<std::conditional_t<std::is_void_v<T>, int, T>> result;
-    spawn(capture(std::move(program), result));
+    spawn(detail::Scheduler::capture(std::move(program), result));
     run();
     if constexpr (!std::is_void_v<T>) return std::move(*result);
   }
@@ -171,18 +144,7 @@ class Engine {
   /// the first exception is rethrown after all have finished.
   template <class T>
   Task<std::vector<T>> when_all(std::vector<Task<T>> tasks) {
-    auto join = std::make_shared<Join<T>>(tasks.size());
-    for (std::size_t i = 0; i < tasks.size(); ++i) {
-      Task<void> child = run_child(std::move(tasks[i]), join, i);
-      ready_.push_back(child.handle());
-      children_.push_back(std::move(child));
-    }
-    co_await JoinAwaiter<T>{join.get()};
-    if (join->error) std::rethrow_exception(join->error);
-    std::vector<T> out;
-    out.reserve(join->results.size());
-    for (auto& r : join->results) out.push_back(std::move(*r));
-    co_return out;
+    return scheduler_.when_all(std::move(tasks));
   }
 
   // ---- LoRA adapters ----
@@ -193,20 +155,7 @@ class Engine {
   AdapterId load_adapter(std::string name, LoraAdapter adapter)
     requires LoraCapableModel<M>
   {
-    constexpr char const* op = "Engine::load_adapter";
-    if (name.empty()) detail::fail<InvalidArgument>(op, ": the adapter name is empty");
-    if (find_adapter(name)) detail::fail<InvalidArgument>(op, ": an adapter named \"", name, "\" is already loaded");
-    LlamaConfig const& c = model_->config();
-    LoraShape const want = LoraShape::of(c);
-    if (adapter.shape().num_layers != want.num_layers) {
-      detail::fail<InvalidArgument>(op, ": adapter \"", name, "\" has ", adapter.shape().num_layers,
-                                    " layers, the model has ", want.num_layers);
-    }
-    std::string const where = detail::message(op, " \"", name, "\"");
-    adapter.check_fits(want, where);
-    AdapterId const id = detail::next_adapter_id();
-    adapters_.emplace(id.value, AdapterEntry{std::move(name), std::make_unique<LoraAdapter const>(std::move(adapter))});
-    return id;
+    return adapters_.load(std::move(name), std::move(adapter), model_->config());
   }
 
   /// Reads a GGUF LoRA adapter file (LoraAdapter::from_file) and registers it under `name`. Throws what
@@ -218,28 +167,23 @@ class Engine {
   }
 
   /// The adapter loaded under `name`, if any.
-  [[nodiscard]] std::optional<AdapterId> find_adapter(std::string_view name) const {
-    for (auto const& [id, e] : adapters_) {
-      if (e.name == name) return AdapterId{id};
-    }
-    return std::nullopt;
-  }
-  [[nodiscard]] bool has_adapter(AdapterId id) const { return adapters_.contains(id.value); }
+  [[nodiscard]] std::optional<AdapterId> find_adapter(std::string_view name) const { return adapters_.find(name); }
+  [[nodiscard]] bool has_adapter(AdapterId id) const { return adapters_.contains(id); }
   /// The adapter `id`. Throws OutOfRange when it is not loaded.
   [[nodiscard]] LoraAdapter const& adapter(AdapterId id) const {
-    auto const it = adapters_.find(id.value);
-    if (it == adapters_.end()) detail::fail<OutOfRange>("Engine::adapter: adapter id ", id.value, " is not loaded");
-    return *it->second.adapter;
+    LoraAdapter const* a = adapters_.get(id);
+    if (a == nullptr) detail::fail<OutOfRange>("Engine::adapter: adapter id ", id.value, " is not loaded");
+    return *a;
   }
   /// Unloads adapter `id`. Passes already queued with it fail with InvalidArgument at the next step (their
   /// contexts unchanged). Throws OutOfRange when it is not loaded.
   void unload_adapter(AdapterId id) {
-    if (adapters_.erase(id.value) == 0) detail::fail<OutOfRange>("Engine::unload_adapter: adapter id ", id.value, " is not loaded");
+    if (!adapters_.unload(id)) detail::fail<OutOfRange>("Engine::unload_adapter: adapter id ", id.value, " is not loaded");
   }
 
   // ---- used by Context and Forward ----
 
-  void enqueue(detail::PassRequest* pass) { pending_.push_back(pass); }
+  void enqueue(detail::PassRequest* pass) { scheduler_.enqueue(pass); }
 
   [[nodiscard]] std::vector<std::uint32_t> encode(std::string_view text) const {
     if (tokenizer_ == nullptr) detail::fail<InvalidState>("Engine: text needs a tokenizer (pass one to the Engine)");
@@ -273,94 +217,19 @@ class Engine {
   }
 
   std::vector<std::uint8_t> export_pages(detail::ContextState const& s) {
-    PageTable const& t = s.table;
-    // Adapter ids mean nothing outside this process, so the format does not carry them: a page computed
-    // under an adapter cannot be exported (imported as base-model K/V it would be shared with base contexts).
-    for (std::size_t p = 0; p < t.committed_pages().size(); ++p) {
-      for (TokenMeta const& m : t.committed_page_tokens(p)) {
-        if (m.adapter != 0) {
-          detail::fail<InvalidState>("Context::export_kv_pages: committed page ", p, " holds K/V computed under LoRA adapter id ",
-                                     m.adapter, "; exported pages do not record adapters (nothing was exported)");
-        }
-      }
-    }
-    KvExport e;
-    e.header = export_header(t.committed_pages().size());
-    for (std::size_t p = 0; p < t.committed_pages().size(); ++p) {
-      auto const meta = t.committed_page_tokens(p);
-      e.tokens.insert(e.tokens.end(), meta.begin(), meta.end());
-    }
-    std::vector<std::uint32_t> const pages(t.committed_pages().begin(), t.committed_pages().end());
-    e.bytes.resize(pages.size() * kv_.num_layers() * kv_.page_bytes());
-    read_kv_pages(model_->space(), kv_, std::span<std::uint32_t const>(pages), std::as_writable_bytes(std::span(e.bytes)));
-    return encode_kv_export(e);
+    return detail::export_committed_pages(model_->space(), kv_, s.table, export_header());
   }
 
   Context<M> import_pages(std::span<std::uint8_t const> blob) {
     KvExport const e = decode_kv_export(blob);
-    KvExportHeader const want = export_header(e.header.num_pages);
-    auto mismatch = [](char const* field, auto got, auto expected) {
-      detail::fail<InvalidArgument>("Context::from_imported: the entry's ", field, " is ", got, " but this engine's is ",
-                                    expected);
-    };
-    if (e.header.fingerprint != want.fingerprint) mismatch("model", e.header.fingerprint, want.fingerprint);
-    if (e.header.page_size != want.page_size) mismatch("page_size", e.header.page_size, want.page_size);
-    if (e.header.num_layers != want.num_layers) mismatch("num_layers", e.header.num_layers, want.num_layers);
-    if (e.header.num_kv_heads != want.num_kv_heads) mismatch("num_kv_heads", e.header.num_kv_heads, want.num_kv_heads);
-    if (e.header.head_dim != want.head_dim) mismatch("head_dim", e.header.head_dim, want.head_dim);
-    if (e.header.element_size != want.element_size) mismatch("element_size", e.header.element_size, want.element_size);
-
-    Context<M> ctx = create_context();
-    PageTable& t = ctx.state().table;
-    std::size_t const pages = e.header.num_pages;
-    t.reserve_working_pages(pages);  // OutOfPages: the new context is destroyed, nothing else changed
-    t.append_working_tokens(e.tokens);
-    std::vector<std::uint32_t> const ids(t.working_pages().begin(), t.working_pages().begin() + static_cast<std::ptrdiff_t>(pages));
-    write_kv_pages(model_->space(), kv_, std::span<std::uint32_t const>(ids), std::as_bytes(std::span(e.bytes)));
-    t.commit_working_pages(pages);  // equal pages already in the pool are shared
-    ctx.state().masked = MaskedSlots::from_tokens(e.tokens);
+    detail::check_import_fits(e.header, export_header());
+    Context<M> ctx = create_context();  // destroyed, with its pages, if the import fails
+    ctx.state().masked = detail::import_pages_into(model_->space(), kv_, e, ctx.state().table);
     return ctx;
   }
 
  private:
-  template <class T>
-  struct Join {
-    explicit Join(std::size_t n) : remaining(n), results(n) {}
-    std::size_t remaining;
-    std::coroutine_handle<> parent;
-    std::vector<std::optional<T>> results;
-    std::exception_ptr error;
-  };
-
-  template <class T>
-  struct JoinAwaiter {
-    Join<T>* join;
-    bool await_ready() const noexcept { return join->remaining == 0; }
-    void await_suspend(std::coroutine_handle<> h) const noexcept { join->parent = h; }
-    void await_resume() const noexcept {}
-  };
-
-  template <class T>
-  Task<void> run_child(Task<T> task, std::shared_ptr<Join<T>> join, std::size_t i) {
-    try {
-      join->results[i].emplace(co_await std::move(task));
-    } catch (...) {
-      if (!join->error) join->error = std::current_exception();
-    }
-    if (--join->remaining == 0 && join->parent) ready_.push_back(join->parent);
-  }
-
-  template <class T, class R>
-  static Task<void> capture(Task<T> task, std::optional<R>& out) {
-    if constexpr (std::is_void_v<T>) {
-      co_await std::move(task);
-      out.emplace(0);
-    } else {
-      out.emplace(co_await std::move(task));
-    }
-  }
-
-  KvExportHeader export_header(std::size_t num_pages) {
+  KvExportHeader export_header() const {
     KvExportHeader h;
     h.fingerprint = options_.model_id;
     h.page_size = options_.page_size;
@@ -368,195 +237,160 @@ class Engine {
     h.num_kv_heads = static_cast<std::uint32_t>(shape_.num_kv_heads);
     h.head_dim = static_cast<std::uint32_t>(shape_.head_dim);
     h.element_size = static_cast<std::uint32_t>(sizeof(typename kv_cache_type::value_type));
-    h.num_pages = num_pages;
     return h;
   }
 
-  // Work of one pass inside a step.
-  struct Prepared {
+  // A pass admitted to a step: its pages are reserved and its tokens appended to its page table.
+  struct Admitted {
     detail::PassRequest* pass;
     std::size_t reserved_pages;
     std::size_t kv_before;
-    std::size_t first_token;  // index of the pass's first token in the step
     LoraAdapter const* adapter;  // of every token of the pass, or nullptr
-    std::size_t first_row = 0;   // index of the pass's first logits row in the step
   };
 
-  void rollback(Prepared const& p) {
-    PageTable& t = p.pass->ctx->table;
-    t.truncate_working_page_tokens(p.pass->tokens.size());
-    t.release_working_pages(p.reserved_pages);
+  void rollback(Admitted const& a) {
+    PageTable& t = a.pass->ctx->table;
+    t.truncate_working_page_tokens(a.pass->tokens.size());
+    t.release_working_pages(a.reserved_pages);
   }
 
   void finish(detail::PassRequest* pass) {
-    ready_.push_back(pass->waiter);
+    scheduler_.finish(pass);
     ++stats_.passes;
   }
 
-  /// One model step over every pending pass.
-  void step() {
-    std::vector<detail::PassRequest*> batch = std::move(pending_);
-    pending_.clear();
-    std::uint32_t const ps = options_.page_size;
-    std::vector<Prepared> prepared;
-    for (detail::PassRequest* pass : batch) {
-      LoraAdapter const* adapter = nullptr;
-      if (pass->adapter) {
-        auto const it = adapters_.find(pass->adapter->value);
-        if (it == adapters_.end()) {
-          pass->error = std::make_exception_ptr(InvalidArgument(
-              detail::message("Forward::execute: adapter id ", pass->adapter->value, " was unloaded before the pass ran")));
-          finish(pass);
-          continue;
-        }
-        adapter = it->second.adapter.get();
-      }
-      PageTable& t = pass->ctx->table;
-      pass->ctx->masked.truncate(t.seq_len());  // slots truncated away since the last pass are no longer masked
-      std::size_t const n = pass->tokens.size();
-      std::size_t const need = n > t.working_capacity() ? n - t.working_capacity() : 0;
-      std::size_t const pages = (need + ps - 1) / ps;
-      std::size_t const kv_before = t.seq_len();
-      try {
-        t.reserve_working_pages(pages);
-      } catch (...) {
-        pass->error = std::current_exception();
-        finish(pass);
-        continue;
-      }
-      std::vector<TokenMeta> meta(n);
-      std::uint64_t const adapter_tag = pass->adapter ? pass->adapter->value : 0;
-      for (std::size_t i = 0; i < n; ++i) meta[i] = TokenMeta{pass->tokens[i], pass->positions[i], false, adapter_tag};
-      t.append_working_tokens(meta);
-      prepared.push_back({pass, pages, kv_before, 0, adapter});
+  void fail_all(std::vector<Admitted> const& admitted, std::exception_ptr error) {
+    for (Admitted const& a : admitted) {
+      rollback(a);
+      a.pass->error = error;
+      finish(a.pass);
     }
-    if (prepared.empty()) return;
+  }
 
-    // The ragged batch, FlashInfer's layout.
-    std::vector<TokenId> tokens;               // [num_tokens]
-    std::vector<std::uint32_t> positions;      // [num_tokens]
-    std::vector<std::uint32_t> qo_indptr{0};   // [batch + 1]
-    std::vector<std::uint32_t> kv_indptr{0};   // [batch + 1]
-    std::vector<std::uint32_t> kv_indices;     // [total pages]
-    std::vector<std::uint32_t> last_page_len;  // [batch]
-    std::vector<TrimPlan> trims;               // [batch] when any pass has masks
-    std::vector<std::uint32_t> logit_rows;     // [num_logits]
-    std::vector<LoraAdapter const*> adapters;  // [batch] when any pass has an adapter
-    bool any_adapter = false;
-    // Attention rows per pass: the pass's own rows (after causal rows for a non-indexable pending prefix), or,
-    // when the context has masked slots (mask_token_range), causal rows that skip them; empty = plain causal.
-    std::vector<std::vector<AttentionMask>> pass_rows(prepared.size());
-    bool any_masks = false;
-    for (std::size_t i = 0; i < prepared.size(); ++i) {
-      detail::PassRequest const& pass = *prepared[i].pass;
-      if (!pass.masks.empty()) {
-        pass_rows[i] = AttentionMask::causal_rows(prepared[i].kv_before, pass.prefix);
-        pass_rows[i].insert(pass_rows[i].end(), pass.masks.begin(), pass.masks.end());
-      } else {
-        pass_rows[i] = rows_skipping_masked(pass.ctx->masked, prepared[i].kv_before, pass.tokens.size());
+  /// Reserves the pass's pages and appends its tokens, or answers it with the error (nothing changed).
+  std::optional<Admitted> admit(detail::PassRequest* pass) {
+    LoraAdapter const* adapter = nullptr;
+    if (pass->adapter) {
+      adapter = adapters_.get(*pass->adapter);
+      if (adapter == nullptr) {
+        pass->error = std::make_exception_ptr(InvalidArgument(
+            detail::message("Forward::execute: adapter id ", pass->adapter->value, " was unloaded before the pass ran")));
+        finish(pass);
+        return std::nullopt;
       }
-      any_masks = any_masks || !pass_rows[i].empty();
     }
-    for (std::size_t i = 0; i < prepared.size(); ++i) {
-      Prepared& p = prepared[i];
-      detail::PassRequest const& pass = *p.pass;
-      PageTable const& t = pass.ctx->table;
-      p.first_token = tokens.size();
-      p.first_row = logit_rows.size();
-      tokens.insert(tokens.end(), pass.tokens.begin(), pass.tokens.end());
-      positions.insert(positions.end(), pass.positions.begin(), pass.positions.end());
-      qo_indptr.push_back(static_cast<std::uint32_t>(tokens.size()));
-      auto const pages = t.kv_indices();
-      kv_indices.insert(kv_indices.end(), pages.begin(), pages.end());
-      kv_indptr.push_back(static_cast<std::uint32_t>(kv_indices.size()));
-      last_page_len.push_back(t.kv_last_page_len());
-      adapters.push_back(p.adapter);
-      any_adapter = any_adapter || p.adapter != nullptr;
-      if (any_masks) trims.push_back(TrimPlan::compute(ps, p.kv_before, pass.tokens.size(), pass_rows[i]));
-      for (auto const& s : pass.samples) {
-        for (std::size_t const i : s.indices) logit_rows.push_back(static_cast<std::uint32_t>(p.first_token + pass.prefix + i));
-      }
-      for (auto const& pr : pass.probes) logit_rows.push_back(static_cast<std::uint32_t>(p.first_token + pass.prefix + pr.index));
+    PageTable& t = pass->ctx->table;
+    pass->ctx->masked.truncate(t.seq_len());  // slots truncated away since the last pass are no longer masked
+    std::size_t const n = pass->tokens.size();
+    std::size_t const need = n > t.working_capacity() ? n - t.working_capacity() : 0;
+    std::size_t const pages = (need + options_.page_size - 1) / options_.page_size;
+    std::size_t const kv_before = t.seq_len();
+    try {
+      t.reserve_working_pages(pages);
+    } catch (...) {
+      pass->error = std::current_exception();
+      finish(pass);
+      return std::nullopt;
+    }
+    std::vector<TokenMeta> meta(n);
+    std::uint64_t const adapter_tag = pass->adapter ? pass->adapter->value : 0;
+    for (std::size_t i = 0; i < n; ++i) meta[i] = TokenMeta{pass->tokens[i], pass->positions[i], false, adapter_tag};
+    t.append_working_tokens(meta);
+    return Admitted{pass, pages, kv_before, adapter};
+  }
+
+  /// The step builder's view of an admitted pass (its masks are moved into the step).
+  static StepPass step_pass(Admitted const& a) {
+    detail::PassRequest& pass = *a.pass;
+    PageTable const& t = pass.ctx->table;
+    StepPass sp;
+    sp.tokens = pass.tokens;
+    sp.positions = pass.positions;
+    sp.kv_before = a.kv_before;
+    sp.kv_pages = t.kv_indices();
+    sp.last_page_len = t.kv_last_page_len();
+    sp.prefix = pass.prefix;
+    sp.masks = std::move(pass.masks);
+    sp.masked = &pass.ctx->masked;
+    for (auto const& s : pass.samples) sp.logit_indices.insert(sp.logit_indices.end(), s.indices.begin(), s.indices.end());
+    for (auto const& pr : pass.probes) sp.logit_indices.push_back(static_cast<std::uint32_t>(pr.index));
+    sp.adapter = a.adapter;
+    return sp;
+  }
+
+  /// One model step over every queued pass: admit, build the batch, forward, sample and probe, answer.
+  void step(std::vector<detail::PassRequest*> queued) {
+    std::vector<Admitted> admitted;
+    for (detail::PassRequest* pass : queued) {
+      if (auto a = admit(pass)) admitted.push_back(*a);
+    }
+    if (admitted.empty()) return;
+
+    StepBatch batch;
+    try {
+      std::vector<StepPass> passes;  // [batch]
+      passes.reserve(admitted.size());
+      for (Admitted const& a : admitted) passes.push_back(step_pass(a));
+      batch = build_step(passes, options_.page_size);
+    } catch (...) {
+      fail_all(admitted, std::current_exception());
+      return;
     }
 
     std::size_t const vocab = shape_.vocab_size;
-    if (logits_.size() < logit_rows.size() * vocab) {
-      logits_ = Buffer<float, typename space_type::memory_space>(logit_rows.size() * vocab, memory_of(model_->space()));
+    std::size_t const num_logits = batch.logit_rows.size();
+    if (logits_.size() < num_logits * vocab) {
+      logits_ = Buffer<float, typename space_type::memory_space>(num_logits * vocab, memory_of(model_->space()));
     }
-    std::span<float> const logits(logits_.data(), logit_rows.size() * vocab);  // [num_logits][vocab], the model's space
-    ForwardBatch fb;
-    fb.tokens = tokens;
-    fb.positions = positions;
-    fb.pages = PagedBatch{qo_indptr, kv_indptr, kv_indices, last_page_len};
-    if (any_masks) fb.attention = AttentionSelection{{}, trims};
-    fb.logit_rows = logit_rows;
-    if (any_adapter) fb.adapters = adapters;
+    std::span<float> const logits(logits_.data(), num_logits * vocab);  // [num_logits][vocab], the model's space
     try {
-      model_->forward(kv_, fb, logits);
+      model_->forward(kv_, batch.forward_batch(), logits);
     } catch (...) {
-      auto const error = std::current_exception();
-      for (Prepared const& p : prepared) {
-        rollback(p);
-        p.pass->error = error;
-        finish(p.pass);
-      }
+      fail_all(admitted, std::current_exception());
       return;
     }
     ++stats_.steps;
-    stats_.tokens += tokens.size();
+    stats_.tokens += batch.tokens.size();
 
     // Every sampler and probe of the step in one logit_step on the model's space (one copy of results back).
     std::vector<LogitRowPlan> plan;  // [num_logits]
-    plan.reserve(logit_rows.size());
-    for (Prepared const& p : prepared) {
+    plan.reserve(num_logits);
+    for (Admitted const& a : admitted) {
       try {
-        detail::plan_logit_rows(*p.pass, options_.seed, shape_.vocab_size, plan);
+        detail::plan_logit_rows(*a.pass, options_.seed, vocab, plan);
       } catch (...) {
-        p.pass->error = std::current_exception();
-        plan.resize(plan.size() + detail::logit_rows_of(*p.pass), LogitRowPlan{logit_task::Raw{}, nullptr});  // kept aligned, unread
+        a.pass->error = std::current_exception();
+        plan.resize(plan.size() + detail::logit_rows_of(*a.pass), LogitRowPlan{logit_task::Raw{}, nullptr});  // kept aligned, unread
       }
     }
     std::vector<LogitRowResult> results;
     std::exception_ptr step_error;
     try {
-      results = logit_step(model_->space(), ShapedView<float const, 2>(logits.data(), logit_rows.size(), vocab),
+      results = logit_step(model_->space(), ShapedView<float const, 2>(logits.data(), num_logits, vocab),
                            std::span<LogitRowPlan const>(plan), logit_arena_);
     } catch (...) {
       step_error = std::current_exception();
     }
-    std::size_t row = 0;
-    for (Prepared const& p : prepared) {
-      detail::PassRequest& pass = *p.pass;
+    for (std::size_t i = 0; i < admitted.size(); ++i) {
+      detail::PassRequest& pass = *admitted[i].pass;
       if (step_error && !pass.error) pass.error = step_error;
       if (!pass.error) {
         try {
+          std::size_t row = batch.first_row[i];
           detail::answer_pass(pass, results, row);
         } catch (...) {
           pass.error = std::current_exception();
         }
       }
-      row = p.first_row + detail::logit_rows_of(pass);
       detail::ContextState& cs = *pass.ctx;
       if (pass.error) {
-        rollback(p);
+        rollback(admitted[i]);
       } else {
         cs.pending.erase(cs.pending.begin(), cs.pending.begin() + static_cast<std::ptrdiff_t>(pass.consumed_pending));
         if (!pass.defer_commit) commit_full_pages(cs);
       }
       finish(&pass);
     }
-  }
-
-  /// Causal rows for `n` new tokens after `kv_before` slots that also mask every slot flagged by
-  /// mask_token_range; empty when no slot is flagged (plain causal attention). O(n x masked ranges), read from
-  /// the context's MaskedSlots rather than by scanning the slots.
-  static std::vector<AttentionMask> rows_skipping_masked(MaskedSlots const& masked, std::size_t kv_before, std::size_t n) {
-    if (!masked.any_before(kv_before)) return {};
-    Brle const history = masked.bits(kv_before);  // [kv_before] 1 = masked slot
-    std::vector<AttentionMask> rows;  // [n]
-    rows.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) rows.emplace_back(Brle(history).append(false, i + 1));
-    return rows;
   }
 
   // Pages computed under an adapter commit like any other: the adapter is part of each slot's TokenMeta, so
@@ -581,17 +415,10 @@ class Engine {
   std::optional<ChatTemplate> chat_;
   Buffer<float, typename space_type::memory_space> logits_;  // [num_logits][vocab] of the last step, the model's space
   LogitStepArena<space_type> logit_arena_;                    // sampling and probe scratch, kept between steps
-  std::deque<std::coroutine_handle<>> ready_;
-  std::vector<detail::PassRequest*> pending_;
-  std::vector<Task<void>> roots_;
-  std::vector<Task<void>> children_;
+  detail::AdapterRegistry adapters_;
   std::uint64_t next_context_id_ = 0;
   EngineStats stats_;
-  struct AdapterEntry {
-    std::string name;
-    std::unique_ptr<LoraAdapter const> adapter;  // stable address: steps hold pointers to it
-  };
-  std::map<std::uint64_t, AdapterEntry> adapters_;  // by AdapterId::value
+  detail::Scheduler scheduler_;  // last: destroyed first (its program frames own Contexts)
 };
 
 }  // namespace piecrust

@@ -1,0 +1,76 @@
+#pragma once
+// KV transfer: a context's committed pages to an export blob (kv_export.hpp's format) and back. The K/V bytes
+// move with the kernel layer's page operations on the model's space (read_kv_pages / write_kv_pages); this
+// header only decides which pages and checks that a blob fits the engine it is imported into.
+
+#include <piecrust/core/error.hpp>
+#include <piecrust/core/page_table.hpp>
+#include <piecrust/core/token_meta.hpp>
+#include <piecrust/kernels/kv_pages.hpp>
+#include <piecrust/runtime/kv_export.hpp>
+#include <piecrust/runtime/masked_slots.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace piecrust::detail {
+
+/// The committed pages of `t` as an export blob; `header` describes the engine (num_pages is filled in).
+/// Throws InvalidState (nothing exported) when a committed page holds K/V computed under a LoRA adapter:
+/// adapter ids mean nothing outside this process, and imported as base-model K/V such a page would be shared
+/// with base contexts.
+template <class S, class Kv>
+std::vector<std::uint8_t> export_committed_pages(S const& space, Kv const& kv, PageTable const& t, KvExportHeader header) {
+  for (std::size_t p = 0; p < t.committed_pages().size(); ++p) {
+    for (TokenMeta const& m : t.committed_page_tokens(p)) {
+      if (m.adapter != 0) {
+        fail<InvalidState>("Context::export_kv_pages: committed page ", p, " holds K/V computed under LoRA adapter id ",
+                           m.adapter, "; exported pages do not record adapters (nothing was exported)");
+      }
+    }
+  }
+  KvExport e;
+  e.header = std::move(header);
+  e.header.num_pages = t.committed_pages().size();
+  for (std::size_t p = 0; p < t.committed_pages().size(); ++p) {
+    auto const meta = t.committed_page_tokens(p);
+    e.tokens.insert(e.tokens.end(), meta.begin(), meta.end());
+  }
+  std::vector<std::uint32_t> const pages(t.committed_pages().begin(), t.committed_pages().end());  // [num_pages]
+  e.bytes.resize(pages.size() * kv.num_layers() * kv.page_bytes());
+  read_kv_pages(space, kv, std::span<std::uint32_t const>(pages), std::as_writable_bytes(std::span(e.bytes)));
+  return encode_kv_export(e);
+}
+
+/// Throws InvalidArgument naming the first field where `got` (an imported blob's header) differs from this
+/// engine's `want` (num_pages is not compared).
+inline void check_import_fits(KvExportHeader const& got, KvExportHeader const& want) {
+  auto mismatch = [](char const* field, auto g, auto w) {
+    fail<InvalidArgument>("Context::from_imported: the entry's ", field, " is ", g, " but this engine's is ", w);
+  };
+  if (got.fingerprint != want.fingerprint) mismatch("model", got.fingerprint, want.fingerprint);
+  if (got.page_size != want.page_size) mismatch("page_size", got.page_size, want.page_size);
+  if (got.num_layers != want.num_layers) mismatch("num_layers", got.num_layers, want.num_layers);
+  if (got.num_kv_heads != want.num_kv_heads) mismatch("num_kv_heads", got.num_kv_heads, want.num_kv_heads);
+  if (got.head_dim != want.head_dim) mismatch("head_dim", got.head_dim, want.head_dim);
+  if (got.element_size != want.element_size) mismatch("element_size", got.element_size, want.element_size);
+}
+
+/// Fills the empty context table `t` with the pages of a checked export `e`: reserves them (OutOfPages with
+/// nothing changed), writes their K/V, commits them (equal pages already in the pool are shared) and returns
+/// the masked slots the pages carry.
+template <class S, class Kv>
+MaskedSlots import_pages_into(S const& space, Kv& kv, KvExport const& e, PageTable& t) {
+  std::size_t const pages = e.header.num_pages;
+  t.reserve_working_pages(pages);
+  t.append_working_tokens(e.tokens);
+  std::vector<std::uint32_t> const ids(t.working_pages().begin(),
+                                       t.working_pages().begin() + static_cast<std::ptrdiff_t>(pages));  // [pages]
+  write_kv_pages(space, kv, std::span<std::uint32_t const>(ids), std::as_bytes(std::span(e.bytes)));
+  t.commit_working_pages(pages);
+  return MaskedSlots::from_tokens(e.tokens);
+}
+
+}  // namespace piecrust::detail

@@ -1,0 +1,129 @@
+#pragma once
+// The step builder: turns the passes admitted to one engine step into one ragged model batch (FlashInfer's
+// layout), with each pass's attention rows, the page-trim plans and the rows whose logits are read.
+// Pure: it reads the passes and writes a StepBatch, nothing else (no page table, pool, KV or model), so it is
+// tested on its own (tests/unit/test_step_builder.cpp). The scheduler admits passes first (reserves their
+// pages, appends their tokens); the model then plans attention once per step from the batch.
+//
+//   std::vector<StepPass> passes = ...;            // one per admitted pass, in submission order
+//   StepBatch batch = build_step(passes, page_size);  // masks are moved out of `passes`
+//   model.forward(kv, batch.forward_batch(), logits);
+
+#include <piecrust/core/attention_mask.hpp>
+#include <piecrust/core/brle.hpp>
+#include <piecrust/core/trim_plan.hpp>
+#include <piecrust/kernels/paged_attention.hpp>
+#include <piecrust/model/forward_batch.hpp>
+#include <piecrust/model/token_type.hpp>
+#include <piecrust/runtime/masked_slots.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <span>
+#include <vector>
+
+namespace piecrust {
+
+class LoraAdapter;
+
+/// One admitted pass as the step builder sees it. Its tokens are already in its page table: `kv_pages` and
+/// `last_page_len` describe the context's KV after the pass, whose new slots are kv_before .. kv_before + n - 1.
+struct StepPass {
+  std::span<std::uint32_t const> tokens;     // [n] tokens the pass appends (ids < vocab)
+  std::span<std::uint32_t const> positions;  // [n] their RoPE positions
+  std::size_t kv_before = 0;                 // KV slots of the context before the pass
+  std::vector<std::uint32_t> kv_pages;       // [pages] the context's page ids after the pass
+  std::uint32_t last_page_len = 0;           // valid slots of its last page
+  std::size_t prefix = 0;                    // leading tokens that are not indexable (pending tokens fed first)
+  std::vector<AttentionMask> masks;          // [n - prefix] explicit rows, or empty; moved into the batch
+  MaskedSlots const* masked = nullptr;       // slots flagged by mask_token_range (used when masks is empty)
+  std::vector<std::uint32_t> logit_indices;  // indexable-token indices (after `prefix`) whose logits are read, in order
+  LoraAdapter const* adapter = nullptr;      // of every token of the pass, or nullptr
+};
+
+/// The batch of one step. forward_batch() views it: keep the StepBatch alive while the model runs.
+struct StepBatch {
+  std::vector<TokenId> tokens;                // [num_tokens]
+  std::vector<std::uint32_t> positions;       // [num_tokens]
+  std::vector<std::uint32_t> qo_indptr{0};    // [batch + 1]
+  std::vector<std::uint32_t> kv_indptr{0};    // [batch + 1]
+  std::vector<std::uint32_t> kv_indices;      // [total pages]
+  std::vector<std::uint32_t> last_page_len;   // [batch]
+  std::vector<TrimPlan> trims;                // [batch] when any pass has non-causal rows, else empty
+  std::vector<std::uint32_t> logit_rows;      // [num_logits] token indices in the step
+  std::vector<LoraAdapter const*> adapters;   // [batch] when any pass has an adapter, else empty
+  std::vector<std::size_t> first_token;       // [batch] index of each pass's first token in the step
+  std::vector<std::size_t> first_row;         // [batch] index of each pass's first logits row in the step
+
+  [[nodiscard]] std::size_t size() const noexcept { return last_page_len.size(); }
+
+  [[nodiscard]] ForwardBatch forward_batch() const {
+    ForwardBatch fb;
+    fb.tokens = tokens;
+    fb.positions = positions;
+    fb.pages = PagedBatch{qo_indptr, kv_indptr, kv_indices, last_page_len};
+    if (!trims.empty()) fb.attention = AttentionSelection{{}, trims};
+    fb.logit_rows = logit_rows;
+    if (!adapters.empty()) fb.adapters = adapters;
+    return fb;
+  }
+};
+
+namespace detail {
+
+/// Causal rows for `n` new tokens after `kv_before` slots that also skip every slot flagged in `masked`;
+/// empty when none before kv_before is flagged (plain causal). O(n x masked ranges).
+inline std::vector<AttentionMask> rows_skipping_masked(MaskedSlots const& masked, std::size_t kv_before, std::size_t n) {
+  if (!masked.any_before(kv_before)) return {};
+  Brle const history = masked.bits(kv_before);  // [kv_before] 1 = masked slot
+  std::vector<AttentionMask> rows;              // [n]
+  rows.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) rows.emplace_back(Brle(history).append(false, i + 1));
+  return rows;
+}
+
+/// A pass's attention rows: its own rows after causal rows for the non-indexable prefix, or causal rows that
+/// skip masked slots, or empty (plain causal).
+inline std::vector<AttentionMask> pass_rows(StepPass& p) {
+  if (p.masks.empty()) return p.masked != nullptr ? rows_skipping_masked(*p.masked, p.kv_before, p.tokens.size())
+                                                  : std::vector<AttentionMask>{};
+  std::vector<AttentionMask> rows = AttentionMask::causal_rows(p.kv_before, p.prefix);
+  rows.insert(rows.end(), std::make_move_iterator(p.masks.begin()), std::make_move_iterator(p.masks.end()));
+  p.masks.clear();
+  return rows;
+}
+
+}  // namespace detail
+
+/// The step's batch, passes in order. Throws InvalidArgument (from TrimPlan::compute) when a pass's rows do
+/// not fit its tokens; the passes' masks may then have been moved out.
+inline StepBatch build_step(std::span<StepPass> passes, std::uint32_t page_size) {
+  std::vector<std::vector<AttentionMask>> rows(passes.size());  // [batch][n or 0]
+  bool any_rows = false, any_adapter = false;
+  for (std::size_t i = 0; i < passes.size(); ++i) {
+    rows[i] = detail::pass_rows(passes[i]);
+    any_rows = any_rows || !rows[i].empty();
+    any_adapter = any_adapter || passes[i].adapter != nullptr;
+  }
+  StepBatch b;
+  for (std::size_t i = 0; i < passes.size(); ++i) {
+    StepPass const& p = passes[i];
+    b.first_token.push_back(b.tokens.size());
+    b.first_row.push_back(b.logit_rows.size());
+    for (std::uint32_t const j : p.logit_indices) {
+      b.logit_rows.push_back(static_cast<std::uint32_t>(b.tokens.size() + p.prefix + j));
+    }
+    b.tokens.insert(b.tokens.end(), p.tokens.begin(), p.tokens.end());
+    b.positions.insert(b.positions.end(), p.positions.begin(), p.positions.end());
+    b.qo_indptr.push_back(static_cast<std::uint32_t>(b.tokens.size()));
+    b.kv_indices.insert(b.kv_indices.end(), p.kv_pages.begin(), p.kv_pages.end());
+    b.kv_indptr.push_back(static_cast<std::uint32_t>(b.kv_indices.size()));
+    b.last_page_len.push_back(p.last_page_len);
+    if (any_rows) b.trims.push_back(TrimPlan::compute(page_size, p.kv_before, p.tokens.size(), rows[i]));
+    if (any_adapter) b.adapters.push_back(p.adapter);
+  }
+  return b;
+}
+
+}  // namespace piecrust
