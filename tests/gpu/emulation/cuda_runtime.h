@@ -160,6 +160,26 @@ inline cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
   return cudaSuccess;
 }
 inline cudaError_t cudaFree(void* p) { return cudaFreeAsync(p, nullptr); }
+// Pinned host memory is plain host memory here; events complete at once (every call runs synchronously).
+inline cudaError_t cudaMallocHost(void** p, std::size_t bytes) {
+  *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  return *p == nullptr ? cudaErrorInvalidValue : cudaSuccess;
+}
+inline cudaError_t cudaFreeHost(void* p) {
+  std::free(p);
+  return cudaSuccess;
+}
+inline constexpr unsigned cudaEventDisableTiming = 2;
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+  *e = new CUevent_emulated;
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
 inline cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* a, void const* p) {
   *a = {};
   a->type = piecrust_emulation::is_device(p) ? cudaMemoryTypeDevice : cudaMemoryTypeUnregistered;

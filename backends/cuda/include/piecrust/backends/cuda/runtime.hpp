@@ -103,6 +103,37 @@ inline void memset_async(void* dst, int value, std::size_t bytes, stream_t s) {
   check(PIECRUST_GPU_API(MemsetAsync)(dst, value, bytes, s), "MemsetAsync");
 }
 
+/// Page-locked host memory: copies from it are true DMA (asynchronous to the host, capturable in a graph).
+inline void* malloc_host(std::size_t bytes) {
+  void* p = nullptr;
+#if defined(__HIPCC__)
+  check(hipHostMalloc(&p, bytes, 0), "HostMalloc");
+#else
+  check(cudaMallocHost(&p, bytes), "MallocHost");
+#endif
+  return p;
+}
+inline void free_host(void* p) noexcept {
+  if (p == nullptr) return;
+#if defined(__HIPCC__)
+  (void)hipHostFree(p);
+#else
+  (void)cudaFreeHost(p);
+#endif
+}
+
+/// Events without timing: only to learn that the work queued before them has finished.
+inline event_t event_create() {
+  event_t e{};
+  check(PIECRUST_GPU_API(EventCreateWithFlags)(&e, PIECRUST_GPU_API(EventDisableTiming)), "EventCreateWithFlags");
+  return e;
+}
+inline void event_record(event_t e, stream_t s) { check(PIECRUST_GPU_API(EventRecord)(e, s), "EventRecord"); }
+inline void event_synchronize(event_t e) { check(PIECRUST_GPU_API(EventSynchronize)(e), "EventSynchronize"); }
+inline void event_destroy(event_t e) noexcept {
+  if (e != nullptr) (void)PIECRUST_GPU_API(EventDestroy)(e);
+}
+
 /// The device's default memory pool (stream-ordered allocator).
 inline mem_pool_t default_mem_pool(int device) {
   mem_pool_t pool{};

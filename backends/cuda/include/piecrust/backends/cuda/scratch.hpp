@@ -30,21 +30,33 @@ struct Staged {
 /// the next frame's commit; reuse is safe without any host wait because the next frame's copy is queued
 /// on the same stream after those kernels. Growing frees the old block with a stream-ordered free.
 ///
-/// The host side packs into a reusable pageable vector: a cudaMemcpyAsync from pageable memory returns
-/// once the bytes are staged by the driver, so the vector may be overwritten right after commit()
-/// (CUDA Runtime API, "API synchronization behavior"). Such a copy cannot be captured into a CUDA
-/// graph: captured steps upload their metadata before the capture begins.
+/// The host side packs into a reusable pageable vector. With HostStaging::pageable, commit() copies from
+/// it: a cudaMemcpyAsync from pageable memory returns once the driver has staged the bytes, so the vector
+/// may be overwritten right after (CUDA Runtime API, "API synchronization behavior"), but such a copy
+/// cannot be captured into a CUDA graph. With HostStaging::pinned (the step's attention plan), commit()
+/// sends the frame from one of two page-locked buffers, used in turn: a true asynchronous DMA, and before a
+/// buffer is refilled its previous copy is waited for (an event; two frames back, long finished).
 ///
 /// Not thread-safe: like the stream it belongs to, one host thread uses a space at a time.
+enum class HostStaging { pageable, pinned };
+
 class Scratch {
  public:
   /// Every region starts on a 256-byte boundary (enough for any vector load and for cuBLAS workspaces).
   static constexpr std::size_t alignment = 256;
 
-  Scratch(int device, stream_t stream) noexcept : device_(device), stream_(stream) {}
+  Scratch(int device, stream_t stream, HostStaging staging = HostStaging::pageable) noexcept
+      : device_(device), stream_(stream), staging_(staging) {}
   Scratch(Scratch const&) = delete;
   Scratch& operator=(Scratch const&) = delete;
-  ~Scratch() { free_async(device_block_, stream_); }
+  ~Scratch() {
+    free_async(device_block_, stream_);
+    for (Pinned& p : pinned_) {
+      if (p.event != nullptr) event_synchronize_noexcept(p.event);  // its copy may still read the buffer
+      event_destroy(p.event);
+      free_host(p.data);
+    }
+  }
 
   /// Starts a frame: forgets the previous frame's layout (its device bytes stay until overwritten).
   void begin() {
@@ -82,7 +94,28 @@ class Scratch {
       device_block_ = static_cast<std::byte*>(CudaMemory(device_, stream_).allocate(grown));
       capacity_ = grown;
     }
-    memcpy_async(device_block_, host_.data(), host_.size(), stream_);
+    if (staging_ == HostStaging::pageable || host_.empty()) {
+      memcpy_async(device_block_, host_.data(), host_.size(), stream_);
+      return;
+    }
+    Pinned& p = pinned_[next_pinned_];
+    next_pinned_ = 1 - next_pinned_;
+    if (p.event == nullptr) {
+      p.event = event_create();
+    } else {
+      event_synchronize(p.event);  // the copy this buffer last sent has finished
+    }
+    if (p.capacity < host_.size()) {
+      std::size_t const grown = std::max(host_.size(), p.capacity * 2);
+      free_host(p.data);
+      p.data = nullptr;
+      p.capacity = 0;
+      p.data = static_cast<std::byte*>(malloc_host(grown));
+      p.capacity = grown;
+    }
+    std::memcpy(p.data, host_.data(), host_.size());
+    memcpy_async(device_block_, p.data, host_.size(), stream_);
+    event_record(p.event, stream_);
   }
 
   /// The device pointer of a staged region (after commit()).
@@ -105,9 +138,19 @@ class Scratch {
     return Staged<T>{offset, count};
   }
 
+  struct Pinned {
+    std::byte* data = nullptr;  // [capacity] page-locked
+    std::size_t capacity = 0;
+    event_t event = nullptr;    // recorded after the copy that last read `data`
+  };
+  static void event_synchronize_noexcept(event_t e) noexcept { (void)PIECRUST_GPU_API(EventSynchronize)(e); }
+
   std::uint64_t frames_ = 0;
   int device_;
   stream_t stream_;
+  HostStaging staging_;
+  Pinned pinned_[2];
+  int next_pinned_ = 0;
   std::vector<std::byte> host_;        // [frame bytes] packed uploads (workspaces are holes)
   std::byte* device_block_ = nullptr;  // [capacity_]
   std::size_t capacity_ = 0;

@@ -84,7 +84,7 @@ class Cuda {
       state->stream = stream;
     }
     state->scratch = std::make_unique<gpu::Scratch>(device, state->stream);
-    state->plan_scratch = std::make_unique<gpu::Scratch>(device, state->stream);
+    state->plan_scratch = std::make_unique<gpu::Scratch>(device, state->stream, gpu::HostStaging::pinned);
     return state;
   }
 
