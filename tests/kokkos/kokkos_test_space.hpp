@@ -1,6 +1,7 @@
 #pragma once
-// The space under test for the runtime and example tests compiled in the Kokkos build
-// (PIECRUST_TEST_SPACE_HEADER, see tests/support/tiny_runtime.hpp): Kokkos' default execution space.
+// The space under test for the kernel, runtime and example tests compiled in the Kokkos build
+// (PIECRUST_TEST_SPACE_HEADER, see tests/unit/test_kernel_support.hpp and tests/support/tiny_runtime.hpp):
+// Kokkos' default execution space.
 #include <Kokkos_Core.hpp>
 #include <piecrust/backends/kokkos/kokkos.hpp>
 

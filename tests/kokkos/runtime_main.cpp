@@ -1,5 +1,5 @@
-// Catch2 runner for the runtime tests on a Kokkos space: Kokkos is finalized at exit, after the tests' static
-// models (constructed later, so destroyed earlier) have freed their Kokkos memory.
+// Catch2 runner for the tests compiled again for a Kokkos space (tests/unit/test_<area>.cpp): Kokkos is finalized
+// at exit, after the tests' static models (constructed later, so destroyed earlier) have freed their Kokkos memory.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 

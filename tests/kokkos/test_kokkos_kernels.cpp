@@ -1,27 +1,31 @@
-// The Kokkos adapter on Kokkos' default execution space (Serial in Debian's build) against the host
-// backend and the double-precision references: rms_norm, fused_add_rms_norm and rope within 1e-6 of the
-// host (different reduction order) and 1e-5 / 2e-6 of the reference; sample and probes identical to the
-// host (the same per-row code and Philox keys). Inputs and outputs live in the space's memory.
+// What only the Kokkos adapter claims, on Kokkos' default execution space (Serial in Debian's build): its
+// spaces satisfy the concepts and have every op; rms_norm, fused_add_rms_norm and rope within 1e-6 of the
+// host backend (another reduction order), the residual bit for bit; sample and probes identical to the
+// host's (the same per-row code and Philox keys). Inputs and outputs live in the space's memory.
+// Every op against the double-precision references: the kernel tests of tests/unit (test_kernel_*.cpp),
+// compiled again for this space (ctests kokkos.kernel_ops, kokkos.kernel_attention, kokkos.kernel_sampling).
 
 #include <catch2/catch.hpp>
 
+#include <Kokkos_Core.hpp>
+
 #include <cstdint>
 #include <random>
+#include <span>
 #include <vector>
 
-#include "kokkos_test_support.hpp"
 #include "piecrust/backends/host.hpp"
 #include "piecrust/backends/kokkos/kokkos.hpp"
 #include "piecrust/kernels.hpp"
-#include "piecrust/kernels/reference/model_ops.hpp"
 #include "test_kernel_support.hpp"
 
 using namespace piecrust;
-using piecrust::kokkos_test::download;
-using piecrust::kokkos_test::KSpace;
-using piecrust::kokkos_test::upload;
+using piecrust::test::download;
+using piecrust::test::filled;
 using piecrust::test::random_floats;
 using piecrust::test::tolerance_ratio;
+using piecrust::test::upload;
+using KSpace = Kokkos::DefaultExecutionSpace;
 
 TEST_CASE("Kokkos execution spaces satisfy ExecutionSpace and have every op of the model and runtime", "[kokkos]") {
   using HSpace = Kokkos::DefaultHostExecutionSpace;
@@ -58,7 +62,7 @@ TEST_CASE("Kokkos execution spaces satisfy ExecutionSpace and have every op of t
   REQUIRE(buf[3] == 1.0f);
 }
 
-TEST_CASE("Kokkos rms_norm, fused_add_rms_norm and rope match the host and the reference", "[kokkos]") {
+TEST_CASE("Kokkos rms_norm, fused_add_rms_norm and rope agree with the host backend", "[kokkos]") {
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -68,22 +72,18 @@ TEST_CASE("Kokkos rms_norm, fused_add_rms_norm and rope match the host and the r
   auto const x = random_floats(rng, rows * dim, -3, 3);  // [rows][dim]
   auto const w = random_floats(rng, dim, 0.5f, 1.5f);    // [dim]
   auto const xd = upload(kspace, x), wd = upload(kspace, w);
-  auto outd = kokkos_test::filled(kspace, rows * dim, -9.0f);
+  auto outd = filled(kspace, rows * dim, -9.0f);
   std::vector<float> out_h(rows * dim);
-  rms_norm(kspace, ShapedView<float const, 2>(xd.data(), rows, dim), ShapedView<float const, 1>(wd.data(), dim),
-           ShapedView<float, 2>(outd.data(), rows, dim));
+  rms_norm(kspace, xd.view(rows, dim), wd.view(dim), outd.view(rows, dim));
   rms_norm(host, ShapedView<float const, 2>(x.data(), rows, dim), ShapedView<float const, 1>(w.data(), dim),
            ShapedView<float, 2>(out_h.data(), rows, dim));
-  auto const out_k = download(kspace, outd);
-  CHECK(tolerance_ratio(out_k, out_h, 1e-6, 1e-6) <= 1.0);
-  CHECK(tolerance_ratio(out_k, reference::rms_norm(x, w, dim, 1e-5), 1e-5, 1e-5) <= 1.0);
+  CHECK(tolerance_ratio(download(kspace, outd), out_h, 1e-6, 1e-6) <= 1.0);
 
   auto xh = x;
   auto const r0 = random_floats(rng, rows * dim);
   auto rh = r0;
   auto xk = upload(kspace, x), rk = upload(kspace, r0);
-  fused_add_rms_norm(kspace, ShapedView<float, 2>(xk.data(), rows, dim), ShapedView<float, 2>(rk.data(), rows, dim),
-                     ShapedView<float const, 1>(wd.data(), dim));
+  fused_add_rms_norm(kspace, xk.view(rows, dim), rk.view(rows, dim), wd.view(dim));
   fused_add_rms_norm(host, ShapedView<float, 2>(xh.data(), rows, dim), ShapedView<float, 2>(rh.data(), rows, dim),
                      ShapedView<float const, 1>(w.data(), dim));
   CHECK(download(kspace, rk) == rh);  // one f32 add per element: exact
@@ -96,20 +96,13 @@ TEST_CASE("Kokkos rms_norm, fused_add_rms_norm and rope match the host and the r
                               RopeParams{10000.0f, RopeStyle::half_split, 32, {}}}) {
     auto qh = random_floats(rng, tokens * heads * hd);
     auto qk = upload(kspace, qh);
-    auto const ref = reference::rope(qh, heads, hd, positions, p);
-    rope(kspace, ShapedView<float, 3>(qk.data(), tokens, heads, hd), positions, p);
+    rope(kspace, qk.view(tokens, heads, hd), positions, p);
     rope(host, ShapedView<float, 3>(qh.data(), tokens, heads, hd), positions, p);
-    auto const got = download(kspace, qk);
-    CHECK(tolerance_ratio(got, qh, 1e-6, 1e-6) <= 1.0);
-    CHECK(tolerance_ratio(got, ref, 2e-6, 2e-6) <= 1.0);
+    CHECK(tolerance_ratio(download(kspace, qk), qh, 1e-6, 1e-6) <= 1.0);
   }
-  // The interface's checks run before any backend.
-  REQUIRE_THROWS_AS(rms_norm(kspace, ShapedView<float const, 2>(xd.data(), rows, dim), ShapedView<float const, 1>(wd.data(), dim - 1),
-                             ShapedView<float, 2>(outd.data(), rows, dim)),
-                    InvalidArgument);
 }
 
-TEST_CASE("Kokkos sample and probes give the host's results", "[kokkos]") {
+TEST_CASE("Kokkos sample and probes give the host's bits", "[kokkos]") {
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -127,7 +120,7 @@ TEST_CASE("Kokkos sample and probes give the host's results", "[kokkos]") {
   masks[3] = LogitMask::allow({5, 77, 1999}, vocab);
   ShapedView<float const, 2> const lv(logits.data(), rows, vocab);
   ShapedView<float const, 2> const lk(logits_d.data(), rows, vocab);
-  auto tokens_d = kokkos_test::filled(kspace, rows, std::uint32_t{0xffffffff});
+  auto tokens_d = filled(kspace, rows, std::uint32_t{0xffffffff});
   for (std::uint64_t step = 0; step < 20; ++step) {
     std::vector<SampleKey> keys(rows);
     for (std::size_t r = 0; r < rows; ++r) keys[r] = {seed, r, step};
@@ -139,20 +132,20 @@ TEST_CASE("Kokkos sample and probes give the host's results", "[kokkos]") {
     REQUIRE(masks[3].allows(ok[3]));
   }
   std::size_t const k = 10;
-  auto ik = kokkos_test::filled(kspace, rows * k, std::uint32_t{0});
-  auto pk = kokkos_test::filled(kspace, rows * k, -1.0f);
+  auto ik = filled(kspace, rows * k, std::uint32_t{0});
+  auto pk = filled(kspace, rows * k, -1.0f);
   std::vector<std::uint32_t> ih(rows * k);
   std::vector<float> ph(rows * k);
   probe_distribution(kspace, lk, k, 0.8f, masks, ShapedView<std::uint32_t, 2>(ik.data(), rows, k), ShapedView<float, 2>(pk.data(), rows, k));
   probe_distribution(host, lv, k, 0.8f, masks, ShapedView<std::uint32_t, 2>(ih.data(), rows, k), ShapedView<float, 2>(ph.data(), rows, k));
   CHECK(download(kspace, ik) == ih);
   CHECK(download(kspace, pk) == ph);
-  auto lpk = kokkos_test::filled(kspace, rows * k, 1.0f);
+  auto lpk = filled(kspace, rows * k, 1.0f);
   std::vector<float> lh(rows * k);
   probe_logprobs(kspace, lk, ShapedView<std::uint32_t const, 2>(ih.data(), rows, k), 0.8f, masks, ShapedView<float, 2>(lpk.data(), rows, k));
   probe_logprobs(host, lv, ShapedView<std::uint32_t const, 2>(ih.data(), rows, k), 0.8f, masks, ShapedView<float, 2>(lh.data(), rows, k));
   CHECK(download(kspace, lpk) == lh);
-  auto ek = kokkos_test::filled(kspace, rows, -1.0f);
+  auto ek = filled(kspace, rows, -1.0f);
   std::vector<float> eh(rows);
   probe_entropy(kspace, lk, 1.0f, masks, std::span<float>(ek.data(), rows));
   probe_entropy(host, lv, 1.0f, masks, eh);

@@ -10,6 +10,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <Kokkos_Core.hpp>
+
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -17,7 +19,6 @@
 #include <type_traits>
 #include <vector>
 
-#include "kokkos_test_support.hpp"
 #include "piecrust/backends/host.hpp"
 #include "piecrust/backends/kokkos/kokkos.hpp"
 #include "piecrust/model/llama_model.hpp"
@@ -25,10 +26,10 @@
 #include "test_kernel_support.hpp"
 
 using namespace piecrust;
-using piecrust::kokkos_test::download;
-using piecrust::kokkos_test::filled;
-using piecrust::kokkos_test::KSpace;
+using piecrust::test::download;
+using piecrust::test::filled;
 using piecrust::test::tolerance_ratio;
+using KSpace = Kokkos::DefaultExecutionSpace;
 
 namespace {
 

@@ -1,87 +1,195 @@
-// Model ops on the host against the double-precision references: rms_norm, fused_add_rms_norm, rope,
-// swiglu, embedding, gemm (every weight type, both gemm paths), append_kv, merge_states.
-// Tolerances: f32 kernels 1e-5 relative + 1e-5 absolute (f32 rounding of O(dim) sums);
-// quantized gemm is compared with the reference over the same quantized weights (the kernel must
-// not add error beyond f32 accumulation: 1e-4 relative on sums of up to 1024 terms).
+// Model and memory ops on the space under test (test_kernel_support.hpp: Host, or the space a build names),
+// inputs and outputs in its memory, against the double-precision references and naive host models:
+// copy and zero_fill, the KV page ops, rms_norm, fused_add_rms_norm, rope, swiglu, add_bias, embedding,
+// dequantize, gemm (every weight type; on the host both quantized paths), linear, append_kv, merge_states.
+// Tolerances (absolute + relative):
+//   copy, zero_fill, KV page ops, add_bias, append_kv, fused_add_rms_norm's residual: exact (bytes, or one
+//     f32 add / one rounding per element);
+//   rms_norm: 1e-5 + 1e-5 (f32 rounding of O(dim) sums); rope: 2e-6 + 2e-6 (one f32 rotation of each pair, at
+//     positions up to 131071); swiglu: 1e-6 + 1e-6 (one f32 exp);
+//   embedding, dequantize: 1e-7 + 1e-6 against the reference decode of the same GGUF bytes (q4_1's d * q + m
+//     rounds once in f32), and dequantize equal to embedding bit for bit (one decoder);
+//   gemm, linear: 1e-4 + 1e-4 against the reference over the same (quantized) weights: the kernel must not
+//     add error beyond f32 accumulation of up to 8192 products of values in [-1, 1];
+//   merge_states: 1e-5 + 1e-5 (f32 exp and sums over a few states).
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
+#include <span>
 #include <vector>
 
-#include "piecrust/backends/host.hpp"
-#include "piecrust/kernels.hpp"
-#include "piecrust/kernels/reference/attention.hpp"
-#include "piecrust/kernels/reference/model_ops.hpp"
 #include "test_kernel_support.hpp"
 
+#include "piecrust/kernels.hpp"
+#include "piecrust/kernels/kv_pages.hpp"
+#include "piecrust/kernels/reference/attention.hpp"
+#include "piecrust/kernels/reference/model_ops.hpp"
+
 using namespace piecrust;
+using piecrust::test::download;
+using piecrust::test::filled;
 using piecrust::test::random_floats;
 using piecrust::test::tolerance_ratio;
+using piecrust::test::upload;
+using Space = piecrust::test::Space;
+
+namespace {
+constexpr WeightType all_types[] = {WeightType::f32, WeightType::f16, WeightType::bf16, WeightType::q8_0, WeightType::q4_1};
+float const nan_f = std::numeric_limits<float>::quiet_NaN();
+
+std::vector<std::byte> random_bytes(std::mt19937_64& rng, std::size_t n) {
+  std::vector<std::byte> v(n);
+  for (auto& b : v) b = static_cast<std::byte>(1 + rng() % 255);  // never 0, so a zero fill shows
+  return v;
+}
+}  // namespace
+
+TEST_CASE("copy and zero_fill move bytes between host and space and within the space", "[kernel][copy]") {
+  auto const seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  Space const space = test::make_space();
+  std::size_t const n = 1000;
+  auto const src = random_bytes(rng, n);
+  auto dev = upload(space, src);         // to_space
+  REQUIRE(download(space, dev) == src);  // to_host
+  // in_space, disjoint and overlapping both ways: memmove semantics.
+  for (auto [to, from, len] : {std::array<std::size_t, 3>{600, 10, 300}, std::array<std::size_t, 3>{100, 50, 400},
+                               std::array<std::size_t, 3>{50, 100, 400}, std::array<std::size_t, 3>{7, 7, 20}}) {
+    INFO("to " << to << " from " << from << " len " << len);
+    auto want = download(space, dev);
+    std::memmove(want.data() + to, want.data() + from, len);
+    copy_in_space(space, std::span<std::byte>(dev.data() + to, len), std::span<std::byte const>(dev.data() + from, len));
+    REQUIRE(download(space, dev) == want);
+  }
+  auto want = download(space, dev);
+  std::fill(want.begin() + 123, want.begin() + 456, std::byte{0});
+  zero_fill(space, std::span<std::byte>(dev.data() + 123, 333));
+  REQUIRE(download(space, dev) == want);  // only the range, nothing around it
+  std::vector<float> f(37);
+  std::span<float const> const short_src(reinterpret_cast<float const*>(dev.data()), 36);
+  REQUIRE_THROWS_AS(copy_to_host(space, std::span<float>(f), short_src), InvalidArgument);
+}
+
+TEST_CASE("KvCache and the KV page ops match a naive model of the pages", "[kernel][copy][kv]") {
+  auto const seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  Space const space = test::make_space();
+  std::size_t const layers = 2, pages = 6;
+  KvCache<BFloat16, Space::memory_space> kv(space, layers, pages, 4, 2, 64);
+  std::size_t const pb = kv.page_bytes();
+  // The model: the bytes of page p of layer l, [layers][pages][page_bytes], zero at construction.
+  std::vector<std::vector<std::byte>> model(layers * pages, std::vector<std::byte>(pb, std::byte{0}));
+  auto exported = [&](std::span<std::uint32_t const> ids) {  // read_kv_pages' layout from the model
+    std::vector<std::byte> out;
+    for (auto p : ids) {
+      for (std::size_t l = 0; l < layers; ++l) out.insert(out.end(), model[l * pages + p].begin(), model[l * pages + p].end());
+    }
+    return out;
+  };
+  std::vector<std::uint32_t> const every{0, 1, 2, 3, 4, 5};
+  std::vector<std::byte> got(pages * layers * pb);
+  read_kv_pages(space, kv, every, got);
+  REQUIRE(std::all_of(got.begin(), got.end(), [](std::byte b) { return b == std::byte{0}; }));  // zero-filled at construction
+  auto const rec = random_bytes(rng, 3 * layers * pb);  // 3 records of 2 layers
+  std::vector<std::uint32_t> const ids{4, 1, 2};
+  write_kv_pages(space, kv, ids, rec);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    for (std::size_t l = 0; l < layers; ++l) {
+      auto const at = rec.begin() + static_cast<std::ptrdiff_t>((i * layers + l) * pb);
+      std::copy(at, at + static_cast<std::ptrdiff_t>(pb), model[l * pages + ids[i]].begin());
+    }
+  }
+  read_kv_pages(space, kv, every, got);
+  REQUIRE(got == exported(every));
+  std::vector<PageCopy> const copies{{4, 0}, {1, 5}, {2, 2}, {0, 3}};  // in order: page 3 gets page 4's bytes
+  copy_kv_pages(space, kv, copies);
+  for (PageCopy const& c : copies) {
+    for (std::size_t l = 0; l < layers; ++l) model[l * pages + c.to] = model[l * pages + c.from];
+  }
+  read_kv_pages(space, kv, every, got);
+  REQUIRE(got == exported(every));
+  std::vector<std::uint32_t> const some{5, 3};
+  std::vector<std::byte> part(some.size() * layers * pb);
+  read_kv_pages(space, kv, some, part);
+  REQUIRE(part == exported(some));
+  std::vector<std::uint32_t> const bad{6};
+  REQUIRE_THROWS_AS(read_kv_pages(space, kv, bad, std::span<std::byte>(got).first(layers * pb)), OutOfRange);
+  std::vector<std::uint32_t> const half_bad{1, 6};
+  REQUIRE_THROWS_AS(write_kv_pages(space, kv, half_bad, std::span<std::byte const>(rec).first(2 * layers * pb)), OutOfRange);
+  read_kv_pages(space, kv, every, got);
+  REQUIRE(got == exported(every));  // the refused write changed nothing
+}
 
 TEST_CASE("rms_norm and fused_add_rms_norm match the reference", "[kernel][rms_norm]") {
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  Host const host;
+  Space const space = test::make_space();
   for (std::size_t dim : {std::size_t{64}, std::size_t{576}, std::size_t{1000}}) {
     std::size_t const rows = 7;
-    auto x = random_floats(rng, rows * dim, -3, 3);       // [rows][dim]
-    auto const w = random_floats(rng, dim, 0.5f, 1.5f);   // [dim]
-    std::vector<float> out(rows * dim);                   // [rows][dim]
-    rms_norm(host, ShapedView<float const, 2>(x.data(), rows, dim), ShapedView<float const, 1>(w.data(), dim),
-             ShapedView<float, 2>(out.data(), rows, dim), 1e-5f);
-    auto const ref = reference::rms_norm(x, w, dim, 1e-5);
-    CHECK(tolerance_ratio(out, ref, 1e-5, 1e-5) <= 1.0);
+    auto const x = random_floats(rng, rows * dim, -3, 3);  // [rows][dim]
+    auto const w = random_floats(rng, dim, 0.5f, 1.5f);    // [dim]
+    auto xd = upload(space, x);
+    auto const wd = upload(space, w);
+    auto outd = filled(space, rows * dim, nan_f);  // [rows][dim]
+    rms_norm(space, xd.view(rows, dim), wd.view(dim), outd.view(rows, dim), 1e-5f);
+    CHECK(tolerance_ratio(download(space, outd), reference::rms_norm(x, w, dim, 1e-5), 1e-5, 1e-5) <= 1.0);
 
-    auto residual = random_floats(rng, rows * dim, -2, 2);  // [rows][dim]
+    auto const residual = random_floats(rng, rows * dim, -2, 2);  // [rows][dim]
     std::vector<float> summed(rows * dim);
     for (std::size_t i = 0; i < summed.size(); ++i) summed[i] = residual[i] + x[i];
     auto const ref2 = reference::rms_norm(summed, w, dim, 1e-6);
-    fused_add_rms_norm(host, ShapedView<float, 2>(x.data(), rows, dim), ShapedView<float, 2>(residual.data(), rows, dim),
-                       ShapedView<float const, 1>(w.data(), dim), 1e-6f);
-    CHECK(tolerance_ratio(residual, summed, 1e-6, 1e-6) <= 1.0);
-    CHECK(tolerance_ratio(x, ref2, 1e-5, 1e-5) <= 1.0);
+    auto rd = upload(space, residual);
+    fused_add_rms_norm(space, xd.view(rows, dim), rd.view(rows, dim), wd.view(dim), 1e-6f);
+    CHECK(download(space, rd) == summed);  // one f32 add per element: exact
+    CHECK(tolerance_ratio(download(space, xd), ref2, 1e-5, 1e-5) <= 1.0);
   }
-  std::vector<float> x(8, 1.0f), w(4, 1.0f), out(8);
-  REQUIRE_THROWS_WITH(rms_norm(host, ShapedView<float const, 2>(x.data(), 2, 4), ShapedView<float const, 1>(w.data(), 3),
-                               ShapedView<float, 2>(out.data(), 2, 4)),
-                      Catch::Contains("weight.extent(0) = 3"));
-  REQUIRE_THROWS_AS(rms_norm(host, ShapedView<float const, 2>(x.data(), 2, 4), ShapedView<float const, 1>(w.data(), 4),
-                             ShapedView<float, 2>(out.data(), 2, 4), -1.0f),
-                    InvalidArgument);
+  auto const x = filled(space, 8, 1.0f), w = filled(space, 4, 1.0f);
+  auto out = filled(space, 8, 0.0f);
+  REQUIRE_THROWS_WITH(rms_norm(space, x.view(2, 4), w.view(3), out.view(2, 4)), Catch::Contains("weight.extent(0) = 3"));
+  REQUIRE_THROWS_AS(rms_norm(space, x.view(2, 4), w.view(4), out.view(2, 4), -1.0f), InvalidArgument);
 }
 
 TEST_CASE("rope matches the reference for both pairings, partial rotary and Llama-3 scaling", "[kernel][rope]") {
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  Host const host;
+  Space const space = test::make_space();
   std::size_t const tokens = 9, heads = 3, head_dim = 64;
-  std::vector<std::uint32_t> positions(tokens);
+  std::vector<std::uint32_t> positions(tokens);  // host memory, as the interface says
   std::uniform_int_distribution<std::uint32_t> pos_dist(0, 100000);
   for (auto& p : positions) p = pos_dist(rng);
   positions[0] = 0;
+  positions[tokens - 1] = 131071;
   std::vector<RopeParams> cases;
   cases.push_back({10000.0f, RopeStyle::adjacent_pairs, 0, {}});
   cases.push_back({10000.0f, RopeStyle::half_split, 0, {}});
   cases.push_back({500000.0f, RopeStyle::half_split, 0, {8.0f, 1.0f, 4.0f, 8192}});
   cases.push_back({100000.0f, RopeStyle::adjacent_pairs, 32, {32.0f, 1.0f, 4.0f, 8192}});
+  cases.push_back({10000.0f, RopeStyle::half_split, 32, {}});
   for (RopeParams const& p : cases) {
-    auto x = random_floats(rng, tokens * heads * head_dim);  // [tokens][heads][head_dim]
+    auto const x = random_floats(rng, tokens * heads * head_dim);  // [tokens][heads][head_dim]
     auto const ref = reference::rope(x, heads, head_dim, positions, p);
-    rope(host, ShapedView<float, 3>(x.data(), tokens, heads, head_dim), positions, p);
-    CHECK(tolerance_ratio(x, ref, 2e-6, 2e-6) <= 1.0);
+    auto xd = upload(space, x);
+    rope(space, xd.view(tokens, heads, head_dim), positions, p);
+    CHECK(tolerance_ratio(download(space, xd), ref, 2e-6, 2e-6) <= 1.0);
   }
   // Position 0 is the identity.
-  auto x = random_floats(rng, heads * head_dim);
-  auto const before = x;
-  std::vector<std::uint32_t> zero{0};
-  rope(host, ShapedView<float, 3>(x.data(), 1, heads, head_dim), zero, {});
-  CHECK(x == before);
+  auto const before = random_floats(rng, heads * head_dim);
+  auto xd = upload(space, before);
+  std::vector<std::uint32_t> const zero{0};
+  rope(space, xd.view(1, heads, head_dim), zero, {});
+  CHECK(download(space, xd) == before);
   // Llama-3 scaling matches transformers' values for Llama 3.1 at a few indices (computed in Python).
   RopeParams llama31{500000.0f, RopeStyle::half_split, 0, {8.0f, 1.0f, 4.0f, 8192}};
   auto const inv = detail::rope_inv_freq(llama31, 128);
@@ -89,55 +197,67 @@ TEST_CASE("rope matches the reference for both pairings, partial rotary and Llam
   CHECK(inv[63] == Approx(std::pow(500000.0, -126.0 / 128.0) / 8.0).epsilon(1e-12));  // low frequency: / factor
   CHECK(inv[10] == Approx(std::pow(500000.0, -20.0 / 128.0)).epsilon(1e-12));         // high frequency: kept
   // Bad input.
-  REQUIRE_THROWS_WITH(rope(host, ShapedView<float, 3>(x.data(), 1, heads, head_dim), positions, {}),
-                      Catch::Contains("positions.size() = 9"));
+  REQUIRE_THROWS_WITH(rope(space, xd.view(1, heads, head_dim), positions, {}), Catch::Contains("positions.size() = 9"));
   RopeParams odd{};
   odd.rotary_dim = 7;
-  REQUIRE_THROWS_WITH(rope(host, ShapedView<float, 3>(x.data(), 1, heads, head_dim), zero, odd),
-                      Catch::Contains("rotary_dim = 7"));
+  REQUIRE_THROWS_WITH(rope(space, xd.view(1, heads, head_dim), zero, odd), Catch::Contains("rotary_dim = 7"));
   RopeParams bad_theta{};
   bad_theta.theta = 0;
-  REQUIRE_THROWS_AS(rope(host, ShapedView<float, 3>(x.data(), 1, heads, head_dim), zero, bad_theta), InvalidArgument);
+  REQUIRE_THROWS_AS(rope(space, xd.view(1, heads, head_dim), zero, bad_theta), InvalidArgument);
+  CHECK(download(space, xd) == before);  // the refused calls wrote nothing
 }
 
-TEST_CASE("swiglu matches the reference", "[kernel][swiglu]") {
+TEST_CASE("swiglu and add_bias match the reference, in place too", "[kernel][swiglu]") {
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  Host const host;
+  Space const space = test::make_space();
   std::size_t const rows = 5, dim = 1536;
   auto const gate = random_floats(rng, rows * dim, -8, 8);  // [rows][dim]
   auto const up = random_floats(rng, rows * dim, -2, 2);    // [rows][dim]
-  std::vector<float> out(rows * dim);
-  swiglu(host, ShapedView<float const, 2>(gate.data(), rows, dim), ShapedView<float const, 2>(up.data(), rows, dim),
-         ShapedView<float, 2>(out.data(), rows, dim));
+  auto gd = upload(space, gate);
+  auto const ud = upload(space, up);
+  auto od = filled(space, rows * dim, nan_f);
+  swiglu(space, gd.view(rows, dim), ud.view(rows, dim), od.view(rows, dim));
+  auto const out = download(space, od);
   CHECK(tolerance_ratio(out, reference::swiglu(gate, up), 1e-6, 1e-6) <= 1.0);
-  REQUIRE_THROWS_AS(swiglu(host, ShapedView<float const, 2>(gate.data(), rows, dim),
-                           ShapedView<float const, 2>(up.data(), rows - 1, dim), ShapedView<float, 2>(out.data(), rows, dim)),
-                    InvalidArgument);
+  swiglu(space, gd.view(rows, dim), ud.view(rows, dim), gd.view(rows, dim));  // out = gate, as the model calls it
+  CHECK(download(space, gd) == out);
+  REQUIRE_THROWS_AS(swiglu(space, gd.view(rows, dim), ud.view(rows - 1, dim), od.view(rows, dim)), InvalidArgument);
+
+  auto const y0 = random_floats(rng, rows * dim);
+  auto const bias = random_floats(rng, dim);
+  auto yd = upload(space, y0);
+  auto const bd = upload(space, bias);
+  add_bias(space, yd.view(rows, dim), bd.view(dim));
+  std::vector<float> want = y0;
+  for (std::size_t i = 0; i < rows; ++i) {
+    for (std::size_t j = 0; j < dim; ++j) want[i * dim + j] += bias[j];
+  }
+  CHECK(download(space, yd) == want);
+  REQUIRE_THROWS_AS(add_bias(space, yd.view(rows, dim), bd.view(dim - 1)), InvalidArgument);
 }
 
-namespace {
-constexpr WeightType all_types[] = {WeightType::f32, WeightType::f16, WeightType::bf16, WeightType::q8_0, WeightType::q4_1};
-}
-
-TEST_CASE("embedding gathers dequantized rows of every weight type", "[kernel][embedding]") {
+TEST_CASE("embedding and dequantize decode every weight type", "[kernel][embedding]") {
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  Host const host;
+  Space const space = test::make_space();
   std::size_t const vocab = 50, dim = 96;
   auto const table_f32 = random_floats(rng, vocab * dim);  // [vocab][dim]
-  std::vector<std::uint32_t> ids{3, 49, 0, 3, 17};
+  std::vector<std::uint32_t> const ids{3, 49, 0, 3, 17};   // host memory
   for (WeightType type : all_types) {
     INFO("type " << weight_type_name(type));
     auto const bytes = test::quantize(type, table_f32, vocab, dim);
-    WeightMatrix const table{type, bytes.data(), vocab, dim};
-    std::vector<float> out(ids.size() * dim);  // [tokens][dim]
-    embedding(host, table, ids, ShapedView<float, 2>(out.data(), ids.size(), dim));
+    auto const bytes_d = upload(space, bytes);
+    WeightMatrix const host_table{type, bytes.data(), vocab, dim};
+    WeightMatrix const table{type, bytes_d.data(), vocab, dim};
+    auto out_d = filled(space, ids.size() * dim, nan_f);  // [tokens][dim]
+    embedding(space, table, ids, out_d.view(ids.size(), dim));
+    auto const out = download(space, out_d);
     std::vector<double> ref;
     for (auto id : ids) {
-      auto const row = reference::dequantize_row(table, id);
+      auto const row = reference::dequantize_row(host_table, id);
       ref.insert(ref.end(), row.begin(), row.end());
     }
     CHECK(tolerance_ratio(out, ref, 1e-7, 1e-6) <= 1.0);
@@ -146,84 +266,116 @@ TEST_CASE("embedding gathers dequantized rows of every weight type", "[kernel][e
     for (std::size_t t = 0; t < ids.size(); ++t) {
       for (std::size_t c = 0; c < dim; ++c) REQUIRE(std::abs(out[t * dim + c] - table_f32[ids[t] * dim + c]) <= quant_tol);
     }
-    std::vector<float> all(vocab * dim);  // [vocab][dim]
-    dequantize(host, table, ShapedView<float, 2>(all.data(), vocab, dim));
+    auto all_d = filled(space, vocab * dim, nan_f);  // [vocab][dim]
+    dequantize(space, table, all_d.view(vocab, dim));
+    auto const all = download(space, all_d);
     for (std::size_t t = 0; t < ids.size(); ++t) {
       for (std::size_t c = 0; c < dim; ++c) REQUIRE(all[ids[t] * dim + c] == out[t * dim + c]);
     }
-    REQUIRE_THROWS_AS(dequantize(host, table, ShapedView<float, 2>(all.data(), vocab, dim - 1)), InvalidArgument);
-    std::vector<std::uint32_t> bad{1, 50};
-    REQUIRE_THROWS_WITH(embedding(host, table, bad, ShapedView<float, 2>(out.data(), 2, dim)),
-                        Catch::Contains("ids[1] = 50 >= vocab = 50"));
+    std::vector<double> ref_all;
+    for (std::size_t r = 0; r < vocab; ++r) {
+      auto const row = reference::dequantize_row(host_table, r);
+      ref_all.insert(ref_all.end(), row.begin(), row.end());
+    }
+    CHECK(tolerance_ratio(all, ref_all, 1e-7, 1e-6) <= 1.0);
+    REQUIRE_THROWS_AS(dequantize(space, table, all_d.view(vocab, dim - 1)), InvalidArgument);
+    std::vector<std::uint32_t> const bad{1, 50};
+    REQUIRE_THROWS_WITH(embedding(space, table, bad, out_d.view(2, dim)), Catch::Contains("ids[1] = 50 >= vocab = 50"));
+    REQUIRE(download(space, out_d) == out);  // the refused call wrote nothing
   }
-  WeightMatrix const odd{WeightType::q8_0, table_f32.data(), vocab, 40};
-  std::vector<float> out(dim);
-  REQUIRE_THROWS_WITH(embedding(host, odd, std::vector<std::uint32_t>{0}, ShapedView<float, 2>(out.data(), 1, 40)),
-                      Catch::Contains("cols = 40"));
-  WeightMatrix const unknown{static_cast<WeightType>(12), table_f32.data(), vocab, dim};
-  REQUIRE_THROWS_AS(embedding(host, unknown, std::vector<std::uint32_t>{0}, ShapedView<float, 2>(out.data(), 1, dim)),
-                    Unsupported);
+  auto const bytes_d = upload(space, test::quantize(WeightType::f32, table_f32, vocab, dim));
+  auto out_d = filled(space, dim, nan_f);
+  WeightMatrix const odd{WeightType::q8_0, bytes_d.data(), vocab, 40};
+  REQUIRE_THROWS_WITH(embedding(space, odd, std::vector<std::uint32_t>{0}, out_d.view(1, 40)), Catch::Contains("cols = 40"));
+  WeightMatrix const unknown{static_cast<WeightType>(12), bytes_d.data(), vocab, dim};
+  REQUIRE_THROWS_AS(embedding(space, unknown, std::vector<std::uint32_t>{0}, out_d.view(1, dim)), Unsupported);
 }
 
-TEST_CASE("gemm matches the reference for every weight type, both paths, and beta", "[kernel][gemm]") {
+TEST_CASE("gemm matches the reference for every weight type, beta 0 / 1 / 0.5, long rows and both host paths", "[kernel][gemm]") {
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  Host const host;
-  std::size_t const n = 72, k = 576;
-  auto const w_f32 = random_floats(rng, n * k);  // [n][k]
-  for (WeightType type : all_types) {
-    auto const bytes = test::quantize(type, w_f32, n, k);
-    WeightMatrix const w{type, bytes.data(), n, k};
-    for (std::size_t m : {std::size_t{1}, std::size_t{3}, std::size_t{8}, std::size_t{9}, std::size_t{40}}) {
-      INFO("type " << weight_type_name(type) << " m " << m);
-      auto const x = random_floats(rng, m * k);       // [m][k]
-      auto const y0 = random_floats(rng, m * n);      // [m][n]
-      std::vector<float> y(m * n, std::numeric_limits<float>::quiet_NaN());  // beta = 0 ignores old contents
-      gemm(host, ShapedView<float const, 2>(x.data(), m, k), w, ShapedView<float, 2>(y.data(), m, n));
-      CHECK(tolerance_ratio(y, reference::gemm(x, m, w), 1e-4, 1e-4) <= 1.0);
-      std::vector<float> y2 = y0;
-      gemm(host, ShapedView<float const, 2>(x.data(), m, k), w, ShapedView<float, 2>(y2.data(), m, n), 1.0f);
-      CHECK(tolerance_ratio(y2, reference::gemm(x, m, w, y0, 1.0), 1e-4, 1e-4) <= 1.0);
-      if (type != WeightType::f32) {  // both quantized paths, whatever the crossover
-        std::vector<float> yd(m * n), yp(m * n);
-        KernelImpl<ops::Gemm, Host>::direct(host, ShapedView<float const, 2>(x.data(), m, k), w, ShapedView<float, 2>(yd.data(), m, n), 0.0f);
-        KernelImpl<ops::Gemm, Host>::panels(host, ShapedView<float const, 2>(x.data(), m, k), w, ShapedView<float, 2>(yp.data(), m, n), 0.0f);
-        auto const ref = reference::gemm(x, m, w);
-        CHECK(tolerance_ratio(yd, ref, 1e-4, 1e-4) <= 1.0);
-        CHECK(tolerance_ratio(yp, ref, 1e-4, 1e-4) <= 1.0);
+  Space const space = test::make_space();
+  // k = 576: a decoded weight row fits small scratch (Kokkos: level-0 team scratch); k = 8192 (32 KiB) does not.
+  for (auto [n, k] : {std::array<std::size_t, 2>{72, 576}, std::array<std::size_t, 2>{5, 8192}}) {
+    auto const w_f32 = random_floats(rng, n * k);  // [n][k]
+    for (WeightType type : all_types) {
+      auto const bytes = test::quantize(type, w_f32, n, k);
+      auto const bytes_d = upload(space, bytes);
+      WeightMatrix const wh{type, bytes.data(), n, k};
+      WeightMatrix const w{type, bytes_d.data(), n, k};
+      for (std::size_t m : {std::size_t{1}, std::size_t{3}, std::size_t{8}, std::size_t{9}, std::size_t{40}}) {
+        if (k > 1000 && m > 3) continue;  // the reference is slow
+        INFO("type " << weight_type_name(type) << " n " << n << " k " << k << " m " << m);
+        auto const x = random_floats(rng, m * k);   // [m][k]
+        auto const y0 = random_floats(rng, m * n);  // [m][n]
+        auto const xd = upload(space, x);
+        auto const ref = reference::gemm(x, m, wh);
+        auto yd = filled(space, m * n, nan_f);  // beta = 0 ignores old contents
+        gemm(space, xd.view(m, k), w, yd.view(m, n));
+        CHECK(tolerance_ratio(download(space, yd), ref, 1e-4, 1e-4) <= 1.0);
+        for (float beta : {1.0f, 0.5f}) {
+          auto y2 = upload(space, y0);
+          gemm(space, xd.view(m, k), w, y2.view(m, n), beta);
+          CHECK(tolerance_ratio(download(space, y2), reference::gemm(x, m, wh, y0, beta), 1e-4, 1e-4) <= 1.0);
+        }
+        if constexpr (test::space_is_host) {  // the host's two quantized paths, whatever the crossover
+          if (type != WeightType::f32) {
+            std::vector<float> yh(m * n, nan_f), yp(m * n, nan_f);
+            KernelImpl<ops::Gemm, Host>::direct(Host{}, ShapedView<float const, 2>(x.data(), m, k), wh,
+                                                 ShapedView<float, 2>(yh.data(), m, n), 0.0f);
+            KernelImpl<ops::Gemm, Host>::panels(Host{}, ShapedView<float const, 2>(x.data(), m, k), wh,
+                                                 ShapedView<float, 2>(yp.data(), m, n), 0.0f);
+            CHECK(tolerance_ratio(yh, ref, 1e-4, 1e-4) <= 1.0);
+            CHECK(tolerance_ratio(yp, ref, 1e-4, 1e-4) <= 1.0);
+          }
+        }
       }
     }
   }
-  std::vector<float> x(k), y(n);
-  WeightMatrix const w{WeightType::f32, w_f32.data(), n, k};
-  REQUIRE_THROWS_WITH(gemm(host, ShapedView<float const, 2>(x.data(), 1, k - 1), w, ShapedView<float, 2>(y.data(), 1, n)),
-                      Catch::Contains("x.extent(1) (k) = 575"));
-  REQUIRE_THROWS_WITH(gemm(host, ShapedView<float const, 2>(x.data(), 1, k), w, ShapedView<float, 2>(y.data(), 1, n - 1)),
-                      Catch::Contains("y.extent(1) (n) = 71"));
+  // linear (load_linear, then the space's matmul) on the space, weights given as host GGUF bytes; f32
+  // activations (no llama.cpp 8-bit rounding, which only the host offers), so the reference is exact.
+  std::size_t const n = 24, k = 64, m = 2;
+  auto const w_f32 = random_floats(rng, n * k);
+  auto const bytes = test::quantize(WeightType::q8_0, w_f32, n, k);
+  WeightMatrix const wh{WeightType::q8_0, bytes.data(), n, k};
+  LinearOptions f32_activations;
+  f32_activations.round_activations = false;
+  f32_activations.interleave = false;
+  auto const lw = load_linear(space, wh, f32_activations);
+  auto const x = random_floats(rng, m * k);
+  auto const xd = upload(space, x);
+  auto yd = filled(space, m * n, nan_f);
+  linear(space, xd.view(m, k), lw, yd.view(m, n));
+  CHECK(tolerance_ratio(download(space, yd), reference::gemm(x, m, wh), 1e-4, 1e-4) <= 1.0);
+  // Bad input.
+  REQUIRE_THROWS_WITH(gemm(space, xd.view(m, k - 1), lw.matrix, yd.view(m, n)), Catch::Contains("x.extent(1) (k) = 63"));
+  REQUIRE_THROWS_WITH(gemm(space, xd.view(m, k), lw.matrix, yd.view(m, n - 1)), Catch::Contains("y.extent(1) (n) = 23"));
   WeightMatrix const null_w{WeightType::q4_1, nullptr, n, k};
-  REQUIRE_THROWS_AS(gemm(host, ShapedView<float const, 2>(x.data(), 1, k), null_w, ShapedView<float, 2>(y.data(), 1, n)),
-                    InvalidArgument);
+  REQUIRE_THROWS_AS(gemm(space, xd.view(m, k), null_w, yd.view(m, n)), InvalidArgument);
 }
 
 TEMPLATE_TEST_CASE("append_kv writes the new rows into their slots and nothing else", "[kernel][append_kv]", float, BFloat16) {
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  Host const host;
+  Space const space = test::make_space();
   std::size_t const pages = 6, ps = 16, kvh = 2, hd = 64;
   PagedKv<TestType> const shape{nullptr, pages, ps, kvh, hd};
-  std::vector<TestType> pool(shape.size(), from_float<TestType>(7.0f));  // [pages][2][ps][kvh][hd]
-  PagedKv<TestType> kv{pool.data(), pages, ps, kvh, hd};
+  auto pool_d = filled(space, shape.size(), from_float<TestType>(7.0f));  // [pages][2][ps][kvh][hd]
+  PagedKv<TestType> const kv{pool_d.data(), pages, ps, kvh, hd};
   // Two requests: pages {4, 1} (positions 14..17 new) and {2} (positions 0..2 new).
-  std::vector<std::uint32_t> kv_indptr{0, 2, 3}, kv_indices{4, 1, 2};
-  std::vector<std::uint32_t> batch_idx{0, 0, 0, 0, 1, 1, 1}, pos{14, 15, 16, 17, 0, 1, 2};
-  auto const slots = append_kv_slots(ps, batch_idx, pos, kv_indptr, kv_indices);
+  std::vector<std::uint32_t> const kv_indptr{0, 2, 3}, kv_indices{4, 1, 2};
+  std::vector<std::uint32_t> const batch_idx{0, 0, 0, 0, 1, 1, 1}, pos{14, 15, 16, 17, 0, 1, 2};
+  auto const slots = append_kv_slots(ps, batch_idx, pos, kv_indptr, kv_indices);  // host memory
   REQUIRE(slots == std::vector<std::uint32_t>{4 * 16 + 14, 4 * 16 + 15, 16, 17, 32, 33, 34});
   std::size_t const n = slots.size();
   auto const k = random_floats(rng, n * kvh * hd);  // [n][kvh][hd]
   auto const v = random_floats(rng, n * kvh * hd);
-  append_kv(host, kv, ShapedView<float const, 3>(k.data(), n, kvh, hd), ShapedView<float const, 3>(v.data(), n, kvh, hd), slots);
+  auto const kd = upload(space, k), vd = upload(space, v);
+  append_kv(space, kv, kd.view(n, kvh, hd), vd.view(n, kvh, hd), slots);
+  auto const pool = download(space, pool_d);
+  PagedKv<TestType const> const got{pool.data(), pages, ps, kvh, hd};
   std::size_t written = 0;
   for (std::size_t p = 0; p < pages; ++p) {
     for (std::size_t s = 0; s < ps; ++s) {
@@ -233,8 +385,8 @@ TEMPLATE_TEST_CASE("append_kv writes the new rows into their slots and nothing e
       }
       for (std::size_t h = 0; h < kvh; ++h) {
         for (std::size_t d = 0; d < hd; ++d) {
-          float const kk = to_float(kv.at(p, 0, s, h)[d]);
-          float const vv = to_float(kv.at(p, 1, s, h)[d]);
+          float const kk = to_float(got.at(p, 0, s, h)[d]);
+          float const vv = to_float(got.at(p, 1, s, h)[d]);
           if (t == n) {
             REQUIRE(kk == 7.0f);
             REQUIRE(vv == 7.0f);
@@ -248,16 +400,13 @@ TEMPLATE_TEST_CASE("append_kv writes the new rows into their slots and nothing e
     }
   }
   REQUIRE(written == n * kvh * hd);
-  std::vector<std::uint32_t> bad{0, 96};
-  REQUIRE_THROWS_WITH(append_kv(host, kv, ShapedView<float const, 3>(k.data(), 2, kvh, hd),
-                                ShapedView<float const, 3>(v.data(), 2, kvh, hd), bad),
+  std::vector<std::uint32_t> const bad{0, 96};
+  REQUIRE_THROWS_WITH(append_kv(space, kv, kd.view(2, kvh, hd), vd.view(2, kvh, hd), bad),
                       Catch::Contains("slots[1] = 96 >= num_pages * page_size = 96"));
-  std::vector<std::uint32_t> dup{5, 5};
-  REQUIRE_THROWS_WITH(append_kv(host, kv, ShapedView<float const, 3>(k.data(), 2, kvh, hd),
-                                ShapedView<float const, 3>(v.data(), 2, kvh, hd), dup),
-                      Catch::Contains("appears twice"));
-  REQUIRE(to_float(kv.at(0, 0, 0, 0)[0]) == 7.0f);  // nothing half-applied
-  std::vector<std::uint32_t> far{40};
+  std::vector<std::uint32_t> const dup{5, 5};
+  REQUIRE_THROWS_WITH(append_kv(space, kv, kd.view(2, kvh, hd), vd.view(2, kvh, hd), dup), Catch::Contains("appears twice"));
+  REQUIRE(download(space, pool_d) == pool);  // nothing half-applied
+  std::vector<std::uint32_t> const far{40};
   REQUIRE_THROWS_AS(append_kv_slots(ps, std::vector<std::uint32_t>{1}, far, kv_indptr, kv_indices), OutOfRange);
 }
 
@@ -265,14 +414,14 @@ TEST_CASE("merge_states of split KV equals attention over the whole KV", "[kerne
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  Host const host;
-  std::size_t const tokens = 3, heads = 4, hd = 64, states = 3;
+  Space const space = test::make_space();
+  std::size_t const tokens = 3, heads = 4, hd = 64, states = 3, per = 5;
   // States built from random logits over disjoint sets; the merged state must equal the softmax over all.
-  std::size_t const per = 5;
   auto const logits = random_floats(rng, tokens * heads * states * per, -4, 4);
   auto const values = random_floats(rng, tokens * heads * states * per * hd);
   std::vector<float> v(tokens * states * heads * hd), s(tokens * states * heads);  // [tokens][states][heads][hd], [tokens][states][heads]
   std::vector<double> want(tokens * heads * hd), want_lse(tokens * heads);
+  float const neg_inf = -std::numeric_limits<float>::infinity();
   for (std::size_t t = 0; t < tokens; ++t) {
     for (std::size_t h = 0; h < heads; ++h) {
       double total = 0;
@@ -291,28 +440,28 @@ TEST_CASE("merge_states of split KV equals attention over the whole KV", "[kerne
           acc[d] += part[d];
           v[((t * states + k) * heads + h) * hd + d] = empty ? 0.0f : static_cast<float>(part[d] / sum);
         }
-        s[(t * states + k) * heads + h] = empty ? -std::numeric_limits<float>::infinity() : static_cast<float>(std::log(sum));
+        s[(t * states + k) * heads + h] = empty ? neg_inf : static_cast<float>(std::log(sum));
         total += sum;
       }
       for (std::size_t d = 0; d < hd; ++d) want[(t * heads + h) * hd + d] = acc[d] / total;
       want_lse[t * heads + h] = std::log(total);
     }
   }
-  std::vector<float> out(tokens * heads * hd), lse(tokens * heads);
-  merge_states(host, ShapedView<float const, 4>(v.data(), tokens, states, heads, hd),
-               ShapedView<float const, 3>(s.data(), tokens, states, heads), ShapedView<float, 3>(out.data(), tokens, heads, hd),
-               ShapedView<float, 2>(lse.data(), tokens, heads));
-  CHECK(tolerance_ratio(out, want, 1e-5, 1e-5) <= 1.0);
-  CHECK(tolerance_ratio(lse, want_lse, 1e-5, 1e-5) <= 1.0);
-  // All states empty: zeros and -inf.
-  std::vector<float> s_empty(states * heads, -std::numeric_limits<float>::infinity());
-  merge_states(host, ShapedView<float const, 4>(v.data(), 1, states, heads, hd),
-               ShapedView<float const, 3>(s_empty.data(), 1, states, heads), ShapedView<float, 3>(out.data(), 1, heads, hd),
-               ShapedView<float, 2>(lse.data(), 1, heads));
-  CHECK(out[0] == 0.0f);
-  CHECK(std::isinf(lse[0]));
-  REQUIRE_THROWS_AS(merge_states(host, ShapedView<float const, 4>(v.data(), tokens, states, heads, hd),
-                                 ShapedView<float const, 3>(s.data(), tokens, states, heads - 1),
-                                 ShapedView<float, 3>(out.data(), tokens, heads, hd), ShapedView<float, 2>(lse.data(), tokens, heads)),
+  auto const vd = upload(space, v), sd = upload(space, s);
+  auto od = filled(space, tokens * heads * hd, nan_f);
+  auto ld = filled(space, tokens * heads, nan_f);
+  merge_states(space, vd.view(tokens, states, heads, hd), sd.view(tokens, states, heads), od.view(tokens, heads, hd),
+               ld.view(tokens, heads));
+  CHECK(tolerance_ratio(download(space, od), want, 1e-5, 1e-5) <= 1.0);
+  CHECK(tolerance_ratio(download(space, ld), want_lse, 1e-5, 1e-5) <= 1.0);
+  // Every state empty: zeros and -inf.
+  auto const s_empty = filled(space, states * heads, neg_inf);
+  merge_states(space, vd.view(1, states, heads, hd), s_empty.view(1, states, heads), od.view(1, heads, hd), ld.view(1, heads));
+  auto const o = download(space, od);
+  auto const l = download(space, ld);
+  for (std::size_t i = 0; i < heads * hd; ++i) REQUIRE(o[i] == 0.0f);
+  for (std::size_t h = 0; h < heads; ++h) REQUIRE(l[h] == neg_inf);
+  REQUIRE_THROWS_AS(merge_states(space, vd.view(tokens, states, heads, hd), sd.view(tokens, states, heads - 1),
+                                 od.view(tokens, heads, hd), ld.view(tokens, heads)),
                     InvalidArgument);
 }

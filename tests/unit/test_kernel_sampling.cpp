@@ -1,23 +1,33 @@
-// sample and the probes on the host: chi-square tests of every sampler against the exact filtered
-// distribution of the double-precision reference, determinism per (seed, row, step) and across thread
-// counts, LogitMask always respected, deterministic ties, probes cross-checked with each other.
+// sample and the probes on the space under test (test_kernel_support.hpp: Host, or the space a build names;
+// logits and outputs in its memory, params, masks, keys and probe_logprobs' ids in host memory, as the
+// interfaces say): chi-square tests of every sampler against the exact filtered distribution of the
+// double-precision reference (critical value at p = 1e-4), determinism per (seed, row, step) and (host
+// only) across thread counts, LogitMask always respected, deterministic ties, probes against the
+// reference (probabilities 1e-6 + 1e-5 relative, log-probabilities and entropy 1e-5 + 1e-5 relative)
+// and cross-checked with each other and with greedy sampling.
 
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <random>
 #include <set>
+#include <span>
 #include <vector>
 
-#include "piecrust/backends/host.hpp"
-#include "piecrust/kernels.hpp"
-#include "piecrust/kernels/reference/sampling.hpp"
 #include "test_kernel_support.hpp"
 
+#include "piecrust/kernels.hpp"
+#include "piecrust/kernels/reference/sampling.hpp"
+
 using namespace piecrust;
+using piecrust::test::download;
+using piecrust::test::filled;
 using piecrust::test::random_floats;
+using piecrust::test::upload;
+using Space = piecrust::test::Space;
 
 namespace {
 
@@ -40,7 +50,9 @@ LogitMask random_mask(std::mt19937_64& rng, std::size_t vocab, double allow_frac
   return LogitMask(std::move(bits));
 }
 
-std::vector<std::uint32_t> draw(Host const& host, std::vector<float> const& row, SamplingParams const& p, LogitMask const& mask,
+/// n draws from `row` on `space` (any space: the host's thread counts too), keys (seed, stream, 0..n-1).
+template <ExecutionSpace S>
+std::vector<std::uint32_t> draw(S const& space, std::vector<float> const& row, SamplingParams const& p, LogitMask const& mask,
                                 std::uint64_t seed, std::size_t n, std::uint64_t stream = 7) {
   std::size_t const vocab = row.size();
   std::vector<float> logits(n * vocab);  // [n][vocab] the same row n times
@@ -49,9 +61,10 @@ std::vector<std::uint32_t> draw(Host const& host, std::vector<float> const& row,
   std::vector<LogitMask> masks(mask.empty() ? 0 : n, mask);  // empty: allow all
   std::vector<SampleKey> keys(n);
   for (std::size_t i = 0; i < n; ++i) keys[i] = {seed, stream, i};
-  std::vector<std::uint32_t> out(n);
-  sample(host, ShapedView<float const, 2>(logits.data(), n, vocab), params, masks, keys, out);
-  return out;
+  auto const ld = upload(space, logits);
+  auto out = filled(space, n, std::uint32_t{0xffffffff});  // [n]
+  sample(space, ld.view(n, vocab), params, masks, keys, std::span<std::uint32_t>(out.data(), n));
+  return download(space, out);
 }
 
 std::vector<SamplingParams> all_samplers() {
@@ -78,7 +91,7 @@ TEST_CASE("every sampler draws from the exact filtered distribution (chi-square)
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  Host const host;
+  Space const space = test::make_space();
   std::size_t const vocab = 48, draws = 8000;
   auto const row = random_floats(rng, vocab, -3.0f, 3.0f);
   for (bool masked : {false, true}) {
@@ -86,7 +99,7 @@ TEST_CASE("every sampler draws from the exact filtered distribution (chi-square)
     for (SamplingParams const& p : all_samplers()) {
       INFO("sampler " << sampling_kind_name(p.kind) << " masked " << masked);
       auto const dist = reference::filtered_distribution(row, p, mask);
-      auto const got = draw(host, row, p, mask, rng(), draws);
+      auto const got = draw(space, row, p, mask, rng(), draws);
       std::vector<double> counts(vocab, 0.0);
       for (auto id : got) counts[id] += 1;
       double chi = 0;
@@ -109,40 +122,46 @@ TEST_CASE("sampling is reproducible from (seed, row, step) and independent of th
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
+  Space const space = test::make_space();
   std::size_t const vocab = 1000;
   auto const row = random_floats(rng, vocab, -4.0f, 4.0f);
   for (SamplingParams const& p : all_samplers()) {
-    auto const a = draw(Host(1), row, p, {}, 42, 60);
-    auto const b = draw(Host(3), row, p, {}, 42, 60);
-    CHECK(a == b);
-    auto const c = draw(Host(2), row, p, {}, 43, 60);
+    INFO("sampler " << sampling_kind_name(p.kind));
+    auto const a = draw(space, row, p, {}, 42, 60);
+    CHECK(draw(space, row, p, {}, 42, 60) == a);
+    if constexpr (test::space_is_host) {  // the host's thread pool: the same tokens for every thread count
+      CHECK(draw(Host(1), row, p, {}, 42, 60) == a);
+      CHECK(draw(Host(3), row, p, {}, 42, 60) == a);
+    }
+    auto const c = draw(space, row, p, {}, 43, 60);
     CHECK(a != c);
-    auto const d = draw(Host(2), row, p, {}, 42, 60, 8);
+    auto const d = draw(space, row, p, {}, 42, 60, 8);
     CHECK(a != d);
   }
   // Same key at a different batch position gives the same token.
-  Host const host;
   std::vector<float> logits(3 * vocab);
   auto const other = random_floats(rng, vocab);
   std::copy(other.begin(), other.end(), logits.begin());
   std::copy(row.begin(), row.end(), logits.begin() + vocab);
   std::copy(other.begin(), other.end(), logits.begin() + 2 * vocab);
+  auto const ld = upload(space, logits);
   std::vector<SamplingParams> params(3, SamplingParams::top_p_of(0.9f));
   std::vector<SampleKey> keys{{1, 5, 0}, {9, 9, 9}, {1, 6, 0}};
-  std::vector<std::uint32_t> out(3);
-  sample(host, ShapedView<float const, 2>(logits.data(), 3, vocab), params, {}, keys, out);
-  std::vector<std::uint32_t> single(1);
+  auto out = filled(space, 3, std::uint32_t{0xffffffff});
+  sample(space, ld.view(3, vocab), params, {}, keys, std::span<std::uint32_t>(out.data(), 3));
+  auto single = filled(space, 1, std::uint32_t{0xffffffff});
   std::vector<SampleKey> key1{{9, 9, 9}};
   std::vector<SamplingParams> p1(1, SamplingParams::top_p_of(0.9f));
-  sample(host, ShapedView<float const, 2>(logits.data() + vocab, 1, vocab), p1, {}, key1, single);
-  CHECK(single[0] == out[1]);
+  sample(space, ShapedView<float const, 2>(ld.data() + vocab, 1, vocab), p1, {}, key1,
+         std::span<std::uint32_t>(single.data(), 1));
+  CHECK(download(space, single)[0] == download(space, out)[1]);
 }
 
 TEST_CASE("a LogitMask is always respected and ties break toward the lower id", "[kernel][sample]") {
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  Host const host;
+  Space const space = test::make_space();
   std::size_t const vocab = 300;
   auto samplers = all_samplers();
   samplers.push_back(SamplingParams::greedy());
@@ -151,26 +170,26 @@ TEST_CASE("a LogitMask is always respected and ties break toward the lower id", 
     LogitMask const mask = random_mask(rng, vocab, trial % 2 == 0 ? 0.05 : 0.5);
     row[0] = 100.0f;  // the most likely token is often forbidden
     for (SamplingParams const& p : samplers) {
-      for (auto id : draw(host, row, p, mask, rng(), 50)) REQUIRE(mask.allows(id));
+      for (auto id : draw(space, row, p, mask, rng(), 50)) REQUIRE(mask.allows(id));
     }
   }
   std::vector<float> row(10, 0.5f);
   row[5] = 2.0f;
   row[9] = 2.0f;
-  CHECK(draw(host, row, SamplingParams::greedy(), {}, 1, 1)[0] == 5);
-  CHECK(draw(host, row, SamplingParams::top_k_of(1), {}, 1, 1)[0] == 5);
-  CHECK(draw(host, row, SamplingParams::greedy(), LogitMask::forbid({5}, 10), 1, 1)[0] == 9);
+  CHECK(draw(space, row, SamplingParams::greedy(), {}, 1, 1)[0] == 5);
+  CHECK(draw(space, row, SamplingParams::top_k_of(1), {}, 1, 1)[0] == 5);
+  CHECK(draw(space, row, SamplingParams::greedy(), LogitMask::forbid({5}, 10), 1, 1)[0] == 9);
   // Only one allowed id: every sampler returns it.
-  for (SamplingParams const& p : samplers) CHECK(draw(host, row, p, LogitMask::allow({3}, 10), 3, 5) == std::vector<std::uint32_t>(5, 3));
+  for (SamplingParams const& p : samplers) CHECK(draw(space, row, p, LogitMask::allow({3}, 10), 3, 5) == std::vector<std::uint32_t>(5, 3));
 }
 
 TEST_CASE("sample rejects bad params and masks, naming the row", "[kernel][sample]") {
-  Host const host;
-  std::vector<float> logits(2 * 8, 1.0f);
+  Space const space = test::make_space();
+  auto const logits = filled(space, 2 * 8, 1.0f);  // [2][8]
   std::vector<SampleKey> keys(2);
-  std::vector<std::uint32_t> out(2, 99);
+  auto out = filled(space, 2, std::uint32_t{99});
   auto call = [&](std::vector<SamplingParams> const& params, std::vector<LogitMask> const& masks = {}) {
-    sample(host, ShapedView<float const, 2>(logits.data(), 2, 8), params, masks, keys, out);
+    sample(space, logits.view(2, 8), params, masks, keys, std::span<std::uint32_t>(out.data(), 2));
   };
   SamplingParams const ok = SamplingParams::multinomial();
   REQUIRE_THROWS_WITH(call({ok, SamplingParams::with_temperature(0.0f)}), Catch::Contains("params[1].temperature = 0"));
@@ -182,39 +201,40 @@ TEST_CASE("sample rejects bad params and masks, naming the row", "[kernel][sampl
   Brle none;
   none.append(false, 8);
   REQUIRE_THROWS_WITH(call({ok, ok}, {LogitMask(none), LogitMask{}}), Catch::Contains("masks[0] allows no token"));
-  CHECK(out == std::vector<std::uint32_t>{99, 99});  // nothing written
+  CHECK(download(space, out) == std::vector<std::uint32_t>{99, 99});  // nothing written
 }
 
 TEST_CASE("probes match the reference and agree with each other and with greedy", "[kernel][probe]") {
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  Host const host;
+  Space const space = test::make_space();
   std::size_t const rows = 4, vocab = 500;
-  auto logits = random_floats(rng, rows * vocab, -6.0f, 6.0f);  // [rows][vocab]
+  auto const logits = random_floats(rng, rows * vocab, -6.0f, 6.0f);  // [rows][vocab]
+  auto const ld = upload(space, logits);
+  ShapedView<float const, 2> const lv = ld.view(rows, vocab);
   std::vector<LogitMask> masks{LogitMask{}, random_mask(rng, vocab, 0.3), LogitMask{}, random_mask(rng, vocab, 0.02)};
   for (float t : {1.0f, 0.6f, 2.5f}) {
     INFO("temperature " << t);
-    std::vector<std::uint32_t> ids(rows * vocab);
-    std::vector<float> probs(rows * vocab);
-    probe_distribution(host, ShapedView<float const, 2>(logits.data(), rows, vocab), 0, t, masks,
-                       ShapedView<std::uint32_t, 2>(ids.data(), rows, vocab), ShapedView<float, 2>(probs.data(), rows, vocab));
-    std::vector<std::uint32_t> ids5(rows * 5);
-    std::vector<float> probs5(rows * 5);
-    probe_distribution(host, ShapedView<float const, 2>(logits.data(), rows, vocab), 5, t, masks,
-                       ShapedView<std::uint32_t, 2>(ids5.data(), rows, 5), ShapedView<float, 2>(probs5.data(), rows, 5));
-    std::vector<float> entropy(rows);
-    probe_entropy(host, ShapedView<float const, 2>(logits.data(), rows, vocab), t, masks, entropy);
-    std::vector<float> lp(rows * vocab);
-    std::vector<std::uint32_t> all_ids(rows * vocab);
+    auto ids_d = filled(space, rows * vocab, std::uint32_t{0xffffffff});  // [rows][vocab]
+    auto probs_d = filled(space, rows * vocab, -1.0f);
+    probe_distribution(space, lv, 0, t, masks, ids_d.view(rows, vocab), probs_d.view(rows, vocab));
+    auto ids5_d = filled(space, rows * 5, std::uint32_t{0xffffffff});  // [rows][5]
+    auto probs5_d = filled(space, rows * 5, -1.0f);
+    probe_distribution(space, lv, 5, t, masks, ids5_d.view(rows, 5), probs5_d.view(rows, 5));
+    auto entropy_d = filled(space, rows, -1.0f);
+    probe_entropy(space, lv, t, masks, std::span<float>(entropy_d.data(), rows));
+    std::vector<std::uint32_t> all_ids(rows * vocab);  // host memory
     for (std::size_t i = 0; i < all_ids.size(); ++i) all_ids[i] = static_cast<std::uint32_t>(i % vocab);
-    probe_logprobs(host, ShapedView<float const, 2>(logits.data(), rows, vocab),
-                   ShapedView<std::uint32_t const, 2>(all_ids.data(), rows, vocab), t, masks,
-                   ShapedView<float, 2>(lp.data(), rows, vocab));
-    std::vector<std::uint32_t> greedy(rows);
+    auto lp_d = filled(space, rows * vocab, 1.0f);
+    probe_logprobs(space, lv, ShapedView<std::uint32_t const, 2>(all_ids.data(), rows, vocab), t, masks, lp_d.view(rows, vocab));
     std::vector<SamplingParams> gp(rows, SamplingParams::greedy());
     std::vector<SampleKey> keys(rows);
-    sample(host, ShapedView<float const, 2>(logits.data(), rows, vocab), gp, masks, keys, greedy);
+    auto greedy_d = filled(space, rows, std::uint32_t{0xffffffff});
+    sample(space, lv, gp, masks, keys, std::span<std::uint32_t>(greedy_d.data(), rows));
+    auto const ids = download(space, ids_d), ids5 = download(space, ids5_d), greedy = download(space, greedy_d);
+    auto const probs = download(space, probs_d), probs5 = download(space, probs5_d);
+    auto const entropy = download(space, entropy_d), lp = download(space, lp_d);
     for (std::size_t r = 0; r < rows; ++r) {
       std::span<float const> row(logits.data() + r * vocab, vocab);
       auto const ref = reference::softmax(row, t, masks[r]);
@@ -256,23 +276,20 @@ TEST_CASE("probes match the reference and agree with each other and with greedy"
     }
   }
   // Uniform logits: entropy = ln V exactly up to rounding.
-  std::vector<float> flat(vocab, 0.25f);
-  std::vector<float> h(1);
-  probe_entropy(host, ShapedView<float const, 2>(flat.data(), 1, vocab), 1.0f, {}, h);
-  CHECK(h[0] == Approx(std::log(vocab)).epsilon(1e-6));
+  auto const flat = filled(space, vocab, 0.25f);
+  auto h = filled(space, 1, -1.0f);
+  probe_entropy(space, flat.view(1, vocab), 1.0f, {}, std::span<float>(h.data(), 1));
+  CHECK(download(space, h)[0] == Approx(std::log(vocab)).epsilon(1e-6));
   // Bad input.
-  std::vector<std::uint32_t> bad_ids{0, static_cast<std::uint32_t>(vocab)};
-  std::vector<float> out(2);
-  REQUIRE_THROWS_WITH(probe_logprobs(host, ShapedView<float const, 2>(logits.data(), 1, vocab),
-                                     ShapedView<std::uint32_t const, 2>(bad_ids.data(), 1, 2), 1.0f, {},
-                                     ShapedView<float, 2>(out.data(), 1, 2)),
+  ShapedView<float const, 2> const one_row = ld.view(1, vocab);
+  std::vector<std::uint32_t> bad_ids{0, static_cast<std::uint32_t>(vocab)};  // host memory
+  auto out = filled(space, 2, 1.0f);
+  ShapedView<std::uint32_t const, 2> const bad_view(bad_ids.data(), 1, 2);
+  REQUIRE_THROWS_WITH(probe_logprobs(space, one_row, bad_view, 1.0f, {}, out.view(1, 2)),
                       Catch::Contains("ids[0][1] = 500 >= vocab = 500"));
-  std::vector<std::uint32_t> ids(vocab + 1);
-  std::vector<float> probs(vocab + 1);
-  REQUIRE_THROWS_WITH(probe_distribution(host, ShapedView<float const, 2>(logits.data(), 1, vocab), vocab + 1, 1.0f, {},
-                                         ShapedView<std::uint32_t, 2>(ids.data(), 1, vocab + 1),
-                                         ShapedView<float, 2>(probs.data(), 1, vocab + 1)),
+  auto ids = filled(space, vocab + 1, std::uint32_t{0});
+  auto probs = filled(space, vocab + 1, 0.0f);
+  REQUIRE_THROWS_WITH(probe_distribution(space, one_row, vocab + 1, 1.0f, {}, ids.view(1, vocab + 1), probs.view(1, vocab + 1)),
                       Catch::Contains("k = 501 > vocab = 500"));
-  REQUIRE_THROWS_WITH(probe_entropy(host, ShapedView<float const, 2>(logits.data(), 1, vocab), 0.0f, {}, h),
-                      Catch::Contains("temperature = 0"));
+  REQUIRE_THROWS_WITH(probe_entropy(space, one_row, 0.0f, {}, std::span<float>(h.data(), 1)), Catch::Contains("temperature = 0"));
 }

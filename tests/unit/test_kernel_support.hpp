@@ -1,6 +1,17 @@
 #pragma once
-// Shared helpers of the kernel tests: seeded random inputs (never zeros), GGUF block quantizers, and
-// tolerance checks against the double-precision references.
+// Shared helpers of the kernel tests: the space under test and the moves of test data into and out of its
+// memory, seeded random inputs (never zeros), GGUF block quantizers, and tolerance checks against the
+// double-precision references.
+//
+// The kernel tests are written once and run on every space that is built, like the runtime tests
+// (tests/support/tiny_runtime.hpp): a build compiles them again with PIECRUST_TEST_SPACE_HEADER naming a
+// header that defines `piecrust::testing::TestSpace` and `piecrust::testing::make_test_space()`
+// (tests/kokkos/kokkos_test_space.hpp). Without it the space is Host. Inputs go to the space's memory and
+// results come back through the library's own copy op, so a test never reads the space's memory directly.
+
+#if defined(PIECRUST_TEST_SPACE_HEADER)
+#include PIECRUST_TEST_SPACE_HEADER
+#endif
 
 #include <catch2/catch.hpp>
 
@@ -11,12 +22,46 @@
 #include <cstring>
 #include <random>
 #include <span>
+#include <type_traits>
 #include <vector>
 
+#include "piecrust/backends/host.hpp"
+#include "piecrust/exec/buffer.hpp"
 #include "piecrust/kernels/bfloat16.hpp"
+#include "piecrust/kernels/copy.hpp"
 #include "piecrust/kernels/weight_matrix.hpp"
 
 namespace piecrust::test {
+
+/// The space under test: testing::TestSpace where PIECRUST_TEST_SPACE_HEADER names one, else Host.
+#if defined(PIECRUST_TEST_SPACE_HEADER)
+using Space = testing::TestSpace;
+inline Space make_space() { return testing::make_test_space(); }
+#else
+using Space = Host;
+inline Host make_space() { return Host{}; }
+#endif
+/// True in the host build: the condition of the checks of host-only paths (thread pool, AVX2 kernels).
+inline constexpr bool space_is_host = std::is_same_v<Space, Host>;
+
+/// A copy of `host` in the space's memory.
+template <ExecutionSpace S, class T>
+[[nodiscard]] Buffer<T, typename S::memory_space> upload(S const& space, std::vector<T> const& host) {
+  return to_space(space, std::span<T const>(host));
+}
+
+/// n elements of the space's memory holding `fill` (written from the host, so any value, NaN included,
+/// can mark what a kernel must overwrite or leave alone).
+template <ExecutionSpace S, class T>
+[[nodiscard]] Buffer<T, typename S::memory_space> filled(S const& space, std::size_t n, T fill) {
+  return upload(space, std::vector<T>(n, fill));
+}
+
+/// The elements of `dev` (the space's memory) as a host vector.
+template <ExecutionSpace S, class T, class Mem>
+[[nodiscard]] std::vector<T> download(S const& space, Buffer<T, Mem> const& dev) {
+  return to_host_vector(space, std::span<T const>(dev.data(), dev.size()));
+}
 
 /// A fresh seed per test run (printed by Catch on failure via INFO in the callers).
 inline std::uint64_t fresh_seed() {
