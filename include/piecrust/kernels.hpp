@@ -21,6 +21,7 @@
 #include "piecrust/kernels/philox.hpp"
 #include "piecrust/kernels/probe.hpp"
 #include "piecrust/kernels/rms_norm.hpp"
+#include "piecrust/kernels/qkv_rope_append.hpp"
 #include "piecrust/kernels/rope.hpp"
 #include "piecrust/kernels/sample.hpp"
 #include "piecrust/kernels/sampling_params.hpp"

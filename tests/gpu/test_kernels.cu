@@ -647,7 +647,6 @@ void fused_qkv_case(gpu_test::Test& t, RopeStyle style, bool bias, std::size_t r
   p.theta = 500000.0f;
   p.rotary_dim = rotary_dim;
   p.llama3 = {8.0f, 1.0f, 4.0f, 8192};
-  std::size_t const rot = rotary_dim == 0 ? D : rotary_dim;
   auto const qkv = t.random_floats(T * W, -2.0f, 2.0f);                        // [T][W]
   auto const b = bias ? t.random_floats(W, -0.5f, 0.5f) : std::vector<float>{};  // [W]
   std::vector<std::uint32_t> pos(T), slots(pages * page_size);
@@ -678,20 +677,32 @@ void fused_qkv_case(gpu_test::Test& t, RopeStyle style, bool bias, std::size_t r
   hkv.data = want_pool.data();
   append_kv(host_space(), hkv, ShapedView<float const, 3>(k.data(), T, KH, D), ShapedView<float const, 3>(v.data(), T, KH, D),
             slots);
-  // Device.
-  auto const dqkv = dev(s, qkv);
-  auto const db = dev(s, b);
-  auto const dpos = dev(s, pos);
-  auto const dslots = dev(s, slots);
-  auto const dinv = dev(s, detail::rope_inv_freq(p, rot));
-  auto dq = dev(s, t.random_floats(T * H * D));
+  // Device: the op (the fused kernel on Cuda) from q, k and v as the projections leave them.
+  std::vector<float> q0(T * H * D), k0(T * KH * D), v0(T * KH * D), bq, bk, bv;
+  for (std::size_t tk = 0; tk < T; ++tk) {
+    for (std::size_t c = 0; c < W; ++c) {
+      float const x = qkv[tk * W + c];
+      if (c < H * D) q0[tk * H * D + c] = x;
+      else if (c < (H + KH) * D) k0[tk * KH * D + c - H * D] = x;
+      else v0[tk * KH * D + c - (H + KH) * D] = x;
+    }
+  }
+  if (bias) {
+    bq.assign(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(H * D));
+    bk.assign(b.begin() + static_cast<std::ptrdiff_t>(H * D), b.begin() + static_cast<std::ptrdiff_t>((H + KH) * D));
+    bv.assign(b.begin() + static_cast<std::ptrdiff_t>((H + KH) * D), b.end());
+  }
+  auto dq = dev(s, q0);
+  auto dk = dev(s, k0);
+  auto dv = dev(s, v0);
+  auto const dbq = dev(s, bq);
+  auto const dbk = dev(s, bk);
+  auto const dbv = dev(s, bv);
   auto dpool = dev(s, pool);
   PagedKv<KvT> dkv = shape;
   dkv.data = dpool.data();
-  PIECRUST_GPU_LAUNCH(gpu::detail::qkv_rope_append_kernel<KvT>, static_cast<unsigned>(T), gpu::detail::qkv_threads, 0,
-                      s.stream(), dqkv.data(), bias ? db.data() : nullptr, dpos.data(), dslots.data(), dinv.data(), H, KH,
-                      D, rot / 2, style == RopeStyle::adjacent_pairs, dq.data(), dkv);
-  gpu::check_launch("qkv_rope_append_kernel");
+  QkvBias const qb = bias ? QkvBias{dbq.view(H * D), dbk.view(KH * D), dbv.view(KH * D)} : QkvBias{};
+  qkv_rope_append(s, dq.view(T, H, D), dk.view(T, KH, D), dv.view(T, KH, D), qb, pos, p, dkv, slots);
   double const rq = tolerance_ratio(to_host(s, dq), q, 1e-6, 1e-6);
   t.check(rq <= 1.0, "qkv_rope_append q (style ", static_cast<int>(style), ", bias ", bias, ", rotary ", rotary_dim,
           "): tolerance ratio ", rq);

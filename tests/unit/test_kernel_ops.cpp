@@ -1,7 +1,8 @@
 // Model and memory ops on the space under test (test_kernel_support.hpp: Host, or the space a build names),
 // inputs and outputs in its memory, against the double-precision references and naive host models:
 // copy and zero_fill, the KV page ops, rms_norm, fused_add_rms_norm, rope, swiglu, add_bias, embedding,
-// dequantize, gemm (every weight type; on the host both quantized paths), linear, append_kv, merge_states.
+// dequantize, gemm (every weight type; on the host both quantized paths), linear, append_kv, qkv_rope_append,
+// merge_states.
 // Tolerances (absolute + relative):
 //   copy, zero_fill, KV page ops, add_bias, append_kv, fused_add_rms_norm's residual: exact (bytes, or one
 //     f32 add / one rounding per element);
@@ -24,6 +25,7 @@
 #include <limits>
 #include <random>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "test_kernel_support.hpp"
@@ -408,6 +410,93 @@ TEMPLATE_TEST_CASE("append_kv writes the new rows into their slots and nothing e
   REQUIRE(download(space, pool_d) == pool);  // nothing half-applied
   std::vector<std::uint32_t> const far{40};
   REQUIRE_THROWS_AS(append_kv_slots(ps, std::vector<std::uint32_t>{1}, far, kv_indptr, kv_indices), OutOfRange);
+}
+
+// qkv_rope_append against the reference built from its definition: q, k, v plus bias (one f32 add), q and k
+// rotated in double, k and v rounded into the pool. q and the pool within rope's tolerance (2e-6 + 2e-6; bf16
+// pools within one bf16 rounding, 2e-6 + 2^-8); slots not written keep their bytes; v exact after rounding.
+TEMPLATE_TEST_CASE("qkv_rope_append equals bias, rope and append_kv by their references", "[kernel][qkv_rope_append]",
+                   float, BFloat16) {
+  auto const seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  Space const space = test::make_space();
+  std::size_t const T = 5, H = 4, KH = 2, D = 64, pages = 3, ps = 4;
+  std::vector<std::uint32_t> positions{3, 0, 131071, 77, 4096};  // host memory
+  std::vector<std::uint32_t> const slots{9, 0, 5, 11, 6};         // host memory, distinct
+  for (bool with_bias : {false, true}) {
+    for (RopeParams const& p : {RopeParams{10000.0f, RopeStyle::adjacent_pairs, 0, {}},
+                                RopeParams{500000.0f, RopeStyle::half_split, 32, {8.0f, 1.0f, 4.0f, 8192}}}) {
+      auto const q = random_floats(rng, T * H * D), k = random_floats(rng, T * KH * D), v = random_floats(rng, T * KH * D);
+      auto const bq = random_floats(rng, H * D), bk = random_floats(rng, KH * D), bv = random_floats(rng, KH * D);
+      auto biased = [&](std::vector<float> x, std::vector<float> const& b, std::size_t width) {
+        if (with_bias) {
+          for (std::size_t i = 0; i < x.size(); ++i) x[i] += b[i % width];
+        }
+        return x;
+      };
+      auto const want_q = reference::rope(biased(q, bq, H * D), H, D, positions, p);
+      auto const want_k = reference::rope(biased(k, bk, KH * D), KH, D, positions, p);
+      auto const want_v = biased(v, bv, KH * D);
+      PagedKv<TestType> const shape{nullptr, pages, ps, KH, D};
+      auto pool_d = filled(space, shape.size(), from_float<TestType>(7.0f));  // [pages][2][ps][KH][D]
+      auto qd = upload(space, q), kd = upload(space, k), vd = upload(space, v);
+      auto const bqd = upload(space, bq), bkd = upload(space, bk), bvd = upload(space, bv);
+      QkvBias const bias = with_bias ? QkvBias{bqd.view(H * D), bkd.view(KH * D), bvd.view(KH * D)} : QkvBias{};
+      PagedKv<TestType> const kv{pool_d.data(), pages, ps, KH, D};
+      qkv_rope_append(space, qd.view(T, H, D), kd.view(T, KH, D), vd.view(T, KH, D), bias, positions, p, kv, slots);
+      CHECK(tolerance_ratio(download(space, qd), want_q, 2e-6, 2e-6) <= 1.0);
+      auto const pool = download(space, pool_d);
+      PagedKv<TestType const> const got{pool.data(), pages, ps, KH, D};
+      double const rtol = std::is_same_v<TestType, float> ? 2e-6 : 1.0 / 256;
+      std::vector<double> got_k, ref_k;
+      for (std::size_t s = 0; s < pages * ps; ++s) {
+        auto const it = std::find(slots.begin(), slots.end(), s);
+        for (std::size_t h = 0; h < KH; ++h) {
+          for (std::size_t d = 0; d < D; ++d) {
+            float const kk = to_float(got.at(s / ps, 0, s % ps, h)[d]);
+            float const vv = to_float(got.at(s / ps, 1, s % ps, h)[d]);
+            if (it == slots.end()) {
+              REQUIRE(kk == 7.0f);
+              REQUIRE(vv == 7.0f);
+              continue;
+            }
+            std::size_t const t = static_cast<std::size_t>(it - slots.begin());
+            got_k.push_back(kk);
+            ref_k.push_back(want_k[(t * KH + h) * D + d]);
+            REQUIRE(vv == to_float(from_float<TestType>(want_v[(t * KH + h) * D + d])));
+          }
+        }
+      }
+      CHECK(tolerance_ratio(got_k, ref_k, 2e-6, rtol) <= 1.0);
+    }
+  }
+  // Bad input is refused before anything is written.
+  PagedKv<TestType> const shape{nullptr, pages, ps, KH, D};
+  auto pool_d = filled(space, shape.size(), from_float<TestType>(7.0f));
+  PagedKv<TestType> const kv{pool_d.data(), pages, ps, KH, D};
+  auto qd = upload(space, random_floats(rng, T * H * D)), kd = upload(space, random_floats(rng, T * KH * D));
+  auto vd = upload(space, random_floats(rng, T * KH * D));
+  auto const q_before = download(space, qd);
+  std::vector<std::uint32_t> const dup{1, 2, 3, 2, 4};
+  REQUIRE_THROWS_WITH(qkv_rope_append(space, qd.view(T, H, D), kd.view(T, KH, D), vd.view(T, KH, D), QkvBias{}, positions,
+                                      RopeParams{}, kv, dup),
+                      Catch::Contains("qkv_rope_append: slots[3] = 2 appears twice"));
+  auto const short_bias = upload(space, random_floats(rng, H * D - 1));
+  auto const kb = upload(space, random_floats(rng, KH * D));
+  REQUIRE_THROWS_WITH(qkv_rope_append(space, qd.view(T, H, D), kd.view(T, KH, D), vd.view(T, KH, D),
+                                      QkvBias{short_bias.view(H * D - 1), kb.view(KH * D), kb.view(KH * D)}, positions,
+                                      RopeParams{}, kv, slots),
+                      Catch::Contains("bias.q.extent(0)"));
+  REQUIRE_THROWS_WITH(qkv_rope_append(space, qd.view(T, H, D), kd.view(T, KH, D), vd.view(T, KH, D),
+                                      QkvBias{{}, kb.view(KH * D), {}}, positions, RopeParams{}, kv, slots),
+                      Catch::Contains("give all three or none"));
+  std::vector<std::uint32_t> const few{1, 2};
+  REQUIRE_THROWS_WITH(qkv_rope_append(space, qd.view(T, H, D), kd.view(T, KH, D), vd.view(T, KH, D), QkvBias{}, few,
+                                      RopeParams{}, kv, slots),
+                      Catch::Contains("positions.size() = 2"));
+  REQUIRE(download(space, qd) == q_before);
+  REQUIRE(download(space, pool_d) == std::vector<TestType>(shape.size(), from_float<TestType>(7.0f)));
 }
 
 TEST_CASE("merge_states of split KV equals attention over the whole KV", "[kernel][merge_states]") {

@@ -18,6 +18,25 @@ namespace ops {
 struct AppendKv {};
 }  // namespace ops
 
+namespace detail {
+/// Checks append_kv's arguments (k and v as [tokens][num_kv_heads][head_dim] of any element type).
+template <class T, class KV, class VV>
+void check_append_kv(char const* op, PagedKv<T> const& kv, KV const& k, VV const& v, std::span<std::uint32_t const> slots) {
+  kv.validate(op);
+  check_extent(op, "slots.size()", slots.size(), k.extent(0));
+  check_extent(op, "k.extent(1) (num_kv_heads)", k.extent(1), kv.num_kv_heads);
+  check_extent(op, "k.extent(2) (head_dim)", k.extent(2), kv.head_dim);
+  for (std::size_t d = 0; d < 3; ++d) check_extent(op, "v.extent(d)", v.extent(d), k.extent(d));
+  std::size_t const total = kv.num_pages * kv.page_size;
+  std::vector<bool> seen(total, false);
+  for (std::size_t t = 0; t < slots.size(); ++t) {
+    if (slots[t] >= total) fail<OutOfRange>(op, ": slots[", t, "] = ", slots[t], " >= num_pages * page_size = ", total);
+    if (seen[slots[t]]) fail<InvalidArgument>(op, ": slots[", t, "] = ", slots[t], " appears twice");
+    seen[slots[t]] = true;
+  }
+}
+}  // namespace detail
+
 /// Writes token t's K and V to physical slot slots[t] = page * page_size + offset of the pool
 /// (vLLM's slot_mapping; append_kv_slots below derives it from FlashInfer's page table).
 ///   k, v  [tokens][num_kv_heads][head_dim]
@@ -32,20 +51,7 @@ void append_kv(S const& space, PagedKv<T> kv, ShapedView<float const, 3> k, Shap
                 "piecrust::append_kv: this execution space does not implement op AppendKv "
                 "(no KernelImpl<ops::AppendKv, Space> specialization is visible)");
   if constexpr (HasKernel<ops::AppendKv, S>) {
-    kv.validate("append_kv");
-    detail::check_extent("append_kv", "slots.size()", slots.size(), k.extent(0));
-    detail::check_extent("append_kv", "k.extent(1) (num_kv_heads)", k.extent(1), kv.num_kv_heads);
-    detail::check_extent("append_kv", "k.extent(2) (head_dim)", k.extent(2), kv.head_dim);
-    for (std::size_t d = 0; d < 3; ++d) detail::check_extent("append_kv", "v.extent(d)", v.extent(d), k.extent(d));
-    std::size_t const total = kv.num_pages * kv.page_size;
-    std::vector<bool> seen(total, false);
-    for (std::size_t t = 0; t < slots.size(); ++t) {
-      if (slots[t] >= total) {
-        detail::fail<OutOfRange>("append_kv: slots[", t, "] = ", slots[t], " >= num_pages * page_size = ", total);
-      }
-      if (seen[slots[t]]) detail::fail<InvalidArgument>("append_kv: slots[", t, "] = ", slots[t], " appears twice");
-      seen[slots[t]] = true;
-    }
+    detail::check_append_kv("append_kv", kv, k, v, slots);
     KernelImpl<ops::AppendKv, S>::run(space, kv, k, v, slots);
   }
 }

@@ -68,6 +68,22 @@ inline std::vector<double> rope_inv_freq(RopeParams const& p, std::size_t rotary
   }
   return inv;
 }
+
+/// Checks rope's arguments for `tokens` tokens of heads of `head_dim`; returns the rotary dimension.
+inline std::size_t check_rope(char const* op, std::size_t tokens, std::size_t head_dim,
+                              std::span<std::uint32_t const> positions, RopeParams const& params) {
+  check_extent(op, "positions.size()", positions.size(), tokens);
+  std::size_t const rotary_dim = params.rotary_dim == 0 ? head_dim : params.rotary_dim;
+  if (rotary_dim % 2 != 0 || rotary_dim > head_dim) {
+    fail<InvalidArgument>(op, ": rotary_dim = ", rotary_dim, " must be even and <= head_dim = ", head_dim);
+  }
+  if (!(params.theta > 0.0f)) fail<InvalidArgument>(op, ": theta = ", params.theta, " must be > 0");
+  if (params.llama3.enabled() && !(params.llama3.high_freq_factor > params.llama3.low_freq_factor)) {
+    fail<InvalidArgument>(op, ": llama3.high_freq_factor = ", params.llama3.high_freq_factor,
+                          " must be > low_freq_factor = ", params.llama3.low_freq_factor);
+  }
+  return rotary_dim;
+}
 }  // namespace detail
 
 /// Rotates x in place: token t rotates by angle positions[t] * inv_freq[i] on pair i of every head.
@@ -80,16 +96,7 @@ void rope(S const& space, ShapedView<float, 3> x, std::span<std::uint32_t const>
                 "piecrust::rope: this execution space does not implement op Rope "
                 "(no KernelImpl<ops::Rope, Space> specialization is visible)");
   if constexpr (HasKernel<ops::Rope, S>) {
-    detail::check_extent("rope", "positions.size()", positions.size(), x.extent(0));
-    std::size_t const rotary_dim = params.rotary_dim == 0 ? x.extent(2) : params.rotary_dim;
-    if (rotary_dim % 2 != 0 || rotary_dim > x.extent(2)) {
-      detail::fail<InvalidArgument>("rope: rotary_dim = ", rotary_dim, " must be even and <= head_dim = ", x.extent(2));
-    }
-    if (!(params.theta > 0.0f)) detail::fail<InvalidArgument>("rope: theta = ", params.theta, " must be > 0");
-    if (params.llama3.enabled() && !(params.llama3.high_freq_factor > params.llama3.low_freq_factor)) {
-      detail::fail<InvalidArgument>("rope: llama3.high_freq_factor = ", params.llama3.high_freq_factor,
-                                    " must be > low_freq_factor = ", params.llama3.low_freq_factor);
-    }
+    std::size_t const rotary_dim = detail::check_rope("rope", x.extent(0), x.extent(2), positions, params);
     KernelImpl<ops::Rope, S>::run(space, x, positions, params, rotary_dim);
   }
 }

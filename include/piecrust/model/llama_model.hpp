@@ -156,14 +156,14 @@ class LlamaModel {
       std::array<LinearProduct<weight_type>, 3> const qkv{{{&L.wq, q, 0.0f}, {&L.wk, k, 0.0f}, {&L.wv, v, 0.0f}}};
       linear_many(space_, a, std::span<LinearProduct<weight_type> const>(qkv));
       detail::apply_lora_qkv(space_, lora_, batch, l, a, q, k, v);
-      if (c.qkv_bias) {
-        add_bias(space_, q, norm(L.bq));
-        add_bias(space_, k, norm(L.bk));
-        add_bias(space_, v, norm(L.bv));
-      }
       auto q3 = ShapedView<float, 3>(s.q.data(), T, H, D), k3 = ShapedView<float, 3>(s.k.data(), T, KH, D);
       auto o3 = ShapedView<float, 3>(s.o.data(), T, H, D);
       if (llama_cpp_arithmetic()) {
+        if (c.qkv_bias) {
+          add_bias(space_, q, norm(L.bq));
+          add_bias(space_, k, norm(L.bk));
+          add_bias(space_, v, norm(L.bv));
+        }
         if constexpr (has_llama_cpp_arithmetic<Space> && std::is_same_v<KvT, float>) {  // else refused at construction
           llama_cpp_rope(space_, q3, batch.positions, c.rope);
           llama_cpp_rope(space_, k3, batch.positions, c.rope);
@@ -171,9 +171,9 @@ class LlamaModel {
           llama_cpp_attention(space_, cq, std::as_const(kv).layer(l), batch.pages, batch.attention, o3);
         }
       } else {
-        rope(space_, q3, batch.positions, c.rope);
-        rope(space_, k3, batch.positions, c.rope);
-        append_kv(space_, kv.layer(l), ck, cv, slots);
+        QkvBias const bias = c.qkv_bias ? QkvBias{norm(L.bq), norm(L.bk), norm(L.bv)} : QkvBias{};
+        qkv_rope_append(space_, q3, k3, ShapedView<float, 3>(s.v.data(), T, KH, D), bias, batch.positions, c.rope,
+                        kv.layer(l), slots);
         paged_attention(space_, cq, kv.layer(l), *attention, o3, view(s.lse, T, H));
       }
       linear(space_, o, L.wo, x, 1.0f);

@@ -14,6 +14,7 @@
 #include "piecrust/backends/cuda/memory.hpp"
 #include "piecrust/backends/cuda/probe.hpp"
 #include "piecrust/backends/cuda/rms_norm.hpp"
+#include "piecrust/backends/cuda/qkv_rope_append.hpp"
 #include "piecrust/backends/cuda/rope.hpp"
 #include "piecrust/backends/cuda/runtime.hpp"
 #include "piecrust/backends/cuda/sample.hpp"
