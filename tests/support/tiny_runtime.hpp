@@ -42,6 +42,24 @@ inline Tiny& tiny_model() {
   return model;
 }
 
+/// One pass of a sliding-window loop: masks every KV slot but the last `window`, frees the pages that are
+/// wholly masked, and returns a pass over the pending tokens whose row for KV slot i (i + 1 slots visible
+/// at most) is row(i, masked), `masked` = the slots masked before it.
+template <class M, class Row>
+Forward<M> windowed_pass(Context<M>& ctx, std::size_t window, Row row) {
+  std::size_t const len = ctx.seq_len();
+  if (len > window) ctx.mask_token_range(0, len - window);
+  ctx.drop_masked_kv_pages();
+  std::size_t const kv_after = ctx.seq_len() + ctx.pending_tokens().size();
+  std::size_t const masked = ctx.page_table().seq_len() > window ? ctx.page_table().seq_len() - window : 0;
+  Forward<M> f = ctx.forward();
+  f.input_pending();
+  std::vector<AttentionMask> rows;  // [pending]
+  for (std::size_t i = ctx.seq_len(); i < kv_after; ++i) rows.push_back(row(i, masked));
+  f.attention_mask(rows);
+  return f;
+}
+
 /// n random token ids of the tiny vocabulary, reproducible from `seed`.
 inline std::vector<std::uint32_t> random_prompt(std::uint32_t seed, std::size_t n) {
   std::mt19937 rng(seed);

@@ -159,18 +159,9 @@ TEST_CASE("masks with page-trim give identical tokens on every space", "[spaces]
     std::size_t const window = 32;
     std::vector<std::uint32_t> out;
     for (int step = 0; step < 70; ++step) {
-      std::size_t const len = ctx.seq_len();
-      if (len > window) ctx.mask_token_range(0, len - window);
-      ctx.drop_masked_kv_pages();
-      std::size_t const kv_after = ctx.seq_len() + ctx.pending_tokens().size();
-      std::size_t const masked = ctx.page_table().seq_len() > window ? ctx.page_table().seq_len() - window : 0;
-      auto f = ctx.forward();
-      f.input_pending();
-      std::vector<AttentionMask> rows;
-      for (std::size_t i = ctx.seq_len(); i < kv_after; ++i) {
-        rows.push_back(AttentionMask::sink_window(i + 1, std::min<std::size_t>(2, i + 1 - masked), std::min(i + 1, i + 1 - masked)));
-      }
-      f.attention_mask(rows);
+      auto f = testing::windowed_pass(ctx, window, [](std::size_t i, std::size_t masked) {
+        return AttentionMask::sink_window(i + 1, std::min<std::size_t>(2, i + 1 - masked), std::min(i + 1, i + 1 - masked));
+      });
       auto const h = f.sample({ctx.pending_tokens().size() - 1}, samplers::multinomial());
       ForwardOutput out_step = co_await f.execute();
       out.push_back(out_step.token(h));

@@ -366,19 +366,9 @@ TEST_CASE("windowed attention with dropped pages keeps memory bounded", "[runtim
     std::size_t max_used = 0;
     std::uint32_t tok = 1;
     for (int step = 0; step < 200; ++step) {
-      // Mask everything but the last `window` KV slots and free pages that are wholly masked.
-      std::size_t const len = ctx.seq_len();
-      if (len > window) ctx.mask_token_range(0, len - window);
-      ctx.drop_masked_kv_pages();
-      std::size_t const kv_after = ctx.seq_len() + ctx.pending_tokens().size();
-      std::size_t const masked = ctx.page_table().seq_len() > window ? ctx.page_table().seq_len() - window : 0;
-      auto f = ctx.forward();
-      f.input_pending();
-      std::vector<AttentionMask> rows;
-      for (std::size_t i = ctx.seq_len(); i < kv_after; ++i) {
-        rows.push_back(AttentionMask::window(i + 1, std::min(i + 1, i + 1 - masked)));
-      }
-      f.attention_mask(rows);
+      auto f = testing::windowed_pass(ctx, window, [](std::size_t i, std::size_t masked) {
+        return AttentionMask::window(i + 1, std::min(i + 1, i + 1 - masked));
+      });
       auto const h = f.sample({ctx.pending_tokens().size() - 1}, samplers::multinomial());
       ForwardOutput out = co_await f.execute();
       tok = out.token(h);
