@@ -130,8 +130,11 @@ inline event_t event_create() {
 }
 inline void event_record(event_t e, stream_t s) { check(PIECRUST_GPU_API(EventRecord)(e, s), "EventRecord"); }
 inline void event_synchronize(event_t e) { check(PIECRUST_GPU_API(EventSynchronize)(e), "EventSynchronize"); }
+/// Waits for the event's work, then destroys it. Never throws (called from destructors).
 inline void event_destroy(event_t e) noexcept {
-  if (e != nullptr) (void)PIECRUST_GPU_API(EventDestroy)(e);
+  if (e == nullptr) return;
+  (void)PIECRUST_GPU_API(EventSynchronize)(e);
+  (void)PIECRUST_GPU_API(EventDestroy)(e);
 }
 
 /// The device's default memory pool (stream-ordered allocator).

@@ -52,8 +52,7 @@ class Scratch {
   ~Scratch() {
     free_async(device_block_, stream_);
     for (Pinned& p : pinned_) {
-      if (p.event != nullptr) event_synchronize_noexcept(p.event);  // its copy may still read the buffer
-      event_destroy(p.event);
+      event_destroy(p.event);  // waits: its copy may still read the buffer
       free_host(p.data);
     }
   }
@@ -143,7 +142,6 @@ class Scratch {
     std::size_t capacity = 0;
     event_t event = nullptr;    // recorded after the copy that last read `data`
   };
-  static void event_synchronize_noexcept(event_t e) noexcept { (void)PIECRUST_GPU_API(EventSynchronize)(e); }
 
   std::uint64_t frames_ = 0;
   int device_;
