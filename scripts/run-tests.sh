@@ -3,7 +3,7 @@
 #   1. installs dependencies (Debian packages) and fetches the SmolLM2 model;
 #   2. builds with -Wall -Wextra -Werror and runs ctest (unit, conformance, compile-fail, packaging, model);
 #   3. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs ctest;
-#   4. fuzzes the GGUF reader for 30 s (libFuzzer, when clang is present).
+#   4. runs each libFuzzer target briefly (tests/fuzz; when clang is present).
 # CUDA and HIP targets are compile-checked when nvcc / hipcc are present. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +27,8 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build/asan --output-on-failure -j"$jobs"
 
 if command -v clang++ >/dev/null; then
-  echo "== fuzz: the GGUF reader under libFuzzer (ASan + UBSan), briefly"
-  FUZZ_BUILD_DIR=build/fuzz scripts/fuzz-gguf.sh "${PIECRUST_FUZZ_SECONDS:-30}"
+  echo "== fuzz: every libFuzzer target (ASan + UBSan), briefly"
+  FUZZ_BUILD_DIR=build/fuzz scripts/fuzz.sh "${PIECRUST_FUZZ_SECONDS:-20}"
 fi
 
 echo "run-tests: all tests passed"

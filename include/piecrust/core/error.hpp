@@ -51,6 +51,13 @@ class Unsupported : public Error {
   using Error::Error;
 };
 
+/// An input would cost more than a documented limit allows (regex size or nesting, automaton states, metadata
+/// bytes, text length); the limit's name and value are in the message.
+class LimitExceeded : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 
 /// Concatenates streamable values into one message: message("page_size = ", n, " must be > 0").
