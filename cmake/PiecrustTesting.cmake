@@ -1,7 +1,8 @@
 # Helpers for piecrust's own tests, examples and benchmarks.
 
 # piecrust_target_options(<target>): warnings (-Wall -Wextra [-Werror]) and, with PIECRUST_SANITIZE,
-# AddressSanitizer + UndefinedBehaviorSanitizer with no recovery (any finding fails the test).
+# AddressSanitizer + UndefinedBehaviorSanitizer with no recovery (any finding fails the test); with
+# PIECRUST_SANITIZE_THREAD, ThreadSanitizer (run with TSAN_OPTIONS=halt_on_error=1 so a race fails the test).
 function(piecrust_target_options target)
   target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra>)
   if(PIECRUST_WERROR)
@@ -11,6 +12,10 @@ function(piecrust_target_options target)
     target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=all
                                              -fno-omit-frame-pointer)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  endif()
+  if(PIECRUST_SANITIZE_THREAD)
+    target_compile_options(${target} PRIVATE -fsanitize=thread -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=thread)
   endif()
 endfunction()
 

@@ -16,10 +16,10 @@ int main(int argc, char** argv) {
   std::size_t sink = 4, window = 60, steps = 400;
   std::string prompt = "Write a long poem about the sea.";
   auto const o = parse_common(argc, argv, "piecrust-attention_sink", " [--sink N] [--window N] [--steps N] [--prompt TEXT]",
-                              {{"--sink", [&](std::string const& v) { sink = std::stoul(v); }},
-                               {"--window", [&](std::string const& v) { window = std::stoul(v); }},
-                               {"--steps", [&](std::string const& v) { steps = std::stoul(v); }},
-                               {"--prompt", [&](std::string const& v) { prompt = v; }}});
+                              {{"--sink", integer(sink, 0, 4096)},
+                               {"--window", integer(window, 1, 8192)},
+                               {"--steps", integer(steps, 1, max_generation)},
+                               {"--prompt", text(prompt)}});
   try {
     auto const m = load_model(o, "piecrust-attention_sink");
     Engine<Llama> engine(*m.model, engine_options(o, 64), m.tokenizer_ptr(), m.chat);

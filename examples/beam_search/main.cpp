@@ -15,9 +15,9 @@ int main(int argc, char** argv) {
   std::size_t k = 4, steps = 24;
   std::string prompt = "Complete the sentence: The best thing about autumn is";
   auto const o = parse_common(argc, argv, "piecrust-beam_search", " [--k K] [--steps N] [--prompt TEXT]",
-                              {{"--k", [&](std::string const& v) { k = std::stoul(v); }},
-                               {"--steps", [&](std::string const& v) { steps = std::stoul(v); }},
-                               {"--prompt", [&](std::string const& v) { prompt = v; }}});
+                              {{"--k", integer(k, 1, 64)},
+                               {"--steps", integer(steps, 1, 4096)},
+                               {"--prompt", text(prompt)}});
   try {
     auto const m = load_model(o, "piecrust-beam_search");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);

@@ -16,10 +16,10 @@ int main(int argc, char** argv) {
   float temperature = 1.0f;
   std::string prompt = "What is the capital of France? Answer in one sentence.";
   auto const o = parse_common(argc, argv, "piecrust-best_of_n", " [--n N] [--max-tokens N] [--temperature T] [--prompt TEXT]",
-                              {{"--n", [&](std::string const& v) { n = std::stoul(v); }},
-                               {"--max-tokens", [&](std::string const& v) { max_tokens = std::stoul(v); }},
-                               {"--temperature", [&](std::string const& v) { temperature = std::stof(v); }},
-                               {"--prompt", [&](std::string const& v) { prompt = v; }}});
+                              {{"--n", integer(n, 1, 64)},
+                               {"--max-tokens", integer(max_tokens, 1, max_generation)},
+                               {"--temperature", real(temperature, 0.0, 100.0, Lower::open)},
+                               {"--prompt", text(prompt)}});
   try {
     auto const m = load_model(o, "piecrust-best_of_n");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);

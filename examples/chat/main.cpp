@@ -6,6 +6,8 @@
 // It runs on piecrust's runtime: an Engine owns the model and the KV pages, the conversation is a Context,
 // and each token is one Forward pass (input_pending + sample), streamed as it is produced.
 
+#include "chat/chat_options.hpp"
+
 #include <piecrust/backends/host.hpp>
 #include <piecrust/model.hpp>
 #include <piecrust/runtime.hpp>
@@ -15,11 +17,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <iostream>
 #include <numeric>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,75 +31,27 @@
 namespace {
 
 using namespace piecrust;
+using piecrust::examples::chat::ChatOptions;
+using piecrust::examples::chat::TurnPlan;
 using Clock = std::chrono::steady_clock;
 using Llama = LlamaModel<Host>;
+using Options = ChatOptions;
 
-struct Options {
-  std::string model = default_model_path();
-  std::optional<std::string> prompt;
-  std::optional<std::string> system;
-  std::size_t max_tokens = 256;
-  float temperature = 0.0f;  // 0 = greedy
-  std::size_t top_k = 0;     // 0 = off
-  float top_p = 1.0f;        // 1 = off
-  std::uint64_t seed = 0;
-  std::size_t threads = 0;  // 0 = one per hardware thread
-  std::size_t context = 2048;
-  bool raw = false;  // no chat template: the prompt is completed as plain text
-};
-
-void usage() {
-  std::fprintf(stderr,
-               "usage: piecrust-chat [--model FILE.gguf] [--prompt TEXT] [--system TEXT] [--max-tokens N]\n"
-               "                     [--temperature T] [--top-k K] [--top-p P] [--seed S] [--threads N]\n"
-               "                     [--context N] [--raw]\n"
-               "  --model        GGUF file (default: $PIECRUST_MODEL or the cache of scripts/fetch-model.sh)\n"
-               "  --prompt       answer this one message and exit; without it, chat interactively\n"
-               "  --temperature  0 (default) is greedy; > 0 samples with --top-k / --top-p / --seed\n"
-               "  --raw          complete the prompt as plain text instead of a chat turn\n");
-}
-
+/// The command line, or exit: status 2 with the error and the usage for a bad one, 0 after --help.
 Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string const a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "piecrust-chat: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    try {
-      if (a == "--model") o.model = value();
-      else if (a == "--prompt" || a == "-p") o.prompt = value();
-      else if (a == "--system") o.system = value();
-      else if (a == "--max-tokens" || a == "-n") o.max_tokens = std::stoul(value());
-      else if (a == "--temperature") o.temperature = std::stof(value());
-      else if (a == "--top-k") o.top_k = std::stoul(value());
-      else if (a == "--top-p") o.top_p = std::stof(value());
-      else if (a == "--seed") o.seed = std::stoull(value());
-      else if (a == "--threads" || a == "-t") o.threads = std::stoul(value());
-      else if (a == "--context") o.context = std::stoul(value());
-      else if (a == "--raw") o.raw = true;
-      else if (a == "--help" || a == "-h") {
-        usage();
-        std::exit(0);
-      } else {
-        std::fprintf(stderr, "piecrust-chat: unknown option %s\n", a.c_str());
-        usage();
-        std::exit(2);
-      }
-    } catch (std::logic_error const&) {
-      std::fprintf(stderr, "piecrust-chat: bad value for %s\n", a.c_str());
-      std::exit(2);
+  try {
+    Options o = examples::chat::parse_chat_args(
+        std::span<char const* const>(argv + 1, static_cast<std::size_t>(argc > 0 ? argc - 1 : 0)));
+    if (o.help) {
+      std::fputs(examples::chat::usage_text, stderr);
+      std::exit(0);
     }
-  }
-  if (o.temperature < 0 || !(o.top_p > 0 && o.top_p <= 1)) {
-    std::fprintf(stderr, "piecrust-chat: --temperature must be >= 0 and --top-p in (0, 1]\n");
+    return o;
+  } catch (Error const& e) {
+    std::fprintf(stderr, "piecrust-chat: %s\n", e.what());
+    std::fputs(examples::chat::usage_text, stderr);
     std::exit(2);
   }
-  return o;
 }
 
 /// Greedy at temperature 0; otherwise the runtime's top-k / top-p samplers at the given temperature
@@ -114,7 +70,10 @@ struct Stats {
   double prompt_s = 0, gen_s = 0;
 };
 
-EngineOptions engine_options(Options const& o) {
+/// KV pages for `o.context` tokens, once the model's own limits are known to allow it (nothing is reserved
+/// before: a --context past the model would otherwise size the page pool for it).
+EngineOptions engine_options(Options const& o, Llama const& model, Tokenizer const& tok) {
+  examples::chat::check_against_model(o, model.shape().context_length, tok.vocab_size());
   EngineOptions e;
   e.page_size = 16;
   e.num_pages = (o.context + e.page_size - 1) / e.page_size + 1;
@@ -130,39 +89,43 @@ class Chat {
         tok_(Tokenizer::from_gguf(*file)),
         tmpl_(o.raw ? ChatTemplate(ChatFamily::chatml) : ChatTemplate::from_gguf(*file)),
         model_(LlamaWeights::from_gguf(file), o.threads == 0 ? Host{} : Host{o.threads}),
-        engine_(model_, engine_options(o), &tok_, tmpl_),
+        engine_(model_, engine_options(o, model_, tok_), &tok_, tmpl_),
         ctx_(engine_.create_context()),
         sampler_(make_sampler(o)) {}
 
-  /// Sends one user message (or raw text) and streams the reply to stdout.
-  void turn(std::string const& user) { engine_.block_on(run_turn(user)); }
+  /// Sends one user message (or raw text) and streams the reply to stdout. False when the message cannot fit
+  /// the context even in a new conversation: the chat should end.
+  bool turn(std::string const& user) { return engine_.block_on(run_turn(user)); }
 
   void reset() { ctx_ = engine_.create_context(); }
   [[nodiscard]] Stats const& stats() const { return stats_; }
 
  private:
-  Task<void> run_turn(std::string user) {
+  Task<bool> run_turn(std::string user) {
     bool const fresh = ctx_.seq_len() == 0 && ctx_.pending_tokens().empty();
-    if (o_.raw) {
-      ctx_.fill(user);
-    } else {
-      if (fresh) {
-        std::string const sys = o_.system.value_or(tmpl_.default_system());
-        if (!sys.empty()) ctx_.fill_system(sys);
-      }
-      ctx_.fill_user(user);
-      ctx_.fill_generation_prompt();
-    }
-    if (ctx_.seq_len() + ctx_.pending_tokens().size() + o_.max_tokens > o_.context) {
+    fill_turn(user, fresh);
+    TurnPlan const plan = examples::chat::plan_turn(ctx_.seq_len() + ctx_.pending_tokens().size(), fresh, o_.context,
+                                                    o_.max_tokens);
+    if (plan.kind == TurnPlan::Kind::restart) {
       std::fprintf(stderr, "[context of %zu tokens is full: starting a new conversation]\n", o_.context);
       reset();
-      co_await run_turn(std::move(user));
-      co_return;
+      fill_turn(user, true);
+    }
+    // A new conversation is planned once more; it never restarts again, so this cannot loop.
+    TurnPlan const now = plan.kind == TurnPlan::Kind::restart
+                             ? examples::chat::plan_turn(ctx_.pending_tokens().size(), true, o_.context, o_.max_tokens)
+                             : plan;
+    if (now.kind == TurnPlan::Kind::too_long) {
+      std::fprintf(stderr, "[the message needs %zu tokens with the chat prompt, and --context is %zu: ending the chat]\n",
+                   ctx_.pending_tokens().size(), o_.context);
+      reset();
+      co_return false;
     }
     std::size_t const prompt = ctx_.pending_tokens().size();
     StreamingDetokenizer out(tok_);
     auto t0 = Clock::now();
-    for (std::size_t n = 0; n < o_.max_tokens; ++n) {
+    bool ended = false;
+    for (std::size_t n = 0; n < now.budget; ++n) {
       // One pass: feed what is pending (the prompt, then each sampled token) and sample after its last token.
       auto fwd = ctx_.forward();
       fwd.input_pending();
@@ -178,12 +141,31 @@ class Chat {
       ctx_.fill({next});  // kept in the context so the next turn continues the conversation
       if (tok_.is_eog(static_cast<TokenId>(next))) {
         if (!o_.raw) ctx_.fill("\n");
+        ended = true;
         break;
       }
       std::cout << out.push(static_cast<TokenId>(next)) << std::flush;
     }
     std::cout << out.flush() << std::endl;
     stats_.gen_s += std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!ended && now.budget < o_.max_tokens) {
+      std::fprintf(stderr, "[the reply stopped at the end of the context of %zu tokens]\n", o_.context);
+    }
+    co_return true;
+  }
+
+  /// The message as the chat template writes it (the system prompt first in a new conversation).
+  void fill_turn(std::string const& user, bool fresh) {
+    if (o_.raw) {
+      ctx_.fill(user);
+      return;
+    }
+    if (fresh) {
+      std::string const sys = o_.system.value_or(tmpl_.default_system());
+      if (!sys.empty()) ctx_.fill_system(sys);
+    }
+    ctx_.fill_user(user);
+    ctx_.fill_generation_prompt();
   }
 
   Options const& o_;
@@ -204,11 +186,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "piecrust-chat: model file %s is missing: %s\n", o.model.c_str(), piecrust::fetch_model_hint);
     return 1;
   }
+  int status = 0;
   try {
     auto const file = std::make_shared<piecrust::GgufFile const>(piecrust::GgufFile::open(o.model));
     Chat chat(o, file);
     if (o.prompt) {
-      chat.turn(*o.prompt);
+      if (!chat.turn(*o.prompt)) status = 1;
     } else {
       std::fprintf(stderr, "piecrust-chat: %s — type a message, /reset for a new conversation, /quit to leave\n",
                    file->get_or<std::string>("general.name", o.model).c_str());
@@ -221,7 +204,10 @@ int main(int argc, char** argv) {
           continue;
         }
         if (line.empty()) continue;
-        chat.turn(line);
+        if (!chat.turn(line)) {
+          status = 1;
+          break;
+        }
       }
     }
     auto const& s = chat.stats();
@@ -231,6 +217,10 @@ int main(int argc, char** argv) {
   } catch (piecrust::Error const& e) {
     std::fprintf(stderr, "piecrust-chat: %s\n", e.what());
     return 1;
+  } catch (std::exception const& e) {
+    // Not piecrust's errors: the system refusing threads or memory (std::system_error, std::bad_alloc).
+    std::fprintf(stderr, "piecrust-chat: %s\n", e.what());
+    return 1;
   }
-  return 0;
+  return status;
 }

@@ -1,74 +1,171 @@
 #pragma once
 // Command-line plumbing the example programs share: `--model FILE.gguf` (default: piecrust::default_model_path())
 // or `--tiny` (the tiny random Llama, no file, token ids instead of text), `--seed`, `--threads`, plus each
-// example's own options. Loads the model, tokenizer and chat template the way examples/chat does.
+// example's own options. Every number is parsed strictly and bounded (integer(), real()); a bad command line
+// exits with status 2 and a message naming the option and the value. Loads the model, tokenizer and chat
+// template the way examples/chat does.
 
 #include <piecrust/backends/host.hpp>
 #include <piecrust/model.hpp>
 #include <piecrust/model/tiny_llama.hpp>
 #include <piecrust/runtime.hpp>
 
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <concepts>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
-#include <stdexcept>
+#include <span>
 #include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace piecrust::examples {
 
 using Llama = LlamaModel<Host>;
 
+// ---- strict values ----
+// A command-line number is the whole argument, in range, or refused: "12abc", "-1" for a count, "4294967297"
+// for a 32-bit value, "nan" or "1e999" are errors naming the option and the text, never read as something else.
+
+/// The integer `text` spells, in [lo, hi]. Throws InvalidArgument (not a whole number: sign, spaces, trailing
+/// characters) or OutOfRange (past [lo, hi] or the type), both naming `option` and `text`.
+template <std::integral T>
+T parse_integer(std::string_view option, std::string_view text, std::type_identity_t<T> lo, std::type_identity_t<T> hi) {
+  char const* const last = text.data() + text.size();
+  T value{};
+  auto const [end, ec] = std::from_chars(text.data(), last, value);
+  if (ec == std::errc::invalid_argument || end != last || text.empty()) {
+    // "-1" for a count is a whole number, only out of range: say so rather than "not a number".
+    bool const negative = std::is_unsigned_v<T> && text.size() > 1 && text.front() == '-' &&
+                          std::all_of(text.begin() + 1, text.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!negative) piecrust::detail::fail<InvalidArgument>(option, " = \"", text, "\" is not a whole number");
+  }
+  if (ec != std::errc{} || value < lo || value > hi) {
+    piecrust::detail::fail<OutOfRange>(option, " = ", text, " is out of range: it must be in [", +lo, ", ", +hi, "]");
+  }
+  return value;
+}
+
+/// Whether a real option's lower bound is itself allowed.
+enum class Lower { closed, open };
+
+/// The finite real `text` spells, in [lo, hi] (or (lo, hi] with Lower::open). Throws InvalidArgument (not a
+/// number, or not finite) or OutOfRange (past the range), both naming `option` and `text`.
+inline double parse_real(std::string_view option, std::string_view text, double lo, double hi, Lower lower = Lower::closed) {
+  char const* const last = text.data() + text.size();
+  double value = 0;
+  auto const [end, ec] = std::from_chars(text.data(), last, value);
+  if (ec == std::errc::invalid_argument || end != last || text.empty() || (ec == std::errc{} && !std::isfinite(value))) {
+    piecrust::detail::fail<InvalidArgument>(option, " = \"", text, "\" is not a finite number");
+  }
+  bool const below = lower == Lower::open ? !(value > lo) : !(value >= lo);
+  if (ec != std::errc{} || below || value > hi) {
+    piecrust::detail::fail<OutOfRange>(option, " = ", text, " is out of range: it must be in ", lower == Lower::open ? "(" : "[",
+                             lo, ", ", hi, "]");
+  }
+  return value;
+}
+
+/// Sets an option's variable from its value; `option` is the name it was given under.
+using OptionSetter = std::function<void(std::string const& option, std::string const& value)>;
+
+/// An integer option in [lo, hi]; the variable changes only when the value is valid.
+template <std::integral T>
+OptionSetter integer(T& out, std::type_identity_t<T> lo, std::type_identity_t<T> hi) {
+  return [&out, lo, hi](std::string const& option, std::string const& value) { out = parse_integer<T>(option, value, lo, hi); };
+}
+
+/// A real option in [lo, hi] (or (lo, hi]); the variable changes only when the value is valid.
+template <std::floating_point T>
+OptionSetter real(T& out, double lo, double hi, Lower lower = Lower::closed) {
+  return [&out, lo, hi, lower](std::string const& option, std::string const& value) {
+    out = static_cast<T>(parse_real(option, value, lo, hi, lower));
+  };
+}
+
+/// A text option (any string).
+inline OptionSetter text(std::string& out) {
+  return [&out](std::string const&, std::string const& value) { out = value; };
+}
+
+/// The most threads --threads accepts: four per hardware thread (more only adds contention; far more makes
+/// thread creation itself fail).
+inline std::size_t max_threads() { return 4 * std::max<std::size_t>(1, std::thread::hardware_concurrency()); }
+
+/// The longest generation an example's --max-tokens or --steps accepts (the model's context ends it sooner).
+inline constexpr std::size_t max_generation = 65536;
+
+// ---- the common options ----
+
 struct CommonOptions {
   std::string model = default_model_path();
   bool tiny = false;
   std::uint64_t seed = 0;
-  std::size_t threads = 0;  // 0 = one per hardware thread
+  std::size_t threads = 0;  // 0 = one per hardware thread (the default; --threads takes 1..max_threads())
+  bool help = false;        // --help was given
 };
 
-/// Parses the common options and the example's own `--name value` options (`extra`: name -> setter). Flags
-/// that take no value go in `flags`. Exits with a usage message on anything else.
-inline CommonOptions parse_common(int argc, char** argv, char const* program, char const* usage_extra,
-                                  std::map<std::string, std::function<void(std::string const&)>> extra = {},
-                                  std::map<std::string, std::function<void()>> flags = {}) {
+/// Parses `args` (argv without the program name): the common options, the example's own `--name value`
+/// options (`extra`) and its flags without a value (`flags`). Throws InvalidArgument for an unknown option or a
+/// missing value, and whatever a setter throws for a bad value (the message names the option and the value).
+inline CommonOptions parse_common_args(std::span<char const* const> args,
+                                       std::map<std::string, OptionSetter> const& extra = {},
+                                       std::map<std::string, std::function<void()>> const& flags = {}) {
   CommonOptions o;
-  auto usage = [&] {
-    std::fprintf(stderr, "usage: %s [--model FILE.gguf | --tiny] [--seed S] [--threads N]%s\n", program, usage_extra);
-  };
-  for (int i = 1; i < argc; ++i) {
-    std::string const a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s: %s needs a value\n", program, a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    try {
-      if (a == "--model") o.model = value();
-      else if (a == "--tiny") o.tiny = true;
-      else if (a == "--seed") o.seed = std::stoull(value());
-      else if (a == "--threads") o.threads = std::stoul(value());
-      else if (a == "--help" || a == "-h") {
-        usage();
-        std::exit(0);
-      } else if (auto const f = flags.find(a); f != flags.end()) f->second();
-      else if (auto const e = extra.find(a); e != extra.end()) e->second(value());
-      else {
-        std::fprintf(stderr, "%s: unknown option %s\n", program, a.c_str());
-        usage();
-        std::exit(2);
-      }
-    } catch (std::logic_error const&) {
-      std::fprintf(stderr, "%s: bad value for %s\n", program, a.c_str());
-      std::exit(2);
+  std::map<std::string, OptionSetter> setters = extra;
+  setters.emplace("--model", text(o.model));
+  setters.emplace("--seed", integer(o.seed, 0, std::numeric_limits<std::uint64_t>::max()));
+  setters.emplace("--threads", integer(o.threads, 1, max_threads()));
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string const a = args[i];
+    if (a == "--tiny") {
+      o.tiny = true;
+    } else if (a == "--help" || a == "-h") {
+      o.help = true;
+    } else if (auto const f = flags.find(a); f != flags.end()) {
+      f->second();
+    } else if (auto const s = setters.find(a); s != setters.end()) {
+      if (i + 1 >= args.size()) piecrust::detail::fail<InvalidArgument>(a, " needs a value");
+      s->second(a, args[++i]);
+    } else {
+      piecrust::detail::fail<InvalidArgument>("unknown option ", a);
     }
   }
   return o;
+}
+
+/// parse_common_args for main(): prints the error and the usage and exits with status 2 on a bad command
+/// line, prints the usage and exits with 0 for --help.
+inline CommonOptions parse_common(int argc, char** argv, char const* program, char const* usage_extra,
+                                  std::map<std::string, OptionSetter> const& extra = {},
+                                  std::map<std::string, std::function<void()>> const& flags = {}) {
+  auto usage = [&] {
+    std::fprintf(stderr, "usage: %s [--model FILE.gguf | --tiny] [--seed S] [--threads N]%s\n", program, usage_extra);
+  };
+  try {
+    CommonOptions o = parse_common_args(std::span<char const* const>(argv + 1, static_cast<std::size_t>(argc > 0 ? argc - 1 : 0)),
+                                        extra, flags);
+    if (o.help) {
+      usage();
+      std::exit(0);
+    }
+    return o;
+  } catch (Error const& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    usage();
+    std::exit(2);
+  }
 }
 
 /// The model an example runs on: the GGUF model with its tokenizer and chat template, or the tiny random Llama.
@@ -82,18 +179,31 @@ struct LoadedModel {
   [[nodiscard]] bool has_text() const { return tokenizer.has_value(); }
   [[nodiscard]] Tokenizer const* tokenizer_ptr() const { return tokenizer ? &*tokenizer : nullptr; }
 
-  /// Text -> ids (special-token markers parsed). Only with a tokenizer.
+  /// Text -> ids, as plain text (control-token markers in it stay text). Only with a tokenizer.
   [[nodiscard]] std::vector<std::uint32_t> encode(std::string const& text) const {
-    auto const ids = tokenizer->encode(text, {.add_special = false, .parse_special = true});
+    auto const ids = tokenizer->encode(text, {.add_special = false, .parse_special = false});
+    return {ids.begin(), ids.end()};
+  }
+
+  /// Chat messages as ids: the conversation's opening when `open`, each message, then the assistant's
+  /// generation prompt when `generation_prompt`. As spans, so that only the template's markup becomes control
+  /// tokens, never the messages' text.
+  [[nodiscard]] std::vector<std::uint32_t> chat_ids(std::vector<ChatMessage> const& messages, bool open,
+                                                    bool generation_prompt) const {
+    std::vector<TextSpan> parts;
+    if (open && !chat->begin_markup().empty()) parts.push_back({chat->begin_markup(), true});
+    for (auto const& msg : messages) chat->append_message(parts, msg.role, msg.content);
+    if (generation_prompt) parts.push_back({chat->generation_prompt_markup(), true});
+    auto const ids = tokenizer->encode_spans(parts);
     return {ids.begin(), ids.end()};
   }
 
   /// A chat prompt (system + user turns and the assistant's generation prompt), as ids.
   [[nodiscard]] std::vector<std::uint32_t> chat_prompt(std::string const& system, std::string const& user) const {
-    std::string text = chat->begin();
-    if (!system.empty()) text += chat->message("system", system);
-    text += chat->message("user", user) + chat->generation_prompt();
-    return encode(text);
+    std::vector<ChatMessage> messages;
+    if (!system.empty()) messages.push_back({"system", system});
+    messages.push_back({"user", user});
+    return chat_ids(messages, true, true);
   }
 
   /// Ids decoded to text (special tokens left out), or the ids themselves without a tokenizer.

@@ -16,9 +16,9 @@ int main(int argc, char** argv) {
   std::string prompt = "Invent a person. Reply with JSON only: name and age.";
   std::size_t max_tokens = 40;
   auto const o = parse_common(argc, argv, "piecrust-constrained", " [--pattern REGEX] [--max-tokens N] [--prompt TEXT]",
-                              {{"--pattern", [&](std::string const& v) { pattern = v; }},
-                               {"--max-tokens", [&](std::string const& v) { max_tokens = std::stoul(v); }},
-                               {"--prompt", [&](std::string const& v) { prompt = v; }}});
+                              {{"--pattern", text(pattern)},
+                               {"--max-tokens", integer(max_tokens, 1, max_generation)},
+                               {"--prompt", text(prompt)}});
   try {
     auto const m = load_model(o, "piecrust-constrained");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);

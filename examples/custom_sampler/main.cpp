@@ -24,9 +24,9 @@ int main(int argc, char** argv) {
   std::size_t max_tokens = 48;
   std::string prompt = "Describe a sunset in two sentences.";
   auto const o = parse_common(argc, argv, "piecrust-custom_sampler", " [--mass P] [--max-tokens N] [--prompt TEXT]",
-                              {{"--mass", [&](std::string const& v) { mass = std::stof(v); }},
-                               {"--max-tokens", [&](std::string const& v) { max_tokens = std::stoul(v); }},
-                               {"--prompt", [&](std::string const& v) { prompt = v; }}});
+                              {{"--mass", real(mass, 0.0, 1.0, Lower::open)},
+                               {"--max-tokens", integer(max_tokens, 1, max_generation)},
+                               {"--prompt", text(prompt)}});
   try {
     auto const m = load_model(o, "piecrust-custom_sampler");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);

@@ -29,9 +29,9 @@ int main(int argc, char** argv) {
   std::size_t n = 8, max_tokens = 96;
   std::string prompt = "Count from 1 to 30, separated by commas.";
   auto const o = parse_common(argc, argv, "piecrust-jacobi", " [--n N] [--max-tokens N] [--prompt TEXT]",
-                              {{"--n", [&](std::string const& v) { n = std::stoul(v); }},
-                               {"--max-tokens", [&](std::string const& v) { max_tokens = std::stoul(v); }},
-                               {"--prompt", [&](std::string const& v) { prompt = v; }}});
+                              {{"--n", integer(n, 1, 64)},
+                               {"--max-tokens", integer(max_tokens, 1, max_generation)},
+                               {"--prompt", text(prompt)}});
   try {
     auto const m = load_model(o, "piecrust-jacobi");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);

@@ -50,9 +50,9 @@ int main(int argc, char** argv) {
   // Thresholds for SmolLM2-135M: its own answers score a mean above -1 with no token below -5.
   ValidationThresholds th{-1.5, -8.0};
   auto const o = parse_common(argc, argv, "piecrust-logprob_validation", " [--prompt TEXT] [--min-mean X] [--min-token X]",
-                              {{"--prompt", [&](std::string const& v) { prompt = v; }},
-                               {"--min-mean", [&](std::string const& v) { th.min_mean = std::stod(v); }},
-                               {"--min-token", [&](std::string const& v) { th.min_token = std::stod(v); }}});
+                              {{"--prompt", text(prompt)},
+                               {"--min-mean", real(th.min_mean, -1e6, 0.0)},
+                               {"--min-token", real(th.min_token, -1e6, 0.0)}});
   try {
     auto const m = load_model(o, "piecrust-logprob_validation");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);

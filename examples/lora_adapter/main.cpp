@@ -24,12 +24,12 @@ int main(int argc, char** argv) {
   auto const o = parse_common(
       argc, argv, "piecrust-lora_adapter",
       " [--adapter FILE.gguf] [--rank R] [--alpha A] [--strength S] [--max-tokens N] [--prompt TEXT]",
-      {{"--adapter", [&](std::string const& v) { adapter_file = v; }},
-       {"--rank", [&](std::string const& v) { rank = std::stoul(v); }},
-       {"--alpha", [&](std::string const& v) { alpha = std::stof(v); }},
-       {"--strength", [&](std::string const& v) { strength = std::stof(v); }},
-       {"--max-tokens", [&](std::string const& v) { max_tokens = std::stoul(v); }},
-       {"--prompt", [&](std::string const& v) { prompt = v; }}});
+      {{"--adapter", text(adapter_file)},
+       {"--rank", integer(rank, 1, 256)},
+       {"--alpha", real(alpha, 0.0, 1e4, Lower::open)},
+       {"--strength", real(strength, 0.0, 100.0)},
+       {"--max-tokens", integer(max_tokens, 1, max_generation)},
+       {"--prompt", text(prompt)}});
   try {
     auto const m = load_model(o, "piecrust-lora_adapter");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);

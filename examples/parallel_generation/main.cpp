@@ -16,9 +16,9 @@ int main(int argc, char** argv) {
   std::size_t n = 4, max_tokens = 48;
   std::string prompt = "Write a one-line slogan for a bakery.";
   auto const o = parse_common(argc, argv, "piecrust-parallel_generation", " [--n N] [--max-tokens N] [--prompt TEXT]",
-                              {{"--n", [&](std::string const& v) { n = std::stoul(v); }},
-                               {"--max-tokens", [&](std::string const& v) { max_tokens = std::stoul(v); }},
-                               {"--prompt", [&](std::string const& v) { prompt = v; }}});
+                              {{"--n", integer(n, 1, 64)},
+                               {"--max-tokens", integer(max_tokens, 1, max_generation)},
+                               {"--prompt", text(prompt)}});
   try {
     auto const m = load_model(o, "piecrust-parallel_generation");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);

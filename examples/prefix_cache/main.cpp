@@ -18,8 +18,8 @@ int main(int argc, char** argv) {
   std::string question = "Which planet is known as the red planet?";
   bool clear = false;
   auto const o = parse_common(argc, argv, "piecrust-prefix_cache", " [--db FILE] [--question TEXT] [--clear]",
-                              {{"--db", [&](std::string const& v) { db = v; }},
-                               {"--question", [&](std::string const& v) { question = v; }}},
+                              {{"--db", text(db)},
+                               {"--question", text(question)}},
                               {{"--clear", [&] { clear = true; }}});
   try {
     if (clear) std::filesystem::remove(db);
@@ -36,8 +36,8 @@ int main(int argc, char** argv) {
           "accurate sentence. The planets, in order from the Sun, are Mercury, Venus, Earth, Mars, Jupiter, "
           "Saturn, Uranus and Neptune. Mars looks red because of iron oxide dust on its surface. Jupiter is the "
           "largest planet; Saturn has the most visible rings.";
-      prefix = m.encode(m.chat->begin() + m.chat->message("system", system));
-      q = m.encode(m.chat->message("user", question) + m.chat->generation_prompt());
+      prefix = m.chat_ids({{"system", system}}, true, false);
+      q = m.chat_ids({{"user", question}}, false, true);
     } else {
       for (std::uint32_t i = 0; i < 100; ++i) prefix.push_back((i * 37 + 11) % 512);
       q = {5, 6, 7};

@@ -14,9 +14,9 @@ using namespace piecrust::examples;
 int main(int argc, char** argv) {
   std::size_t max_tokens = 128, draft = 8, ngram = 3;
   auto const o = parse_common(argc, argv, "piecrust-speculative", " [--max-tokens N] [--draft N] [--ngram N]",
-                              {{"--max-tokens", [&](std::string const& v) { max_tokens = std::stoul(v); }},
-                               {"--draft", [&](std::string const& v) { draft = std::stoul(v); }},
-                               {"--ngram", [&](std::string const& v) { ngram = std::stoul(v); }}});
+                              {{"--max-tokens", integer(max_tokens, 1, max_generation)},
+                               {"--draft", integer(draft, 1, 64)},
+                               {"--ngram", integer(ngram, 1, 16)}});
   try {
     auto const m = load_model(o, "piecrust-speculative");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);

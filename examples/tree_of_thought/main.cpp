@@ -18,11 +18,11 @@ int main(int argc, char** argv) {
   std::string prompt = "Give three steps to make tea, one short step per line.";
   auto const o = parse_common(argc, argv, "piecrust-tree_of_thought",
                               " [--breadth B] [--keep K] [--depth D] [--len N] [--prompt TEXT]",
-                              {{"--breadth", [&](std::string const& v) { t.breadth = std::stoul(v); }},
-                               {"--keep", [&](std::string const& v) { t.keep = std::stoul(v); }},
-                               {"--depth", [&](std::string const& v) { t.depth = std::stoul(v); }},
-                               {"--len", [&](std::string const& v) { t.thought_len = std::stoul(v); }},
-                               {"--prompt", [&](std::string const& v) { prompt = v; }}});
+                              {{"--breadth", integer(t.breadth, 1, 16)},
+                               {"--keep", integer(t.keep, 1, 64)},
+                               {"--depth", integer(t.depth, 1, 16)},
+                               {"--len", integer(t.thought_len, 1, 1024)},
+                               {"--prompt", text(prompt)}});
   try {
     auto const m = load_model(o, "piecrust-tree_of_thought");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);

@@ -19,9 +19,9 @@ int main(int argc, char** argv) {
   w.sampler = samplers::top_k(40, 0.8f);
   std::string prompt = "Tell me a long story about a lighthouse keeper.";
   auto const o = parse_common(argc, argv, "piecrust-windowed_attention", " [--window N] [--steps N] [--prompt TEXT]",
-                              {{"--window", [&](std::string const& v) { w.window = std::stoul(v); }},
-                               {"--steps", [&](std::string const& v) { w.steps = std::stoul(v); }},
-                               {"--prompt", [&](std::string const& v) { prompt = v; }}});
+                              {{"--window", integer(w.window, 1, 8192)},
+                               {"--steps", integer(w.steps, 1, max_generation)},
+                               {"--prompt", text(prompt)}});
   try {
     auto const m = load_model(o, "piecrust-windowed_attention");
     Engine<Llama> engine(*m.model, engine_options(o, 64), m.tokenizer_ptr(), m.chat);

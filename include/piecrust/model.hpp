@@ -15,6 +15,7 @@
 #include <piecrust/model/llama_weights.hpp>
 #include <piecrust/model/lora_adapter.hpp>
 #include <piecrust/model/model_concept.hpp>
+#include <piecrust/model/model_identity.hpp>
 #include <piecrust/model/model_paths.hpp>
 #include <piecrust/model/quantize.hpp>
 #include <piecrust/model/streaming_detokenizer.hpp>

@@ -8,6 +8,7 @@
 #include <piecrust/runtime/engine.hpp>
 #include <piecrust/runtime/forward.hpp>
 #include <piecrust/runtime/kv_export.hpp>
+#include <piecrust/runtime/kv_trust.hpp>
 #include <piecrust/runtime/masked_slots.hpp>
 #include <piecrust/runtime/pass_logits.hpp>
 #include <piecrust/runtime/probe_spec.hpp>

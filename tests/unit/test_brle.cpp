@@ -176,3 +176,44 @@ TEST_CASE("Brle very long runs split across the run type's limit", "[brle]") {
   CHECK(b.count(true) == huge);
   CHECK(b.is_range_all(0, huge, true));
 }
+
+TEST_CASE("Brle sizes past max_size throw LimitExceeded naming the value and change nothing", "[brle][errors]") {
+  using Catch::Contains;
+  STATIC_REQUIRE(Brle::max_size == std::size_t{1} << 48);
+  // from_runs: 65537 runs of 2^32 - 1 bits pass 2^48 at the last run.
+  std::vector<std::uint32_t> const runs(65537, UINT32_MAX);
+  CHECK_THROWS_AS(Brle::from_runs(runs), piecrust::LimitExceeded);
+  CHECK_THROWS_WITH(Brle::from_runs(runs), Contains("runs[0..65536] total 281479271612415") &&
+                                               Contains("max_size = 281474976710656"));
+  CHECK(Brle::from_runs(std::vector<std::uint32_t>(65536, UINT32_MAX)).size() == 65536 * std::size_t{UINT32_MAX});
+
+  // append: refused before a run is added (one append of 2^60 would need 2^29 runs).
+  Brle b = Brle::from_runs({3, 2});
+  CHECK_THROWS_WITH(b.append(true, std::size_t{1} << 60), Contains("n = 1152921504606846976 on a size of 5"));
+  CHECK_THROWS_AS(b.append(false, Brle::max_size - 4), piecrust::LimitExceeded);
+  CHECK(b.size() == 5);
+  CHECK(std::vector<std::uint32_t>(b.runs().begin(), b.runs().end()) == std::vector<std::uint32_t>{3, 2});
+  b.append(false, Brle::max_size - 5);
+  CHECK(b.size() == Brle::max_size);
+
+  // extend: checked as a whole, so nothing is half-appended.
+  Brle big;
+  big.append(true, Brle::max_size - 1);
+  Brle c = Brle::from_runs({1, 1});
+  Brle const c_before = c;
+  CHECK_THROWS_WITH(c.extend(big), Contains("Brle::extend") && Contains("on a size of 2"));
+  CHECK(c.size() == 2);
+  CHECK(std::vector<std::uint32_t>(c.runs().begin(), c.runs().end()) == std::vector<std::uint32_t>{1, 1});
+  CHECK(c == c_before);
+}
+
+TEST_CASE("Brle extend with itself doubles the bits", "[brle]") {
+  std::mt19937 rng(std::random_device{}());
+  for (int trial = 0; trial < 50; ++trial) {
+    auto bits = random_bits(rng, rng() % 120, 0.3);
+    Brle b = Brle::from_bits(bits);
+    b.extend(b);
+    bits.insert(bits.end(), bits.begin(), bits.end());
+    REQUIRE(b.to_bits() == bits);
+  }
+}

@@ -1,6 +1,7 @@
 // The example programs of examples/ on the tiny random Llama: each example's reusable coroutine, with its
 // claimed behaviour checked against an independent computation (greedy equality, probe recomputation,
-// page accounting through the pool's free count).
+// page accounting through the pool's free count). The command lines: every number strict and bounded, the
+// error naming the option and the value, and the chat's context budget ending a conversation that cannot fit.
 #include <catch2/catch.hpp>
 
 #include "tiny_runtime.hpp"
@@ -8,6 +9,8 @@
 #include "attention_sink/attention_sink.hpp"
 #include "beam_search/beam_search.hpp"
 #include "best_of_n/best_of_n.hpp"
+#include "chat/chat_options.hpp"
+#include "common/cli.hpp"
 #include "common/scoring.hpp"
 #include "constrained/constrained.hpp"
 #include "custom_sampler/typical_sampler.hpp"
@@ -504,4 +507,149 @@ TEST_CASE("lora_adapter: base and adapters answer in the same steps, each as it 
     CHECK(std::abs(plain[0].generation.logprobs[0] - answers[i].generation.logprobs[0]) > 1e-4f);
   }
   CHECK(all_pages_free(e));
+}
+
+TEST_CASE("cli: integers are the whole argument, in range, or a typed error naming the option and the value", "[examples][cli]") {
+  using Catch::Contains;
+  CHECK(parse_integer<std::size_t>("--n", "12", 1, 64) == 12);
+  CHECK(parse_integer<std::uint64_t>("--seed", "18446744073709551615", 0, UINT64_MAX) == UINT64_MAX);
+  CHECK(parse_integer<int>("--x", "-5", -10, 10) == -5);
+  for (char const* bad : {"12abc", "", " 5", "5 ", "+5", "0x10", "1.5", "abc", "-", "--3"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(parse_integer<std::size_t>("--max-tokens", bad, 1, 100), InvalidArgument);
+  }
+  CHECK_THROWS_WITH(parse_integer<std::size_t>("--max-tokens", "12abc", 1, 100),
+                    Contains("--max-tokens") && Contains("\"12abc\" is not a whole number"));
+  // Negative counts, values past the type and values past the bounds are out of range, not wrapped or cut.
+  CHECK_THROWS_AS(parse_integer<std::size_t>("--max-tokens", "-1", 1, 100), OutOfRange);
+  CHECK_THROWS_WITH(parse_integer<std::size_t>("--max-tokens", "-1", 1, 100), Contains("--max-tokens = -1 is out of range") && Contains("[1, 100]"));
+  CHECK_THROWS_WITH(parse_integer<std::uint32_t>("--top-k", "4294967297", 0, UINT32_MAX), Contains("--top-k = 4294967297") && Contains("[0, 4294967295]"));
+  CHECK_THROWS_AS(parse_integer<std::uint64_t>("--seed", "18446744073709551616", 0, UINT64_MAX), OutOfRange);
+  CHECK_THROWS_WITH(parse_integer<std::size_t>("--n", "65", 1, 64), Contains("--n = 65 is out of range"));
+  CHECK_THROWS_AS(parse_integer<std::size_t>("--n", "0", 1, 64), OutOfRange);
+
+  // A setter leaves its variable alone when the value is refused.
+  std::size_t n = 7;
+  auto const set = integer(n, 1, 64);
+  CHECK_THROWS_AS(set("--n", "99"), OutOfRange);
+  CHECK_THROWS_AS(set("--n", "9x"), InvalidArgument);
+  CHECK(n == 7);
+  set("--n", "9");
+  CHECK(n == 9);
+}
+
+TEST_CASE("cli: reals are finite, whole-argument and in range", "[examples][cli]") {
+  using Catch::Contains;
+  CHECK(parse_real("--top-p", "0.5", 0.0, 1.0, Lower::open) == 0.5);
+  CHECK(parse_real("--temperature", "0", 0.0, 100.0) == 0.0);
+  CHECK(parse_real("--min-mean", "-2.5e0", -1e6, 0.0) == -2.5);
+  for (char const* bad : {"nan", "inf", "-inf", "1.5x", "", " 1", "+1", "0,5"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(parse_real("--temperature", bad, 0.0, 100.0), InvalidArgument);
+  }
+  CHECK_THROWS_WITH(parse_real("--temperature", "nan", 0.0, 100.0), Contains("--temperature = \"nan\" is not a finite number"));
+  CHECK_THROWS_WITH(parse_real("--top-p", "0", 0.0, 1.0, Lower::open), Contains("--top-p = 0 is out of range: it must be in (0, 1]"));
+  CHECK_THROWS_AS(parse_real("--top-p", "1.0001", 0.0, 1.0, Lower::open), OutOfRange);
+  CHECK_THROWS_AS(parse_real("--temperature", "-0.1", 0.0, 100.0), OutOfRange);
+  CHECK_THROWS_AS(parse_real("--temperature", "1e999", 0.0, 100.0), OutOfRange);
+  float t = 0.7f;
+  CHECK_THROWS_AS(real(t, 0.0, 100.0)("--temperature", "101"), OutOfRange);
+  CHECK(t == 0.7f);
+}
+
+TEST_CASE("cli: the common options refuse what they cannot use", "[examples][cli]") {
+  using Catch::Contains;
+  auto parse = [](std::vector<char const*> args, std::size_t* steps = nullptr) {
+    std::size_t unused = 0;
+    std::map<std::string, OptionSetter> extra{{"--steps", integer(steps ? *steps : unused, 1, max_generation)}};
+    return parse_common_args(args, extra, {{"--clear", [] {}}});
+  };
+  std::size_t steps = 5;
+  auto const o = parse({"--tiny", "--seed", "42", "--threads", "2", "--steps", "64", "--clear"}, &steps);
+  CHECK(o.tiny);
+  CHECK(o.seed == 42);
+  CHECK(o.threads == 2);
+  CHECK(steps == 64);
+  CHECK(parse({"-h"}).help);
+  CHECK_THROWS_WITH(parse({"--threads", "100000"}), Contains("--threads = 100000 is out of range") &&
+                                                        Contains("[1, " + std::to_string(max_threads()) + "]"));
+  CHECK_THROWS_AS(parse({"--threads", "0"}), OutOfRange);
+  CHECK_THROWS_AS(parse({"--seed", "-1"}), OutOfRange);
+  CHECK_THROWS_AS(parse({"--steps", "12abc"}), InvalidArgument);
+  CHECK_THROWS_WITH(parse({"--steps"}), Contains("--steps needs a value"));
+  CHECK_THROWS_WITH(parse({"--bogus", "1"}), Contains("unknown option --bogus"));
+  CHECK(max_threads() >= 4);
+}
+
+TEST_CASE("cli: the chat's command line is strict and bounded", "[examples][cli]") {
+  using Catch::Contains;
+  using namespace piecrust::examples::chat;
+  auto parse = [](std::vector<char const*> args) { return parse_chat_args(args); };
+  auto const o = parse({"--prompt", "hi", "--system", "be brief", "-n", "32", "--temperature", "0.8", "--top-k", "40",
+                        "--top-p", "0.9", "--seed", "3", "-t", "2", "--context", "512", "--raw"});
+  CHECK(o.prompt == std::optional<std::string>("hi"));
+  CHECK(o.system == std::optional<std::string>("be brief"));
+  CHECK(o.max_tokens == 32);
+  CHECK(o.temperature == 0.8f);
+  CHECK(o.top_k == 40);
+  CHECK(o.top_p == 0.9f);
+  CHECK(o.seed == 3);
+  CHECK(o.threads == 2);
+  CHECK(o.context == 512);
+  CHECK(o.raw);
+  ChatOptions const defaults = parse({});
+  CHECK(defaults.max_tokens == 256);
+  CHECK(defaults.context == 2048);
+  CHECK(defaults.threads == 0);
+
+  // The reported cases, each refused with the option and the value.
+  CHECK_THROWS_WITH(parse({"--max-tokens", "-1"}), Contains("--max-tokens = -1 is out of range"));
+  CHECK_THROWS_WITH(parse({"--max-tokens", "12abc"}), Contains("--max-tokens = \"12abc\" is not a whole number"));
+  CHECK_THROWS_WITH(parse({"--top-k", "4294967297"}), Contains("--top-k = 4294967297 is out of range"));
+  CHECK_THROWS_WITH(parse({"--threads", "100000"}), Contains("--threads = 100000 is out of range"));
+  CHECK_THROWS_WITH(parse({"--context", "0"}), Contains("--context = 0 is out of range: it must be in [2, 1048576]"));
+  CHECK_THROWS_AS(parse({"--context", "1"}), OutOfRange);
+  CHECK_THROWS_AS(parse({"--max-tokens", "0"}), OutOfRange);
+  CHECK_THROWS_AS(parse({"--temperature", "-1"}), OutOfRange);
+  CHECK_THROWS_AS(parse({"--top-p", "0"}), OutOfRange);
+  CHECK_THROWS_AS(parse({"--seed", "1e3"}), InvalidArgument);
+  CHECK_THROWS_AS(parse({"--prompt"}), InvalidArgument);
+  CHECK_THROWS_AS(parse({"--frobnicate"}), InvalidArgument);
+  CHECK(parse({"--context", "10"}).context == 10);  // small but valid: plan_turn ends such a chat (below)
+
+  // Bounds that depend on the model: its context length and its vocabulary.
+  ChatOptions big = defaults;
+  big.context = 9000;
+  CHECK_THROWS_WITH(check_against_model(big, 8192, 49152), Contains("--context = 9000") && Contains("context length 8192"));
+  ChatOptions many = defaults;
+  many.top_k = 50000;
+  CHECK_THROWS_WITH(check_against_model(many, 8192, 49152), Contains("--top-k = 50000") && Contains("vocabulary size 49152"));
+  CHECK_NOTHROW(check_against_model(defaults, 8192, 49152));
+}
+
+TEST_CASE("cli: the chat's context budget ends a conversation that cannot fit instead of looping", "[examples][cli]") {
+  using namespace piecrust::examples::chat;
+  using Kind = TurnPlan::Kind;
+  // --context 10 with a 30-token prompt: a new conversation cannot hold it, so the chat ends.
+  CHECK(plan_turn(30, true, 10, 256).kind == Kind::too_long);
+  CHECK(plan_turn(10, true, 10, 256).kind == Kind::too_long);  // no room for one token
+  // An old conversation with too little room starts over once; the new one then fits or ends.
+  CHECK(plan_turn(1900, false, 2048, 256).kind == Kind::restart);
+  CHECK(plan_turn(1700, false, 2048, 256).kind == Kind::generate);
+  // A new conversation replies with the room it has, at least one token.
+  TurnPlan const p = plan_turn(40, true, 64, 256);
+  CHECK(p.kind == Kind::generate);
+  CHECK(p.budget == 24);
+  CHECK(plan_turn(63, true, 64, 256).budget == 1);
+  CHECK(plan_turn(40, true, 2048, 256).budget == 256);
+  // The loop that used to run for ever: a new conversation is never told to start over, whatever the sizes.
+  for (std::size_t context : {2u, 10u, 64u, 2048u}) {
+    for (std::size_t used = 0; used < 3000; used += 7) {
+      for (std::size_t max_tokens : {1u, 256u, 65536u}) {
+        TurnPlan const q = plan_turn(used, true, context, max_tokens);
+        REQUIRE(q.kind != Kind::restart);
+        if (q.kind == Kind::generate) REQUIRE((q.budget >= 1 && used + q.budget <= context && q.budget <= max_tokens));
+      }
+    }
+  }
 }

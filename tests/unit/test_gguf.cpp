@@ -1,17 +1,83 @@
-// GGUF reader: the real SmolLM2 file, synthetic files written here, and every kind of corruption.
+// GGUF reader: the real SmolLM2 file, synthetic files written here, and every kind of corruption: size
+// products that overflow, tensors that overlap, metadata that would cost far more memory than the file, and
+// model files whose tensors do not match their configuration.
 
 #include <piecrust/model/dequantize.hpp>
 #include <piecrust/kernels/detail/half.hpp>
 #include <piecrust/model/gguf_file.hpp>
 #include <piecrust/model/gguf_writer.hpp>
+#include <piecrust/model/llama_weights.hpp>
 #include <piecrust/model/model_paths.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <malloc.h>
+
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <new>
+#include <optional>
 #include <random>
+
+// Every operator new of this executable is counted (by the allocator's usable size, which is what the
+// allocation really holds), so a test can measure the peak of the heap bytes live while one call runs.
+namespace {
+std::atomic<std::size_t> heap_live{0};
+std::atomic<std::size_t> heap_peak{0};
+
+void* counted_new(std::size_t n) {
+  void* p = std::malloc(n == 0 ? 1 : n);
+  if (p == nullptr) throw std::bad_alloc();
+  std::size_t const live = heap_live.fetch_add(malloc_usable_size(p)) + malloc_usable_size(p);
+  std::size_t peak = heap_peak.load();
+  while (live > peak && !heap_peak.compare_exchange_weak(peak, live)) {
+  }
+  return p;
+}
+void counted_delete(void* p) noexcept {
+  if (p == nullptr) return;
+  heap_live.fetch_sub(malloc_usable_size(p));
+  std::free(p);
+}
+
+// Peak heap bytes allocated (beyond those live before) while f runs.
+template <class F>
+std::size_t peak_heap_of(F&& f) {
+  std::size_t const before = heap_live.load();
+  heap_peak.store(before);
+  f();
+  return heap_peak.load() - before;
+}
+}  // namespace
+
+void* operator new(std::size_t n) { return counted_new(n); }
+void* operator new[](std::size_t n) { return counted_new(n); }
+void operator delete(void* p) noexcept { counted_delete(p); }
+void operator delete[](void* p) noexcept { counted_delete(p); }
+void operator delete(void* p, std::size_t) noexcept { counted_delete(p); }
+void operator delete[](void* p, std::size_t) noexcept { counted_delete(p); }
+void* operator new(std::size_t n, std::nothrow_t const&) noexcept {
+  try {
+    return counted_new(n);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t n, std::nothrow_t const&) noexcept {
+  try {
+    return counted_new(n);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void operator delete(void* p, std::nothrow_t const&) noexcept { counted_delete(p); }
+void operator delete[](void* p, std::nothrow_t const&) noexcept { counted_delete(p); }
 
 using namespace piecrust;
 
@@ -43,6 +109,120 @@ std::vector<std::byte> sample_file(std::uint32_t version = 3) {
 template <class F>
 void put_at(std::vector<std::byte>& b, std::size_t at, F v) {
   std::memcpy(b.data() + at, &v, sizeof(F));
+}
+
+// A GGUF v3 file written byte by byte, for what GgufWriter refuses to write: tensor infos with any dims, type
+// and offset over a zero data section of `data_bytes`, and metadata entries given as raw bytes.
+struct RawGguf {
+  struct Info {
+    std::string name;
+    std::vector<std::uint64_t> dims;
+    GgmlType type = GgmlType::f32;
+    std::uint64_t offset = 0;
+  };
+  std::vector<Info> infos;
+  std::size_t data_bytes = 0;
+  std::uint64_t kv_count = 0;
+  std::vector<std::byte> entries;  // kv_count metadata entries, as they appear in the file
+
+  template <class T>
+  static void put(std::vector<std::byte>& out, T v) {
+    std::byte b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));
+    out.insert(out.end(), b, b + sizeof(T));
+  }
+  static void put_string(std::vector<std::byte>& out, std::string_view s) {
+    put<std::uint64_t>(out, s.size());
+    auto const* p = reinterpret_cast<std::byte const*>(s.data());
+    out.insert(out.end(), p, p + s.size());
+  }
+  // An entry `key` = array of `n` elements of `type`, `element` bytes each, every byte `fill`.
+  RawGguf& array(std::string_view key, GgufValueType type, std::uint64_t n, std::size_t element, std::byte fill = {}) {
+    put_string(entries, key);
+    put<std::uint32_t>(entries, static_cast<std::uint32_t>(GgufValueType::array));
+    put<std::uint32_t>(entries, static_cast<std::uint32_t>(type));
+    put<std::uint64_t>(entries, n);
+    entries.insert(entries.end(), static_cast<std::size_t>(n) * element, fill);
+    ++kv_count;
+    return *this;
+  }
+  [[nodiscard]] std::vector<std::byte> bytes() const {
+    std::vector<std::byte> out;
+    put<std::uint32_t>(out, GgufFile::magic);
+    put<std::uint32_t>(out, 3);
+    put<std::uint64_t>(out, infos.size());
+    put<std::uint64_t>(out, kv_count);
+    out.insert(out.end(), entries.begin(), entries.end());
+    for (auto const& t : infos) {
+      put_string(out, t.name);
+      put<std::uint32_t>(out, static_cast<std::uint32_t>(t.dims.size()));
+      for (auto d : t.dims) put<std::uint64_t>(out, d);
+      put<std::uint32_t>(out, static_cast<std::uint32_t>(t.type));
+      put<std::uint64_t>(out, t.offset);
+    }
+    out.resize((out.size() + 31) / 32 * 32 + data_bytes);
+    return out;
+  }
+};
+
+// Where the dims of tensor `name` start in a file GgufWriter wrote (just past its name and n_dims).
+std::size_t dims_of(std::vector<std::byte> const& b, std::string const& name) {
+  std::string needle(8, '\0');
+  std::uint64_t const len = name.size();
+  std::memcpy(needle.data(), &len, 8);
+  needle += name;
+  std::string_view const all(reinterpret_cast<char const*>(b.data()), b.size());
+  auto const at = all.rfind(needle);
+  REQUIRE(at != std::string_view::npos);
+  return at + needle.size() + 4;
+}
+
+// A small Llama model file: 2 layers, hidden 64, 2 query heads and 1 KV head of dim 32, ffn 96, a 16-token
+// vocabulary, zero F32 tensors. `edit` may change the tensors (dims in ggml order, type) and add metadata.
+struct TensorSpec {
+  std::vector<std::uint64_t> dims;
+  GgmlType type = GgmlType::f32;
+};
+using TinyEdit = std::function<void(std::map<std::string, TensorSpec>&, GgufWriter&)>;
+
+std::vector<std::byte> tiny_model_file(TinyEdit const& edit = {}) {
+  std::map<std::string, TensorSpec> t;
+  t["token_embd.weight"] = {{64, 16}};
+  t["output_norm.weight"] = {{64}};
+  for (int l = 0; l < 2; ++l) {
+    auto const n = [&](char const* s) { return "blk." + std::to_string(l) + "." + s; };
+    t[n("attn_norm.weight")] = {{64}};
+    t[n("attn_q.weight")] = {{64, 64}};
+    t[n("attn_k.weight")] = {{64, 32}};
+    t[n("attn_v.weight")] = {{64, 32}};
+    t[n("attn_output.weight")] = {{64, 64}};
+    t[n("ffn_norm.weight")] = {{64}};
+    t[n("ffn_gate.weight")] = {{64, 96}};
+    t[n("ffn_up.weight")] = {{64, 96}};
+    t[n("ffn_down.weight")] = {{96, 64}};
+  }
+  GgufWriter w;
+  w.set("general.architecture", {std::string("llama")});
+  w.set("llama.embedding_length", {std::uint32_t{64}});
+  w.set("llama.block_count", {std::uint32_t{2}});
+  w.set("llama.attention.head_count", {std::uint32_t{2}});
+  w.set("llama.attention.head_count_kv", {std::uint32_t{1}});
+  w.set("llama.feed_forward_length", {std::uint32_t{96}});
+  w.set("llama.context_length", {std::uint32_t{256}});
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 16; ++i) tokens.push_back("t" + std::to_string(i));
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  if (edit) edit(t, w);
+  for (auto const& [name, spec] : t) {
+    std::uint64_t elems = 1;
+    for (auto d : spec.dims) elems *= d;
+    w.add_tensor(name, spec.dims, spec.type, std::vector<std::byte>(ggml_row_bytes(spec.type, elems)));
+  }
+  return w.bytes();
+}
+
+LlamaWeights load_tiny(TinyEdit const& edit = {}) {
+  return LlamaWeights::from_gguf(std::make_shared<GgufFile const>(GgufFile::parse(tiny_model_file(edit), "tiny")));
 }
 
 }  // namespace
@@ -246,4 +426,224 @@ TEST_CASE("gguf: the real SmolLM2-135M-Instruct Q4_1 file", "[gguf][model-file]"
   dequantize_row(q.type, f.tensor_data(q).subspan(0, q.row_bytes()), row);
   for (float x : row) REQUIRE(std::isfinite(x));
   CHECK(f.find_tensor("output.weight") == nullptr);  // tied embeddings
+  // Packed metadata: the tokens and merges cost about what they take in the file's header.
+  CHECK(f.memory_bytes() <= 2 * f.data_offset());
+}
+
+TEST_CASE("gguf: every size product is checked for overflow; the error names the tensor, the field and the value", "[gguf][hardening]") {
+  auto parse_one = [](RawGguf::Info info) {
+    RawGguf r;
+    r.infos.push_back(std::move(info));
+    r.data_bytes = 256;
+    return GgufFile::parse(r.bytes(), "raw");
+  };
+  std::uint64_t const two31 = std::uint64_t{1} << 31, two32 = std::uint64_t{1} << 32, two56 = std::uint64_t{1} << 56;
+  // 2^62 elements of 4 bytes: the byte size wrapped to 0 before, so the tensor "fit" any data section.
+  CHECK_THROWS_AS(parse_one({"big", {two31, two31}, GgmlType::f32, 0}), FormatError);
+  CHECK_THROWS_WITH(parse_one({"big", {two31, two31}, GgmlType::f32, 0}),
+                    Catch::Contains("tensor 'big' dims {2147483648, 2147483648} of type F32") &&
+                        Catch::Contains("byte size overflow"));
+  CHECK_THROWS_WITH(parse_one({"wide", {two32, two31, 4}, GgmlType::f32, 0}),
+                    Catch::Contains("tensor 'wide' dims[2] = 4 makes its element count overflow"));
+  CHECK_THROWS_WITH(parse_one({"empty", {32, 0}, GgmlType::f32, 0}), Catch::Contains("tensor 'empty' has dims[1] = 0"));
+  // 2^58 Q8_0 blocks fit in 64 bits but not in the file.
+  CHECK_THROWS_WITH(parse_one({"q", {std::uint64_t{1} << 63}, GgmlType::q8_0, 0}),
+                    Catch::Contains("tensor 'q' data [0, +9799832789158199296) runs past the 256-byte data section"));
+  CHECK_THROWS_WITH(parse_one({"q", {33}, GgmlType::q8_0, 0}), Catch::Contains("dims[0] = 33 is not a multiple"));
+  CHECK_NOTHROW(parse_one({"ok", {32, 2}, GgmlType::f32, 0}));
+  CHECK_THROWS_WITH(ggml_row_bytes(GgmlType::f32, std::size_t{1} << 62), Catch::Contains("n = 4611686018427387904"));
+  CHECK_THROWS_AS(ggml_row_bytes(GgmlType::f32, std::size_t{1} << 62), InvalidArgument);
+
+  // A model whose token_embd claims {64, 2^56}: refused by the reader whatever its type (F32 wraps, Q8_0 does not fit).
+  for (GgmlType const type : {GgmlType::f32, GgmlType::q8_0}) {
+    INFO(ggml_type_name(type));
+    auto b = tiny_model_file([&](auto& t, GgufWriter&) { t["token_embd.weight"].type = type; });
+    put_at<std::uint64_t>(b, dims_of(b, "token_embd.weight") + 8, two56);
+    CHECK_THROWS_AS(GgufFile::parse(b), FormatError);
+    CHECK_THROWS_WITH(GgufFile::parse(b), Catch::Contains("tensor 'token_embd.weight'") &&
+                                              (Catch::Contains("72057594037927936") || Catch::Contains("runs past")));
+  }
+}
+
+TEST_CASE("gguf: tensor data lies in the data section and tensors do not overlap", "[gguf][hardening]") {
+  auto two = [](std::uint64_t a_offset, std::uint64_t b_offset, std::uint64_t b_len = 32) {
+    RawGguf r;
+    r.infos.push_back({"a", {32}, GgmlType::f32, a_offset});  // 128 bytes
+    r.infos.push_back({"b", {b_len}, GgmlType::f32, b_offset});
+    r.data_bytes = 512;
+    return GgufFile::parse(r.bytes(), "raw");
+  };
+  CHECK_THROWS_AS(two(0, 96), FormatError);
+  CHECK_THROWS_WITH(two(0, 96), Catch::Contains("tensors 'a' (data [0, +128)) and 'b' (data [96, +128)) overlap"));
+  CHECK_THROWS_WITH(two(0, 0), Catch::Contains("tensors 'a'") && Catch::Contains("'b'") && Catch::Contains("overlap"));
+  // Listed out of order: 'b' covers all of 'a'.
+  CHECK_THROWS_WITH(two(128, 0, 96), Catch::Contains("tensors 'b' (data [0, +384)) and 'a' (data [128, +128)) overlap"));
+  auto const f = two(0, 128);  // adjacent ranges are fine
+  CHECK(f.tensor_data(f.tensor("a")).data() + 128 == f.tensor_data(f.tensor("b")).data());
+  CHECK_THROWS_WITH(two(0, 512), Catch::Contains("tensor 'b' data [512, +128) runs past the 512-byte data section"));
+
+  GgufTensorInfo forged = f.tensor("b");
+  forged.offset = 480;
+  CHECK_THROWS_AS((void)f.tensor_data(forged), OutOfRange);
+  CHECK_THROWS_WITH((void)f.tensor_data(forged), Catch::Contains("tensor 'b' data [480, +128)"));
+}
+
+TEST_CASE("gguf: metadata costs about its bytes in the file, and GgufLimits bounds it", "[gguf][hardening]") {
+  SECTION("a 16 MiB u8 array takes 16 MiB, not a value object per byte") {
+    std::uint64_t const n = std::uint64_t{16} << 20;
+    auto bytes = RawGguf().array("big", GgufValueType::u8, n, 1, std::byte{7}).bytes();
+    std::size_t const file_size = bytes.size();
+    std::optional<GgufFile> f;
+    std::size_t const peak = peak_heap_of([&] { f.emplace(GgufFile::parse(std::move(bytes))); });
+    INFO("peak heap " << peak << ", file " << file_size << ", accounted " << f->memory_bytes());
+    CHECK(peak <= file_size + (64 << 10));
+    CHECK(peak <= f->memory_bytes() + (64 << 10));  // the accounting bounds the real allocations
+    CHECK(f->memory_bytes() >= n);
+    CHECK(f->memory_bytes() <= n + 4096);
+    auto const& arr = f->array("big");
+    CHECK(arr.element_type == GgufValueType::u8);
+    CHECK(arr.values.heap_bytes() == n);
+    REQUIRE(arr.values.size() == n);
+    CHECK(arr.values[n - 1].as<int>("big") == 7);
+    CHECK_THROWS_AS(arr.values[n], OutOfRange);
+  }
+  SECTION("a string array takes its characters and one offset per string") {
+    std::uint64_t const n = 200000;
+    RawGguf r;
+    RawGguf::put_string(r.entries, "strings");
+    RawGguf::put<std::uint32_t>(r.entries, static_cast<std::uint32_t>(GgufValueType::array));
+    RawGguf::put<std::uint32_t>(r.entries, static_cast<std::uint32_t>(GgufValueType::string));
+    RawGguf::put<std::uint64_t>(r.entries, n);
+    for (std::uint64_t i = 0; i < n; ++i) RawGguf::put_string(r.entries, std::to_string(i % 1000));
+    r.kv_count = 1;
+    auto bytes = r.bytes();
+    std::size_t const file_size = bytes.size();
+    std::optional<GgufFile> f;
+    std::size_t const peak = peak_heap_of([&] { f.emplace(GgufFile::parse(std::move(bytes))); });
+    INFO("peak heap " << peak << ", file " << file_size << ", accounted " << f->memory_bytes());
+    CHECK(peak <= file_size + (64 << 10));
+    CHECK(peak <= f->memory_bytes() + (64 << 10));
+    auto const& v = f->array("strings").values;
+    REQUIRE(v.size() == n);
+    CHECK(v.string_at(1234) == "234");
+    CHECK(v[999].as<std::string>("strings") == "999");
+    CHECK_THROWS_AS(v.array_at(0), InvalidArgument);
+  }
+  SECTION("nested arrays (a fixed-size object each) past the relative bound: LimitExceeded before allocating") {
+    std::uint64_t const n = 100000;  // 12 bytes each in the file, an object of ~100 bytes each in memory
+    RawGguf r;
+    RawGguf::put_string(r.entries, "nest");
+    RawGguf::put<std::uint32_t>(r.entries, static_cast<std::uint32_t>(GgufValueType::array));
+    RawGguf::put<std::uint32_t>(r.entries, static_cast<std::uint32_t>(GgufValueType::array));
+    RawGguf::put<std::uint64_t>(r.entries, n);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      RawGguf::put<std::uint32_t>(r.entries, static_cast<std::uint32_t>(GgufValueType::u8));
+      RawGguf::put<std::uint64_t>(r.entries, 0);
+    }
+    r.kv_count = 1;
+    auto const bytes = r.bytes();
+    std::size_t peak = 0;
+    peak = peak_heap_of([&] {
+      CHECK_THROWS_AS(GgufFile::parse(bytes), LimitExceeded);
+    });
+    CHECK(peak <= bytes.size() + (256 << 10));  // the copy of the bytes and the message, nothing sized by n
+    CHECK_THROWS_WITH(GgufFile::parse(bytes), Catch::Contains("array 'nest' of 100000 array") &&
+                                                  Catch::Contains("metadata_bytes_per_file_byte = 4 x the " +
+                                                                  std::to_string(bytes.size()) + "-byte file"));
+    // Explicit, looser limits accept it.
+    GgufLimits loose;
+    loose.metadata_bytes_per_file_byte = 64;
+    auto const f = GgufFile::parse(bytes, "nest", loose);
+    CHECK(f.array("nest").values.size() == n);
+    CHECK(f.array("nest").values.array_at(n - 1).element_type == GgufValueType::u8);
+  }
+  SECTION("a metadata count is charged before anything is reserved for it") {
+    RawGguf r;
+    r.kv_count = 100000;
+    r.entries.resize(13 * 100000);  // room for the count, so only the memory bound refuses it
+    CHECK_THROWS_WITH(GgufFile::parse(r.bytes()), Catch::Contains("the metadata count 100000 would bring"));
+    CHECK_THROWS_AS(GgufFile::parse(r.bytes()), LimitExceeded);
+  }
+  SECTION("a ceiling whatever the file's size") {
+    GgufLimits tight;
+    tight.max_metadata_bytes = 512;
+    CHECK_THROWS_AS(GgufFile::parse(sample_file(), "s", tight), LimitExceeded);
+    CHECK_THROWS_WITH(GgufFile::parse(sample_file(), "s", tight), Catch::Contains("over the limit of 512 bytes"));
+    auto const f = GgufFile::parse(sample_file());
+    CHECK(f.memory_bytes() > 512);
+  }
+}
+
+TEST_CASE("gguf: packed arrays built in code keep one element type", "[gguf]") {
+  GgufArray a{GgufValueType::i32, {{std::int32_t{1}}, {std::int32_t{-2}}}};
+  CHECK(a.values.size() == 2);
+  CHECK(a.values.type() == GgufValueType::i32);
+  CHECK(a.values[1].as<int>("a") == -2);
+  CHECK_THROWS_AS(a.values.push_back({std::string("x")}), InvalidArgument);
+  CHECK(a.values.size() == 2);
+  GgufValues strings{{std::string("x")}, {std::string("")}, {std::string("yz")}};
+  std::vector<std::string> seen;
+  for (auto const& v : strings) seen.push_back(v.as<std::string>("s"));
+  CHECK(seen == std::vector<std::string>{"x", "", "yz"});
+  CHECK_THROWS_AS(strings.push_back({1.5f}), InvalidArgument);
+  CHECK(strings.string_at(2) == "yz");
+  CHECK_THROWS_AS(strings.string_at(3), OutOfRange);
+}
+
+TEST_CASE("LlamaWeights::from_gguf checks every tensor's shape and type against the configuration", "[gguf][hardening]") {
+  auto const w = load_tiny();
+  CHECK(w.config.vocab_size == 16);
+  CHECK(w.config.hidden == 64);
+  CHECK(w.config.head_dim == 32);
+  CHECK(w.layers.size() == 2);
+  CHECK(w.layers[1].down.rows == 64);
+  CHECK(w.layers[1].down.cols == 96);
+
+  auto const set = [](std::string const& name, std::vector<std::uint64_t> dims, GgmlType type = GgmlType::f32) {
+    return TinyEdit([=](auto& t, GgufWriter&) { t[name] = {dims, type}; });
+  };
+  // The vocabulary is the tokenizer's 16 tokens: 17 embedding rows would let token 16 read past the table.
+  CHECK_THROWS_AS(load_tiny(set("token_embd.weight", {64, 17})), FormatError);
+  CHECK_THROWS_WITH(load_tiny(set("token_embd.weight", {64, 17})),
+                    Catch::Contains("tensor 'token_embd.weight' has shape [17][64], expected [16][64] [vocab_size][hidden]"));
+  CHECK_THROWS_WITH(load_tiny(set("token_embd.weight", {32, 16})), Catch::Contains("has shape [16][32], expected [16][64]"));
+  CHECK_THROWS_WITH(load_tiny(set("blk.1.attn_k.weight", {64, 33})),
+                    Catch::Contains("tensor 'blk.1.attn_k.weight' has shape [33][64], expected [32][64] [num_kv_heads * head_dim][hidden]"));
+  CHECK_THROWS_WITH(load_tiny(set("blk.0.attn_output.weight", {64, 64, 2})), Catch::Contains("has shape [2][64][64], expected [64][64]"));
+  CHECK_THROWS_WITH(load_tiny(set("blk.1.ffn_down.weight", {64, 96})),
+                    Catch::Contains("tensor 'blk.1.ffn_down.weight' has shape [96][64], expected [64][96] [hidden][ffn]"));
+  CHECK_THROWS_WITH(load_tiny(set("blk.0.ffn_gate.weight", {64, 95})), Catch::Contains("'blk.0.ffn_gate.weight' has shape [95][64]"));
+  CHECK_THROWS_WITH(load_tiny(set("blk.1.attn_norm.weight", {63})),
+                    Catch::Contains("tensor 'blk.1.attn_norm.weight' has shape [63], expected [64] [hidden]"));
+  CHECK_THROWS_WITH(load_tiny(set("output_norm.weight", {32, 2})), Catch::Contains("'output_norm.weight' has shape [2][32], expected [64]"));
+  CHECK_NOTHROW(load_tiny(set("output_norm.weight", {64, 1})));  // a 1-row matrix is a vector
+  CHECK_THROWS_AS(load_tiny(set("blk.0.ffn_norm.weight", {64}, GgmlType::i32)), Unsupported);
+  CHECK_THROWS_WITH(load_tiny(set("blk.0.ffn_norm.weight", {64}, GgmlType::i32)),
+                    Catch::Contains("tensor 'blk.0.ffn_norm.weight' has type I32"));
+  CHECK_THROWS_WITH(load_tiny(set("blk.0.attn_q.weight", {64, 64}, GgmlType::i8)),
+                    Catch::Contains("tensor 'blk.0.attn_q.weight' has type I8"));
+  CHECK_THROWS_WITH(load_tiny(set("output.weight", {64, 15})), Catch::Contains("'output.weight' has shape [15][64], expected [16][64]"));
+  CHECK_THROWS_WITH(load_tiny(set("blk.2.attn_q.weight", {64, 64})),
+                    Catch::Contains("tensor 'blk.2.attn_q.weight' is for layer 2 but block_count = 2"));
+  CHECK_THROWS_WITH(load_tiny([](auto& t, GgufWriter&) { t.erase("blk.1.ffn_up.weight"); }),
+                    Catch::Contains("missing tensor 'blk.1.ffn_up.weight'"));
+  // Products of the configuration that overflow are refused before anything is sized by them.
+  CHECK_THROWS_WITH(load_tiny([](auto&, GgufWriter& w) { w.set("llama.attention.key_length", {std::uint64_t{1} << 60}); }),
+                    Catch::Contains("num_heads = 2 x head_dim = 1152921504606846976 x hidden = 64 overflows 64 bits"));
+  // Without a tokenizer the vocabulary is the {arch}.vocab_size key, else token_embd's rows.
+  auto const no_tokens = [](std::uint64_t rows, bool key) {
+    std::vector<std::byte> b = tiny_model_file([&](auto& t, GgufWriter& w) {
+      t["token_embd.weight"] = {{64, rows}};
+      if (key) w.set("llama.vocab_size", {std::uint32_t{16}});
+    });
+    // Rename the tokens array so that the file has no tokenizer.
+    std::string_view const all(reinterpret_cast<char const*>(b.data()), b.size());
+    auto const at = all.find("tokenizer.ggml.tokens");
+    REQUIRE(at != std::string_view::npos);
+    b[at] = std::byte{'T'};
+    return LlamaWeights::from_gguf(std::make_shared<GgufFile const>(GgufFile::parse(b)));
+  };
+  CHECK(no_tokens(20, false).config.vocab_size == 20);
+  CHECK(no_tokens(16, true).config.vocab_size == 16);
+  CHECK_THROWS_WITH(no_tokens(20, true), Catch::Contains("'token_embd.weight' has shape [20][64], expected [16][64]"));
 }

@@ -12,11 +12,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 using namespace piecrust;
@@ -314,6 +316,17 @@ std::vector<std::byte> adapter_gguf(LoraAdapter const& ad, std::string const& ar
   return w.bytes();
 }
 
+// Where the dims of tensor `name` start in a file GgufWriter wrote (just past its name and n_dims).
+std::size_t dims_of(std::vector<std::byte> const& b, std::string const& name) {
+  std::string needle(8, '\0');
+  std::uint64_t const len = name.size();
+  std::memcpy(needle.data(), &len, 8);
+  needle += name;
+  auto const at = std::string_view(reinterpret_cast<char const*>(b.data()), b.size()).rfind(needle);
+  REQUIRE(at != std::string_view::npos);
+  return at + needle.size() + 4;
+}
+
 }  // namespace
 
 TEST_CASE("GGUF round trip: an adapter written in llama.cpp's layout loads with the same values", "[lora][gguf]") {
@@ -428,6 +441,43 @@ TEST_CASE("bad adapters and bad handles throw typed errors and change nothing", 
     CHECK_THROWS_WITH(LoraAdapter::from_gguf(meta("general.architecture", "qwen2"), cfg()),
                       Catch::Contains("architecture 'qwen2', the model is 'llama'"));
     (void)good;
+  }
+
+  SECTION("GGUF: sizes that overflow or do not fit the file, types with no decoder (typed errors, not std::length_error)") {
+    LoraAdapter const one = LoraAdapter::random(s, 2, 4.0f, seed, {LoraTarget::q});
+    auto const good = adapter_gguf(one, "llama");
+    CHECK(LoraAdapter::from_gguf(GgufFile::parse(good), cfg()).num_pairs() == 2);  // q of both layers
+    auto patched = [&](std::uint64_t a_rank, std::uint64_t b_rank) {
+      auto b = good;
+      std::memcpy(b.data() + dims_of(b, "blk.0.attn_q.weight.lora_a") + 8, &a_rank, 8);
+      std::memcpy(b.data() + dims_of(b, "blk.0.attn_q.weight.lora_b"), &b_rank, 8);
+      return b;
+    };
+    // lora_a {128, 2^56} F32: 2^63 values of 4 bytes wrapped before and sized a vector of 2^63 floats.
+    std::uint64_t const huge = std::uint64_t{1} << 56;
+    CHECK_THROWS_AS(GgufFile::parse(patched(huge, 2)), FormatError);
+    CHECK_THROWS_WITH(GgufFile::parse(patched(huge, 2)),
+                      Catch::Contains("tensor 'blk.0.attn_q.weight.lora_a' dims {128, 72057594037927936} of type F32"));
+    // A consistent rank of 2^40: the sizes fit 64 bits but not the file.
+    CHECK_THROWS_WITH(GgufFile::parse(patched(std::uint64_t{1} << 40, std::uint64_t{1} << 40)),
+                      Catch::Contains("tensor 'blk.0.attn_q.weight.lora_a' data [0, +562949953421312) runs past"));
+    auto typed = [&](GgmlType type) {
+      GgufWriter w;
+      w.set("general.type", {std::string("adapter")});
+      w.set("adapter.type", {std::string("lora")});
+      w.add_tensor("blk.0.attn_k.weight.lora_a", {128, 2}, type, std::vector<std::byte>(ggml_row_bytes(type, 256)));
+      w.add_f32("blk.0.attn_k.weight.lora_b", {2, 64}, std::vector<float>(128));
+      return GgufFile::parse(w.bytes());
+    };
+    CHECK_THROWS_AS(LoraAdapter::from_gguf(typed(GgmlType::i8), cfg()), Unsupported);
+    CHECK_THROWS_WITH(LoraAdapter::from_gguf(typed(GgmlType::i8), cfg()),
+                      Catch::Contains("tensor 'blk.0.attn_k.weight.lora_a' has type I8"));
+    CHECK(LoraAdapter::from_gguf(typed(GgmlType::q8_0), cfg()).num_pairs() == 1);
+    // set: a rank whose value count overflows is refused before any size is computed from it.
+    CHECK_THROWS_AS(ad.set(0, LoraTarget::q, std::size_t{1} << 63, {}, {}), InvalidArgument);
+    CHECK_THROWS_WITH(ad.set(0, LoraTarget::q, std::size_t{1} << 63, {}, {}),
+                      Catch::Contains("blk.0.attn_q.weight rank = 9223372036854775808 x 128 values overflows"));
+    CHECK(ad.num_pairs() == 0);
   }
 
   SECTION("Engine: an adapter of a model with other dims, a taken name; the registry is unchanged") {

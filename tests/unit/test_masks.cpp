@@ -123,3 +123,19 @@ TEST_CASE("LogitMask bad input throws typed errors naming the value", "[masks][e
   CHECK_THROWS_AS(a &= b, piecrust::InvalidArgument);
   CHECK(a == LogitMask::allow({1}, 10));  // unchanged by the failed AND
 }
+
+TEST_CASE("Mask builders refuse sizes no mask can address, before allocating", "[masks][errors]") {
+  using Catch::Contains;
+  // A vocabulary past 2^32 ids cannot be indexed by a token id.
+  std::size_t const too_big = LogitMask::max_vocab + 1;
+  CHECK_THROWS_AS(LogitMask::allow({1}, too_big), piecrust::InvalidArgument);
+  CHECK_THROWS_WITH(LogitMask::forbid({1}, too_big), Contains("vocab = 4294967297") && Contains("[1, 4294967296]"));
+  LogitMask::IdRange const r[] = {{0, 2}};
+  CHECK_THROWS_WITH(LogitMask::allow_ranges(r, too_big), Contains("LogitMask::allow_ranges: vocab = 4294967297"));
+  CHECK(LogitMask::allow({7}, LogitMask::max_vocab).allowed_count(LogitMask::max_vocab) == 1);
+  // An attention row of 2^60 positions would need 2^29 runs; the Brle cap refuses it at once.
+  CHECK_THROWS_AS(AttentionMask::causal(std::size_t{1} << 60), piecrust::LimitExceeded);
+  CHECK_THROWS_AS(AttentionMask::window(std::size_t{1} << 60, 16), piecrust::LimitExceeded);
+  CHECK_THROWS_WITH(AttentionMask::sink_window(std::size_t{1} << 62, 4, 16), Contains("max_size"));
+  CHECK(AttentionMask::causal(Brle::max_size).attended_count() == Brle::max_size);
+}

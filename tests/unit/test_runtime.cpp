@@ -6,6 +6,7 @@
 #include "tiny_runtime.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -214,9 +215,12 @@ TEST_CASE("export/import through memory and SQLite stores: no prefill, same cont
       co_await ctx.flush();
       ctx.export_kv_pages(store, "prefix");
       ctx.export_kv_pages(mem, "prefix");
-      // Same engine: the imported pages are the same physical pages (content-addressed).
+      // Same engine: imported pages stay private copies (an entry's K/V is not trusted by default), unless the
+      // store is trusted, when they are the same physical pages (content-addressed).
       auto copy = Context<Tiny>::from_imported(e, mem, "prefix");
-      CHECK(std::equal(copy.page_table().committed_pages().begin(), copy.page_table().committed_pages().end(),
+      for (std::size_t i = 0; i < 2; ++i) CHECK(copy.page_table().committed_pages()[i] != ctx.page_table().committed_pages()[i]);
+      auto const shared = Context<Tiny>::from_imported(e, mem, "prefix", KvTrust::trusted);
+      CHECK(std::equal(shared.page_table().committed_pages().begin(), shared.page_table().committed_pages().end(),
                        ctx.page_table().committed_pages().begin()));
       // Continue from the 32 imported tokens; the restarted process below must do exactly the same.
       copy.fill(std::span(p).subspan(32));
@@ -498,4 +502,378 @@ TEST_CASE("masked slots are skipped by passes without their own rows", "[runtime
     CHECK(masked_by_flags != unmasked);
   };
   e.block_on(prog(e));
+}
+
+// ---- positions: never at or past the model's context length, never wrapping ----
+
+namespace {
+
+// The message of the E that awaiting `f.execute()` throws, or a note saying what happened instead.
+template <class E, class M>
+Task<std::string> error_of(Forward<M>& f) {
+  std::string what = "no exception";
+  try {
+    (void)co_await f.execute();
+  } catch (E const& e) {
+    what = e.what();
+  } catch (std::exception const& e) {
+    what = std::string("another exception: ") + e.what();
+  }
+  co_return what;
+}
+
+}  // namespace
+
+TEST_CASE("positions at or past the context length are refused and change nothing", "[runtime][errors][positions]") {
+  REQUIRE(tiny().shape().context_length == 1024);
+  Engine<Tiny> e(tiny(), opts());
+  auto prog = [](Engine<Tiny>& e) -> Task<void> {
+    auto ctx = e.create_context();
+    ctx.fill(prompt(20, 5));
+    co_await ctx.flush(Flush::keep_last);  // positions 0..3 in KV, one token pending
+    std::vector<std::uint32_t> ids = ctx.token_ids();
+    std::size_t len = ctx.seq_len(), free = e.pool().free_count();
+    std::uint32_t next = ctx.page_table().next_position();
+    std::uint64_t draws = ctx.state().sample_step;
+    auto unchanged = [&] {
+      return ctx.token_ids() == ids && ctx.seq_len() == len && e.pool().free_count() == free &&
+             ctx.page_table().next_position() == next && ctx.state().sample_step == draws;
+    };
+    auto snapshot = [&] {
+      ids = ctx.token_ids();
+      len = ctx.seq_len();
+      free = e.pool().free_count();
+      next = ctx.page_table().next_position();
+      draws = ctx.state().sample_step;
+    };
+
+    // Explicit positions 2^32 - 1 and 1024: refused by input_at, which appends nothing.
+    std::array<std::uint32_t, 2> const bad_positions{0xFFFFFFFFu, 1024u};
+    for (std::uint32_t const bad : bad_positions) {
+      auto f = ctx.forward();
+      std::vector<std::uint32_t> const toks{7, 8}, pos{6, bad};
+      std::string what = "no exception";
+      try {
+        f.input_at(toks, pos);
+      } catch (OutOfRange const& err) {
+        what = err.what();
+      }
+      CHECK_THAT(what, Catch::Contains("positions[1] = " + std::to_string(bad)) &&
+                           Catch::Contains(">= the model's context length 1024"));
+      auto const h = f.probe(0, Logits{});  // the builder holds no input: index 0 is out of range
+      CHECK_THAT(co_await error_of<OutOfRange>(f), Catch::Contains("probe index 0 >= number of inputs 0"));
+      (void)h;
+      CHECK(unchanged());
+    }
+
+    // The last position, 1023, is accepted; the next automatic one (1024) is refused.
+    {
+      auto f = ctx.forward();
+      std::vector<std::uint32_t> const toks{7}, pos{1023};
+      f.input_at(toks, pos);
+      (void)co_await f.execute();
+      CHECK(ctx.page_table().next_position() == 1024);
+      snapshot();
+    }
+    {
+      auto f = ctx.forward();
+      f.input({8});
+      f.sample({0});
+      CHECK_THAT(co_await error_of<OutOfRange>(f),
+                 Catch::Contains("input 0 would get position 1024 >= the model's context length 1024"));
+      CHECK(unchanged());
+    }
+    ctx.fill({9});
+    snapshot();
+    {
+      std::string what = "no exception";
+      try {
+        co_await ctx.flush();
+      } catch (OutOfRange const& err) {
+        what = err.what();
+      }
+      CHECK_THAT(what, Catch::Contains("pending token 0 would get position 1024"));
+      CHECK(unchanged());
+      CHECK(ctx.pending_tokens().size() == 1);
+    }
+    {
+      std::string what = "no exception";
+      try {
+        (void)co_await ctx.generate(samplers::greedy(), max_len(4));
+      } catch (OutOfRange const& err) {
+        what = err.what();
+      }
+      CHECK_THAT(what, Catch::Contains("would get position 1024"));
+      CHECK(unchanged());
+    }
+  };
+  e.block_on(prog(e));
+  CHECK(e.pool().free_count() == e.pool().num_pages());
+}
+
+TEST_CASE("generation stops at the last position instead of wrapping", "[runtime][positions]") {
+  Engine<Tiny> e(tiny(), opts());
+  auto prog = [](Engine<Tiny>& e, bool speculative) -> Task<void> {
+    auto ctx = e.create_context();
+    std::vector<std::uint32_t> p;
+    for (int r = 0; r < 4; ++r) {
+      for (std::uint32_t t : {11u, 22u, 33u}) p.push_back(t);
+    }
+    ctx.fill(p);
+    {
+      auto f = ctx.forward();
+      f.input_pending();
+      std::vector<std::uint32_t> const toks{11}, pos{1017};  // explicit positions run ahead of the KV slots
+      f.input_at(toks, pos);
+      auto const h = f.sample({p.size()});
+      ForwardOutput const out = co_await f.execute();
+      ctx.fill({out.token(h)});
+    }
+    Generation g;
+    if (speculative) {
+      NgramDrafter drafter(2, 6);
+      g = co_await ctx.generate_with_drafter(drafter, max_len(100));
+    } else {
+      g = co_await ctx.generate(samplers::greedy(), max_len(100));
+    }
+    CHECK(g.tokens.size() >= 1);
+    CHECK(g.tokens.size() <= 6);  // positions 1018 .. 1023 at most
+    co_await ctx.flush();          // the last pending token fits: at position 1023 or before
+    for (TokenMeta const& t : ctx.page_table().tokens()) CHECK(t.position < 1024);
+    CHECK(ctx.page_table().next_position() <= 1024);
+  };
+  SECTION("plain") { e.block_on(prog(e, false)); }
+  SECTION("speculative") { e.block_on(prog(e, true)); }
+}
+
+// ---- one bad pass fails only its own program ----
+
+namespace {
+
+struct GoodResult {
+  std::vector<float> logits;  // [vocab] at the last input
+  std::uint32_t token = 0;    // multinomial draw there
+};
+
+// A good pass: a prompt, the logits and a multinomial sample at its last token.
+template <class M>
+Task<void> good_pass(Context<M>& ctx, std::vector<std::uint32_t> p, GoodResult& out) {
+  auto f = ctx.forward();
+  f.input(p);
+  auto const lg = f.probe(p.size() - 1, Logits{});
+  auto const s = f.sample({p.size() - 1}, samplers::multinomial());
+  ForwardOutput const o = co_await f.execute();
+  out.logits.assign(o.logits(lg).begin(), o.logits(lg).end());
+  out.token = o.token(s);
+}
+
+// What the bad program saw: the error's message, and whether its context was left as it was.
+struct BadResult {
+  std::string error = "no exception";
+  bool unchanged = false;
+  std::string expect;  // what the message must name, when only the program knows it
+};
+
+struct StepRun {
+  std::vector<GoodResult> good;  // [4]
+  std::size_t steps = 0;
+  std::size_t free_pages = 0;
+  BadResult bad;
+};
+
+enum class Order { bad_first, bad_last, each_alone };
+
+// Four good contexts and a fifth for the bad program (created in every run, so ids and random streams match).
+// Every program is spawned before run(), so their passes share one step; each_alone runs the good passes one
+// step each and no bad program.
+template <class M, class Bad>
+StepRun run_step(M& model, EngineOptions const& o, Order order, Bad bad) {
+  Engine<M> e(model, o);
+  std::vector<Context<M>> ctxs;
+  for (int i = 0; i < 4; ++i) ctxs.push_back(e.create_context());
+  Context<M> bad_ctx = e.create_context();
+  StepRun r;
+  r.good.resize(4);
+  auto good = [&](std::size_t i) { return good_pass(ctxs[i], prompt(30 + static_cast<std::uint32_t>(i), 4 + 3 * i), r.good[i]); };
+  if (order == Order::each_alone) {
+    for (std::size_t i = 0; i < 4; ++i) e.block_on(good(i));
+  } else {
+    if (order == Order::bad_first) e.spawn(bad(e, ctxs, bad_ctx, r.bad));
+    for (std::size_t i = 0; i < 4; ++i) e.spawn(good(i));
+    if (order == Order::bad_last) e.spawn(bad(e, ctxs, bad_ctx, r.bad));
+    e.run();
+  }
+  r.steps = e.stats().steps;
+  r.free_pages = e.pool().free_count();
+  return r;
+}
+
+template <class M>
+Task<void> no_bad(Engine<M>&, std::vector<Context<M>>&, Context<M>&, BadResult&) {
+  co_return;
+}
+
+// The bad program's pass: `f` on `ctx`; records the E it throws and whether ctx stayed as it was (tokens, KV
+// slots and pages, random draws). The pool as a whole is compared between runs (require_same_good).
+template <class E, class M>
+Task<void> expect_failure(Engine<M>&, Context<M>& ctx, Forward<M>& f, BadResult& out) {
+  auto const ids = ctx.token_ids();
+  auto const pages = ctx.page_table().kv_indices();
+  std::size_t const len = ctx.seq_len();
+  std::uint64_t const draws = ctx.state().sample_step;
+  out.error = co_await error_of<E>(f);
+  out.unchanged = ctx.token_ids() == ids && ctx.seq_len() == len && ctx.page_table().kv_indices() == pages &&
+                  ctx.state().sample_step == draws && ctx.state().pass_in_flight == 0;
+}
+
+// The good contexts' logits and draws are the reference's, and so are the free pages (but for `bad_kept`
+// pages that the reference's bad pass kept because it succeeded there).
+void require_same_good(StepRun const& got, StepRun const& want, std::size_t bad_kept = 0) {
+  for (std::size_t i = 0; i < 4; ++i) {
+    INFO("good context " << i);
+    REQUIRE(got.good[i].logits.size() == 512);
+    CHECK(got.good[i].logits == want.good[i].logits);  // bit for bit
+    CHECK(got.good[i].token == want.good[i].token);
+  }
+  CHECK(got.free_pages == want.free_pages + bad_kept);
+}
+
+// A model that fails every step holding token `poison` (as a device error would), else the tiny model.
+struct Poisoned {
+  using model_type = Poisoned;
+  using space_type = Tiny::space_type;
+  using kv_cache_type = Tiny::kv_cache_type;
+  using workspace_type = Tiny::workspace_type;
+  Tiny* inner;
+  TokenId poison;
+
+  [[nodiscard]] space_type const& space() const { return inner->space(); }
+  [[nodiscard]] ModelShape shape() const { return inner->shape(); }
+  [[nodiscard]] kv_cache_type make_kv_cache(std::size_t n, std::size_t page_size) const { return inner->make_kv_cache(n, page_size); }
+  [[nodiscard]] workspace_type make_workspace() const { return inner->make_workspace(); }
+  void check(ForwardBatch const& b) const {
+    for (TokenId const t : b.tokens) {
+      if (t == poison) detail::fail<Unsupported>("Poisoned::forward: token ", t, " is poison");
+    }
+  }
+  void forward(kv_cache_type& kv, ForwardBatch const& b, std::span<float> logits) {
+    check(b);
+    inner->forward(kv, b, logits);
+  }
+  void forward(kv_cache_type& kv, ForwardBatch const& b, std::span<float> logits, workspace_type& ws) const {
+    check(b);
+    inner->forward(kv, b, logits, ws);
+  }
+};
+static_assert(WorkspaceModel<Poisoned>);
+
+}  // namespace
+
+TEST_CASE("a second pass of a context in flight fails alone; the step runs the others as without it", "[runtime][errors][isolation]") {
+  auto const want = run_step(tiny(), opts(), Order::bad_last, no_bad<Tiny>);
+  auto bad = [](Engine<Tiny>& e, std::vector<Context<Tiny>>& ctxs, Context<Tiny>&, BadResult& out) -> Task<void> {
+    auto f = ctxs[0].forward();  // context 0's good pass is already queued for this step
+    f.input({5, 6});
+    f.sample({1});
+    // Its context does change (the first pass runs): check the message and the pass count instead.
+    out.error = co_await error_of<InvalidState>(f);
+    out.unchanged = e.stats().passes == 0;
+  };
+  auto const got = run_step(tiny(), opts(), Order::bad_last, bad);
+  CHECK_THAT(got.bad.error, Catch::Contains("context 0 already has pass") && Catch::Contains("in flight"));
+  CHECK(got.bad.unchanged);
+  require_same_good(got, want);
+  CHECK(got.steps == 1);
+  CHECK(want.steps == 1);
+}
+
+TEST_CASE("a pass that runs out of pages fails alone; the step runs the others as without it", "[runtime][errors][isolation]") {
+  auto const o = opts(12, 16);  // the good passes take a page each; the bad one wants 20
+  auto const want = run_step(tiny(), o, Order::bad_first, no_bad<Tiny>);
+  auto bad = [](Engine<Tiny>& e, std::vector<Context<Tiny>>&, Context<Tiny>& ctx, BadResult& out) -> Task<void> {
+    auto f = ctx.forward();
+    f.input(prompt(40, 320));
+    f.sample({319});
+    co_await expect_failure<OutOfPages>(e, ctx, f, out);
+  };
+  auto const got = run_step(tiny(), o, Order::bad_first, bad);
+  CHECK_THAT(got.bad.error, Catch::Contains("n = 20 pages requested"));
+  CHECK(got.bad.unchanged);
+  require_same_good(got, want);
+  CHECK(got.steps == 1);
+}
+
+TEST_CASE("a pass whose adapter was unloaded fails alone; the step runs the others as without it", "[runtime][errors][isolation]") {
+  auto const want = run_step(tiny(), opts(), Order::bad_last, no_bad<Tiny>);
+  auto bad = [](Engine<Tiny>& e, std::vector<Context<Tiny>>&, Context<Tiny>& ctx, BadResult& out) -> Task<void> {
+    AdapterId const id = e.load_adapter("gone", LoraAdapter::random(LoraShape::of(tiny().config()), 2, 4.0f, 5));
+    auto f = ctx.forward();
+    f.adapter(id);
+    f.input({3, 4, 5});
+    f.sample({2});
+    auto const ids = ctx.token_ids();
+    auto awaiter = f.execute();
+    e.unload_adapter(id);
+    std::string what = "no exception";
+    try {
+      (void)co_await awaiter;
+    } catch (InvalidArgument const& err) {
+      what = err.what();
+    }
+    out.error = what;
+    out.expect = "adapter id " + std::to_string(id.value) + " was unloaded";
+    out.unchanged = ctx.token_ids() == ids && ctx.seq_len() == 0 && ctx.state().sample_step == 0;
+  };
+  auto const got = run_step(tiny(), opts(), Order::bad_last, bad);
+  CHECK_THAT(got.bad.error, Catch::Contains(got.bad.expect));
+  CHECK(got.bad.unchanged);
+  require_same_good(got, want);
+}
+
+TEST_CASE("a custom sampler that throws fails its pass alone", "[runtime][errors][isolation]") {
+  struct Refuses {
+    bool refuse = true;
+    std::uint32_t sample(std::span<std::uint32_t const> ids, std::span<float const>) {
+      if (refuse) detail::fail<InvalidArgument>("Refuses::sample: ids.size() = ", ids.size());
+      return ids[0];
+    }
+  };
+  // The reference runs the same pass with a sampler that does not throw: the same rows reach the model.
+  auto make_bad = [](bool refuse) {
+    return [refuse](Engine<Tiny>& e, std::vector<Context<Tiny>>&, Context<Tiny>& ctx, BadResult& out) -> Task<void> {
+      auto f = ctx.forward();
+      f.input({3, 4, 5});
+      f.sample({2}, SamplerSpec::custom(Refuses{refuse}));
+      f.sample({1}, samplers::multinomial());
+      co_await expect_failure<InvalidArgument>(e, ctx, f, out);
+    };
+  };
+  auto const want = run_step(tiny(), opts(), Order::bad_first, make_bad(false));
+  auto const got = run_step(tiny(), opts(), Order::bad_first, make_bad(true));
+  CHECK(want.bad.error == "no exception");
+  CHECK_THAT(got.bad.error, Catch::Contains("Refuses::sample: ids.size() = 512"));
+  CHECK(got.bad.unchanged);  // no KV kept, no draw consumed
+  require_same_good(got, want, 1);
+}
+
+TEST_CASE("when the model fails a step, each pass runs alone and only the failing one gets the error", "[runtime][errors][isolation]") {
+  Poisoned model{&tiny(), 13};
+  for (std::uint32_t i = 0; i < 4; ++i) {
+    auto const p = prompt(30 + i, 4 + 3 * i);  // the good prompts run_step feeds
+    REQUIRE(std::find(p.begin(), p.end(), 13u) == p.end());
+  }
+  auto const want = run_step(model, opts(), Order::each_alone, no_bad<Poisoned>);
+  auto bad = [](Engine<Poisoned>& e, std::vector<Context<Poisoned>>&, Context<Poisoned>& ctx, BadResult& out) -> Task<void> {
+    auto f = ctx.forward();
+    f.input({3, 13, 5});
+    f.sample({2});
+    co_await expect_failure<Unsupported>(e, ctx, f, out);
+  };
+  for (Order const order : {Order::bad_first, Order::bad_last}) {
+    auto const got = run_step(model, opts(), order, bad);
+    CHECK_THAT(got.bad.error, Catch::Contains("token 13 is poison"));
+    CHECK(got.bad.unchanged);
+    require_same_good(got, want);  // computed alone, as in the reference
+    CHECK(got.steps == 4);         // the failed batch and the failed pass are not counted
+  }
 }

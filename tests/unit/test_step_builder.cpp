@@ -7,6 +7,7 @@
 #include <piecrust/runtime/step_builder.hpp>
 
 #include <cstdint>
+#include <exception>
 #include <vector>
 
 using namespace piecrust;
@@ -155,9 +156,83 @@ TEST_CASE("build_step of no passes is an empty batch", "[step_builder]") {
   REQUIRE(b.logit_rows.empty());
 }
 
-TEST_CASE("build_step rejects rows that do not fit a pass's tokens", "[step_builder]") {
+TEST_CASE("build_step leaves out a pass whose rows do not fit, and only it", "[step_builder]") {
   Fixture f;
   auto passes = f.passes();
   passes[1].masks.pop_back();  // 1 row for 2 indexable tokens
-  REQUIRE_THROWS_AS(build_step(passes, 4), InvalidArgument);
+  StepBatch const b = build_step(passes, 4);
+  REQUIRE(b.rejected.size() == 1);
+  REQUIRE(b.rejected[0].pass == 1);
+  REQUIRE_THROWS_AS(std::rethrow_exception(b.rejected[0].error), InvalidArgument);
+  try {
+    std::rethrow_exception(b.rejected[0].error);
+  } catch (InvalidArgument const& e) {
+    REQUIRE_THAT(e.what(), Catch::Contains("rows.size() = 2") && Catch::Contains("n_input = 3"));
+  }
+  // A and C form the batch they would form without B.
+  Fixture g;
+  auto without = g.passes();
+  std::vector<StepPass> ac;
+  ac.push_back(std::move(without[0]));
+  ac.push_back(std::move(without[2]));
+  StepBatch const want = build_step(ac, 4);
+  REQUIRE(b.members == std::vector<std::size_t>{0, 2});
+  REQUIRE(want.members == std::vector<std::size_t>{0, 1});
+  REQUIRE(b.tokens == want.tokens);
+  REQUIRE(b.positions == want.positions);
+  REQUIRE(b.qo_indptr == want.qo_indptr);
+  REQUIRE(b.kv_indptr == want.kv_indptr);
+  REQUIRE(b.kv_indices == want.kv_indices);
+  REQUIRE(b.last_page_len == want.last_page_len);
+  REQUIRE(b.logit_rows == want.logit_rows);
+  REQUIRE(b.first_row == want.first_row);
+  REQUIRE(b.trims.size() == 2);
+  for (std::size_t i = 0; i < 2; ++i) require_same_plan(b.trims[i], want.trims[i]);
+}
+
+TEST_CASE("build_step with every pass rejected is an empty batch", "[step_builder]") {
+  Fixture f;
+  auto passes = f.passes();
+  passes[1].masks.pop_back();
+  std::vector<StepPass> only_b;
+  only_b.push_back(std::move(passes[1]));
+  StepBatch const b = build_step(only_b, 4);
+  REQUIRE(b.size() == 0);
+  REQUIRE(b.members.empty());
+  REQUIRE(b.rejected.size() == 1);
+  REQUIRE(b.tokens.empty());
+}
+
+TEST_CASE("StepBatch::alone is the batch of that pass by itself", "[step_builder]") {
+  Fixture f;
+  auto passes = f.passes();
+  auto const* tag = reinterpret_cast<LoraAdapter const*>(&f);  // only compared, never dereferenced
+  passes[1].adapter = tag;
+  StepBatch const b = build_step(passes, 4);
+  for (std::size_t i = 0; i < 3; ++i) {
+    Fixture g;
+    auto fresh = g.passes();
+    fresh[1].adapter = tag;
+    std::vector<StepPass> one;
+    one.push_back(std::move(fresh[i]));
+    StepBatch const want = build_step(one, 4);
+    StepBatch const got = b.alone(i);
+    INFO("pass " << i);
+    REQUIRE(got.tokens == want.tokens);
+    REQUIRE(got.positions == want.positions);
+    REQUIRE(got.qo_indptr == want.qo_indptr);
+    REQUIRE(got.kv_indptr == want.kv_indptr);
+    REQUIRE(got.kv_indices == want.kv_indices);
+    REQUIRE(got.last_page_len == want.last_page_len);
+    REQUIRE(got.logit_rows == want.logit_rows);
+    REQUIRE(got.adapters == want.adapters);
+    REQUIRE(got.first_token == want.first_token);
+    REQUIRE(got.first_row == want.first_row);
+    REQUIRE(got.members == std::vector<std::size_t>{i});
+    REQUIRE(got.trims.size() == want.trims.size());
+    for (std::size_t t = 0; t < got.trims.size(); ++t) require_same_plan(got.trims[t], want.trims[t]);
+  }
+  // A is plain causal: alone it has no trim plan, although the batch gave it one.
+  REQUIRE(b.alone(0).trims.empty());
+  REQUIRE(b.alone(1).trims.size() == 1);
 }

@@ -63,18 +63,22 @@ class Brle {
     std::size_t begin_ = 0;
   };
 
+  /// The most bits a Brle may hold, 2^48. Masks address at most 2^32 positions or ids; the cap keeps one
+  /// huge append (a run per 2^32 - 1 bits) from exhausting memory.
+  static constexpr std::size_t max_size = std::size_t{1} << 48;
+
   Brle() = default;
 
-  /// Takes run lengths as given (first run = 0-bits). Throws InvalidArgument if the total overflows.
+  /// Takes run lengths as given (first run = 0-bits). Throws LimitExceeded if they total more than max_size.
   static Brle from_runs(std::vector<run_type> runs) {
     Brle b;
     std::size_t total = 0;
     for (std::size_t i = 0; i < runs.size(); ++i) {
-      if (runs[i] > std::numeric_limits<std::size_t>::max() - total) {
-        detail::fail<InvalidArgument>("Brle::from_runs: runs overflow the size at run ", i, " (length ",
-                                      runs[i], ")");
+      total += runs[i];  // cannot wrap: total <= max_size before each add
+      if (total > max_size) {
+        detail::fail<LimitExceeded>("Brle::from_runs: runs[0..", i, "] total ", total, " bits, above max_size = ",
+                                    max_size);
       }
-      total += runs[i];
     }
     b.runs_ = std::move(runs);
     b.size_ = total;
@@ -92,7 +96,7 @@ class Brle {
   /// Decodes `nbits` bits packed least-significant-bit first: bit k is bit (k % 8) of byte k / 8.
   static Brle from_bitmask_lsb(std::span<std::uint8_t const> bytes, std::size_t nbits) {
     if (nbits > bytes.size() * 8) {
-      detail::fail<InvalidArgument>("Brle::from_bitmask_lsb: nbits = ", nbits, " needs ", (nbits + 7) / 8,
+      detail::fail<InvalidArgument>("Brle::from_bitmask_lsb: nbits = ", nbits, " needs ", nbits / 8 + (nbits % 8 != 0),
                                     " bytes, got ", bytes.size());
     }
     Brle b;
@@ -155,11 +159,12 @@ class Brle {
     return out;
   }
 
-  /// Appends n copies of `bit`, merging with the last run when it holds the same bit.
+  /// Appends n copies of `bit`, merging with the last run when it holds the same bit. Throws LimitExceeded
+  /// (nothing appended) if the size would pass max_size.
   Brle& append(bool value, std::size_t n = 1) {
     if (n == 0) return *this;
-    if (n > std::numeric_limits<std::size_t>::max() - size_) {
-      detail::fail<InvalidArgument>("Brle::append: n = ", n, " overflows the size ", size_);
+    if (n > max_size - size_) {
+      detail::fail<LimitExceeded>("Brle::append: n = ", n, " on a size of ", size_, " passes max_size = ", max_size);
     }
     if (runs_.empty()) {
       if (value) runs_.push_back(0);  // the leading 0-run is empty
@@ -180,8 +185,14 @@ class Brle {
     return *this;
   }
 
-  /// Appends all bits of `other`.
+  /// Appends all bits of `other` (which may be *this). Throws LimitExceeded (nothing appended) if the size
+  /// would pass max_size.
   Brle& extend(Brle const& other) {
+    if (other.size_ > max_size - size_) {
+      detail::fail<LimitExceeded>("Brle::extend: ", other.size_, " bits on a size of ", size_, " pass max_size = ",
+                                  max_size);
+    }
+    if (&other == this) return extend(Brle(other));  // appending reallocates the runs being read
     for (Run const r : other) append(r.bit, r.length);
     return *this;
   }
@@ -202,7 +213,8 @@ class Brle {
     return true;
   }
 
-  /// The same bits in canonical form: no zero-length runs except a leading empty 0-run when the first bit is 1.
+  /// The same bits in canonical form: no zero-length runs except a leading empty 0-run when the first bit is 1
+  /// and the empty runs that split a run longer than run_type can hold.
   [[nodiscard]] Brle normalized() const {
     Brle out;
     for (Run const r : *this) out.append(r.bit, r.length);

@@ -21,6 +21,9 @@ class LogitMask {
  public:
   using token_id = std::uint32_t;
 
+  /// The largest vocabulary a mask can address: every 32-bit token id.
+  static constexpr std::size_t max_vocab = std::size_t{1} << 32;
+
   /// Half-open range of token ids [begin, end).
   struct IdRange {
     token_id begin;
@@ -35,7 +38,8 @@ class LogitMask {
 
   static LogitMask allow_all() { return LogitMask(); }
 
-  /// Allows exactly `ids` out of a vocabulary of `vocab` ids. Throws OutOfRange for an id >= vocab.
+  /// Allows exactly `ids` out of a vocabulary of `vocab` ids. Throws OutOfRange for an id >= vocab and
+  /// InvalidArgument for vocab = 0 or vocab > max_vocab (so does forbid).
   static LogitMask allow(std::span<token_id const> ids, std::size_t vocab) {
     return from_sorted_ids(sorted_checked(ids, vocab, "LogitMask::allow"), vocab, true);
   }
@@ -44,9 +48,9 @@ class LogitMask {
   }
 
   /// Allows the ids of every range; ranges may overlap and come in any order. Throws OutOfRange for a range
-  /// that ends past `vocab` and InvalidArgument for begin > end.
+  /// that ends past `vocab` and InvalidArgument for begin > end, vocab = 0 or vocab > max_vocab.
   static LogitMask allow_ranges(std::span<IdRange const> ranges, std::size_t vocab) {
-    if (vocab == 0) detail::fail<InvalidArgument>("LogitMask::allow_ranges: vocab = 0");
+    check_vocab(vocab, "LogitMask::allow_ranges");
     std::vector<IdRange> sorted(ranges.begin(), ranges.end());
     for (std::size_t i = 0; i < sorted.size(); ++i) {
       if (sorted[i].begin > sorted[i].end) {
@@ -109,8 +113,14 @@ class LogitMask {
   friend bool operator==(LogitMask const& a, LogitMask const& b) { return a.bits_ == b.bits_; }
 
  private:
+  static void check_vocab(std::size_t vocab, char const* who) {
+    if (vocab == 0 || vocab > max_vocab) {
+      detail::fail<InvalidArgument>(who, ": vocab = ", vocab, " must be in [1, ", max_vocab, "]");
+    }
+  }
+
   static std::vector<token_id> sorted_checked(std::span<token_id const> ids, std::size_t vocab, char const* who) {
-    if (vocab == 0) detail::fail<InvalidArgument>(who, ": vocab = 0");
+    check_vocab(vocab, who);
     std::vector<token_id> sorted(ids.begin(), ids.end());
     for (std::size_t i = 0; i < sorted.size(); ++i) {
       if (sorted[i] >= vocab) detail::fail<OutOfRange>(who, ": ids[", i, "] = ", sorted[i], " >= vocab = ", vocab);

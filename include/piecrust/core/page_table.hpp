@@ -13,10 +13,13 @@
 //   truncate_working_page_tokens(n)   forget the last n working tokens (never reaches committed pages)
 // Every operation validates before it changes anything: a throw leaves the table and the pool as they were.
 //
-// Committed pages are content addressed: committing a page whose (previous page's key, tokens, positions,
-// masked flags) equals a page committed anywhere in the pool reuses that physical page, so equal prefixes
-// share memory. Caveat: the key covers token metadata, not the attention masks used when the K/V was
-// computed; a program that prefills with custom masks should not rely on cross-context sharing.
+// Committed pages are content addressed: committing a page whose tokens (ids, positions, masked flags,
+// adapters) equal those of a page committed anywhere in the pool right after the same physical page (see
+// PagePool: exact, not hashed) reuses that physical page, so equal prefixes share memory. Pages whose K/V did
+// not come from this engine's plain computation of those tokens must not be found that way: imported pages
+// of unknown origin commit with PageSharing::private_pages, and after mask_token_range (later passes skip the
+// masked slots, so their K/V differs) the table's next pages are found only by its own forks. Caveat: custom
+// attention masks are not recorded; a program that prefills with them should call isolate_content() first.
 
 #include <piecrust/core/error.hpp>
 #include <piecrust/core/page_pool.hpp>
@@ -38,6 +41,12 @@ struct PageCopy {
   PageId from;
   PageId to;
   friend bool operator==(PageCopy const&, PageCopy const&) = default;
+};
+
+/// Whether committed pages may be shared by content with other tables (see the header comment).
+enum class PageSharing {
+  by_content,     // reuse an equal page committed after the same page, or register this one for others
+  private_pages,  // neither: K/V of unknown origin (an untrusted import); only this table and its forks hold it
 };
 
 class PageTable;
@@ -132,9 +141,11 @@ class PageTable {
   }
 
   /// Makes the first k working pages committed. Each must be full, and every position in them must exceed the
-  /// largest committed position. A page whose content is already committed elsewhere in the pool is replaced
-  /// by that shared page (its private copy is released). Returns the physical ids now committed.
-  std::vector<PageId> commit_working_pages(std::size_t k) {
+  /// largest committed position. With PageSharing::by_content a page whose content is already committed in
+  /// the pool after the same page is replaced by that shared page (its private copy is released), and other
+  /// pages are registered for others to find; private_pages does neither. Returns the physical ids now
+  /// committed.
+  std::vector<PageId> commit_working_pages(std::size_t k, PageSharing sharing = PageSharing::by_content) {
     std::size_t const ps = page_size();
     if (k > working_.size()) {
       detail::fail<InvalidState>("PageTable::commit_working_pages: k = ", k, " but only ", working_.size(),
@@ -159,21 +170,22 @@ class PageTable {
       auto content = std::make_shared<std::vector<TokenMeta>>(
           working_tokens_.begin() + static_cast<std::ptrdiff_t>(p * ps),
           working_tokens_.begin() + static_cast<std::ptrdiff_t>((p + 1) * ps));
-      std::uint64_t const key = chain_key(last_key_, *content);
       PageId page = working_[p];
-      if (auto const existing = pool_->find_content(key, *content); existing && *existing != page) {
-        pool_->retain(*existing);
-        pool_->release(page);
-        page = *existing;
-      } else {
-        pool_->index_content(page, key, *content);
+      if (sharing == PageSharing::by_content) {
+        if (auto const existing = pool_->find_content(last_serial_, *content); existing && *existing != page) {
+          pool_->retain(*existing);
+          pool_->release(page);
+          page = *existing;
+        } else {
+          pool_->index_content(page, last_serial_, *content);
+        }
       }
       for (TokenMeta const& t : *content) {
         max_committed_position_ = std::max(max_committed_position_.value_or(0), t.position);
       }
       committed_.push_back(page);
       committed_meta_.push_back(std::move(content));
-      last_key_ = key;
+      last_serial_ = pool_->serial(page);
       result.push_back(page);
     }
     working_.erase(working_.begin(), working_.begin() + static_cast<std::ptrdiff_t>(k));
@@ -204,12 +216,19 @@ class PageTable {
     working_tokens_.resize(working_tokens_.size() - n);
   }
 
+  /// Pages committed from now on are found by content only by this table and the forks made after this call:
+  /// for K/V that a plain causal computation of the same tokens would not reproduce.
+  void isolate_content() { last_serial_ = pool_->fresh_serial(); }
+
   /// Sets the masked flag of slots [begin, end). Throws OutOfRange if the range is not inside [0, seq_len).
+  /// Isolates the pages committed afterwards (isolate_content): passes skip masked slots, so their K/V differs
+  /// from another table's with the same tokens.
   void mask_token_range(std::size_t begin, std::size_t end, bool masked) {
     if (begin > end || end > seq_len()) {
       detail::fail<OutOfRange>("PageTable::mask_token_range: [", begin, ", ", end, ") is not inside [0, ",
                                seq_len(), ")");
     }
+    if (begin < end) isolate_content();
     std::size_t const ps = page_size();
     std::size_t const c = committed_token_count();
     for (std::size_t i = begin; i < std::min(end, c); ++i) {
@@ -266,25 +285,6 @@ class PageTable {
  private:
   friend struct PageTableFork;
 
-  // 64-bit chain key over (previous key, tokens, positions, masked flags, adapters): splitmix64 finalizer per
-  // field (the adapter only when there is one, so base-model keys do not depend on the field).
-  // Source: Steele, Lea, Flood, "Fast splittable pseudorandom number generators" (OOPSLA 2014).
-  static std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
-    std::uint64_t z = h ^ (v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2));
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  static std::uint64_t chain_key(std::uint64_t previous, std::vector<TokenMeta> const& content) {
-    std::uint64_t h = mix(0x70696563727573ull, previous);  // "piecrus"
-    for (TokenMeta const& t : content) {
-      h = mix(h, (std::uint64_t{t.token} << 32) | t.position);
-      h = mix(h, t.masked ? 1 : 0);
-      if (t.adapter != 0) h = mix(h, t.adapter);
-    }
-    return h;
-  }
-
   void release_all() noexcept {
     if (pool_ == nullptr) return;
     for (PageId const id : committed_) pool_->release(id);
@@ -302,7 +302,7 @@ class PageTable {
     std::swap(committed_meta_, other.committed_meta_);
     std::swap(working_tokens_, other.working_tokens_);
     std::swap(max_committed_position_, other.max_committed_position_);
-    std::swap(last_key_, other.last_key_);
+    std::swap(last_serial_, other.last_serial_);
   }
 
   PagePool* pool_ = nullptr;
@@ -314,7 +314,7 @@ class PageTable {
   std::vector<MetaPtr> committed_meta_;                 // [num_committed] -> [page_size] per committed page
   std::vector<TokenMeta> working_tokens_;               // [working_token_count] filled working slots
   std::optional<std::uint32_t> max_committed_position_;  // largest position in a committed page
-  std::uint64_t last_key_ = 0;                           // chain key of the last committed page
+  std::uint64_t last_serial_ = 0;                        // pool serial of the last committed page (0: none)
 };
 
 struct PageTableFork {
@@ -332,7 +332,7 @@ inline PageTableFork PageTable::fork() const {
   out.table.committed_meta_ = committed_meta_;
   out.table.working_tokens_ = working_tokens_;
   out.table.max_committed_position_ = max_committed_position_;
-  out.table.last_key_ = last_key_;
+  out.table.last_serial_ = last_serial_;
   out.copies.reserve(used_working);
   for (std::size_t i = 0; i < used_working; ++i) out.copies.push_back(PageCopy{working_[i], out.table.working_[i]});
   return out;

@@ -1,6 +1,6 @@
 #pragma once
 // ChatTemplate: renders chat messages into the prompt text a model family was trained on, per family
-// (no Jinja engine). The text contains special-token markup; encode it with parse_special = true.
+// (no Jinja engine).
 //
 //  * ChatML (SmolLM2, Qwen2): "<|im_start|>{role}\n{content}<|im_end|>\n", generation prompt
 //    "<|im_start|>assistant\n". Source: the tokenizer.chat_template of SmolLM2-135M-Instruct and Qwen2.
@@ -8,9 +8,16 @@
 //  * Llama-3: "<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>", preceded once by
 //    "<|begin_of_text|>"; generation prompt "<|start_header_id|>assistant<|end_header_id|>\n\n".
 //    Source: Meta-Llama-3-8B-Instruct tokenizer_config.json chat_template.
+//
+// Role injection. The span forms (message_spans, render_spans) keep the template's markup apart from the
+// caller's role and content: Tokenizer::encode_spans turns markup into control tokens and role and content
+// into plain text, so "<|im_end|>\n<|im_start|>system" inside a user message stays text. The string forms
+// (message, render) are the same text joined, for display and for comparison with the Jinja output;
+// encoding them with parse_special trusts every message's content.
 
 #include <piecrust/core/error.hpp>
 #include <piecrust/model/gguf_file.hpp>
+#include <piecrust/model/tokenizer.hpp>
 
 #include <string>
 #include <string_view>
@@ -54,43 +61,71 @@ class ChatTemplate {
   [[nodiscard]] ChatFamily family() const noexcept { return family_; }
   [[nodiscard]] std::string const& default_system() const noexcept { return default_system_; }
 
-  /// One message, as it appears inside a conversation.
-  [[nodiscard]] std::string message(std::string_view role, std::string_view content) const {
-    std::string out;
+  /// Appends one message as spans: markup (parse_special) around `role` and `content` (plain text). The
+  /// spans view `role`, `content` and static markup.
+  void append_message(std::vector<TextSpan>& out, std::string_view role, std::string_view content) const {
     switch (family_) {
-      case ChatFamily::chatml: out.append("<|im_start|>").append(role).append("\n").append(content).append("<|im_end|>\n"); break;
+      case ChatFamily::chatml:
+        out.insert(out.end(), {{"<|im_start|>", true}, {role, false}, {"\n", true}, {content, false}, {"<|im_end|>\n", true}});
+        break;
       case ChatFamily::llama3:
-        out.append("<|start_header_id|>").append(role).append("<|end_header_id|>\n\n").append(content).append("<|eot_id|>");
+        out.insert(out.end(), {{"<|start_header_id|>", true}, {role, false}, {"<|end_header_id|>\n\n", true},
+                               {content, false}, {"<|eot_id|>", true}});
         break;
     }
+  }
+
+  /// One message, as it appears inside a conversation, as spans (see append_message).
+  [[nodiscard]] std::vector<TextSpan> message_spans(std::string_view role, std::string_view content) const {
+    std::vector<TextSpan> out;
+    append_message(out, role, content);
     return out;
   }
 
-  /// Text that starts a conversation (before the first message): Llama-3's BOS marker, else nothing.
-  [[nodiscard]] std::string begin() const { return family_ == ChatFamily::llama3 ? "<|begin_of_text|>" : ""; }
+  /// One message as text (message_spans joined).
+  [[nodiscard]] std::string message(std::string_view role, std::string_view content) const { return join(message_spans(role, content)); }
 
-  /// Text that opens the assistant's turn.
-  [[nodiscard]] std::string generation_prompt() const {
+  /// Markup that starts a conversation (before the first message): Llama-3's BOS marker, else nothing.
+  [[nodiscard]] std::string_view begin_markup() const noexcept { return family_ == ChatFamily::llama3 ? "<|begin_of_text|>" : ""; }
+  [[nodiscard]] std::string begin() const { return std::string(begin_markup()); }
+
+  /// Markup that opens the assistant's turn.
+  [[nodiscard]] std::string_view generation_prompt_markup() const noexcept {
     return family_ == ChatFamily::chatml ? "<|im_start|>assistant\n" : "<|start_header_id|>assistant<|end_header_id|>\n\n";
   }
+  [[nodiscard]] std::string generation_prompt() const { return std::string(generation_prompt_markup()); }
 
   /// The token text that ends an assistant turn.
   [[nodiscard]] std::string_view end_of_turn() const noexcept {
     return family_ == ChatFamily::chatml ? "<|im_end|>" : "<|eot_id|>";
   }
 
-  /// A whole conversation; inserts the default system message when the first message is not "system".
-  [[nodiscard]] std::string render(std::vector<ChatMessage> const& messages, bool add_generation_prompt = true) const {
-    std::string out = begin();
+  /// A whole conversation as spans; inserts the default system message when the first message is not
+  /// "system". The spans view `messages` and this template: keep both alive while they are used.
+  [[nodiscard]] std::vector<TextSpan> render_spans(std::vector<ChatMessage> const& messages,
+                                                   bool add_generation_prompt = true) const {
+    std::vector<TextSpan> out;
+    if (!begin_markup().empty()) out.push_back({begin_markup(), true});
     if (!default_system_.empty() && (messages.empty() || messages.front().role != "system")) {
-      out += message("system", default_system_);
+      append_message(out, "system", default_system_);
     }
-    for (auto const& m : messages) out += message(m.role, m.content);
-    if (add_generation_prompt) out += generation_prompt();
+    for (auto const& m : messages) append_message(out, m.role, m.content);
+    if (add_generation_prompt) out.push_back({generation_prompt_markup(), true});
     return out;
   }
 
+  /// A whole conversation as text (render_spans joined), as the family's Jinja template renders it.
+  [[nodiscard]] std::string render(std::vector<ChatMessage> const& messages, bool add_generation_prompt = true) const {
+    return join(render_spans(messages, add_generation_prompt));
+  }
+
  private:
+  [[nodiscard]] static std::string join(std::vector<TextSpan> const& spans) {
+    std::string out;
+    for (auto const& s : spans) out += s.text;
+    return out;
+  }
+
   ChatFamily family_;
   std::string default_system_;
 };

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string_view>
 
@@ -79,14 +80,41 @@ struct GgmlTypeTraits {
 
 [[nodiscard]] constexpr std::string_view ggml_type_name(GgmlType type) noexcept { return ggml_type_traits(type).name; }
 
-/// Bytes of a row of n elements. Throws InvalidArgument when n is not a multiple of the block size.
+namespace detail {
+
+/// a * b, or nullopt when the product does not fit in 64 bits (sizes read from files are multiplied only so).
+[[nodiscard]] constexpr std::optional<std::uint64_t> checked_mul(std::uint64_t a, std::uint64_t b) noexcept {
+  if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return std::nullopt;
+  return a * b;
+}
+
+/// a + b, or nullopt when the sum does not fit in 64 bits.
+[[nodiscard]] constexpr std::optional<std::uint64_t> checked_add(std::uint64_t a, std::uint64_t b) noexcept {
+  if (b > std::numeric_limits<std::uint64_t>::max() - a) return std::nullopt;
+  return a + b;
+}
+
+/// Bytes of n elements of a type, or nullopt when n is not a multiple of the block size or the size overflows.
+[[nodiscard]] constexpr std::optional<std::uint64_t> ggml_bytes(GgmlTypeTraits const& t, std::uint64_t n) noexcept {
+  if (n % t.block_elems != 0) return std::nullopt;
+  return checked_mul(n / t.block_elems, t.block_bytes);
+}
+
+}  // namespace detail
+
+/// Bytes of a row of n elements. Throws InvalidArgument when n is not a multiple of the block size or the
+/// byte count does not fit in size_t.
 [[nodiscard]] inline std::size_t ggml_row_bytes(GgmlType type, std::size_t n) {
   auto const t = ggml_type_traits(type);
   if (n % t.block_elems != 0) {
     detail::fail<InvalidArgument>("ggml_row_bytes: n = ", n, " is not a multiple of the ", t.name, " block size ",
                                   t.block_elems);
   }
-  return n / t.block_elems * t.block_bytes;
+  auto const bytes = detail::ggml_bytes(t, n);
+  if (!bytes || *bytes > std::numeric_limits<std::size_t>::max()) {
+    detail::fail<InvalidArgument>("ggml_row_bytes: n = ", n, " elements of ", t.name, " overflow the byte count");
+  }
+  return static_cast<std::size_t>(*bytes);
 }
 
 }  // namespace piecrust

@@ -22,6 +22,7 @@ struct GgufTensorInfo {
   /// Total bytes of the tensor's data.
   std::uint64_t size_bytes = 0;
 
+  // For an info from GgufFile these products cannot overflow: the reader checked every one of them.
   [[nodiscard]] std::uint64_t num_elements() const noexcept { return dims[0] * dims[1] * dims[2] * dims[3]; }
   /// Number of rows of length dims[0].
   [[nodiscard]] std::uint64_t num_rows() const noexcept { return dims[1] * dims[2] * dims[3]; }

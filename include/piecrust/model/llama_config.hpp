@@ -42,6 +42,18 @@ struct LlamaConfig {
     need(head_dim > 0 && head_dim % 2 == 0, "head_dim", head_dim);
     need(ffn > 0, "ffn", ffn);
     need(rope.rotary_dim <= head_dim && rope.rotary_dim % 2 == 0, "rope.rotary_dim", rope.rotary_dim);
+    // The weights' sizes are these products: each must fit in 64 bits before anything is sized by it.
+    auto fits = [](char const* a_name, std::size_t a, char const* b_name, std::size_t b, std::size_t times = 1) {
+      auto const ab = detail::checked_mul(a, b);
+      if (!ab || !detail::checked_mul(*ab, times)) {
+        detail::fail<InvalidArgument>("LlamaConfig: ", a_name, " = ", a, " x ", b_name, " = ", b,
+                                      times == 1 ? std::string() : detail::message(" x hidden = ", times), " overflows 64 bits");
+      }
+    };
+    fits("vocab_size", vocab_size, "hidden", hidden);
+    fits("num_heads", num_heads, "head_dim", head_dim, hidden);
+    fits("num_kv_heads", num_kv_heads, "head_dim", head_dim, hidden);
+    fits("ffn", ffn, "hidden", hidden);
   }
 
   [[nodiscard]] static LlamaConfig from_gguf(GgufFile const& f) {
@@ -76,12 +88,19 @@ struct LlamaConfig {
     } else if (scaling != "none" && !(scaling == "linear" && f.get_or<float>(key("rope.scaling.factor"), 1.0f) == 1.0f)) {
       detail::fail<Unsupported>(f.source(), ": rope scaling '", scaling, "' is not supported (none, llama3)");
     }
-    if (auto const* rf = f.find_tensor("rope_freqs.weight")) check_rope_freqs(f, *rf, c);
-    auto const& emb = f.tensor("token_embd.weight");
-    c.vocab_size = static_cast<std::size_t>(emb.dims[1]);
+    // The vocabulary comes from the tokenizer when the file has one (as llama.cpp's n_vocab does), so that a
+    // token_embd of another row count is refused by the weights' shape check instead of defining the vocabulary.
+    if (f.contains("tokenizer.ggml.tokens")) {
+      c.vocab_size = f.array("tokenizer.ggml.tokens").values.size();
+    } else if (f.contains(key("vocab_size"))) {
+      c.vocab_size = f.get<std::size_t>(key("vocab_size"));
+    } else {
+      c.vocab_size = static_cast<std::size_t>(f.tensor("token_embd.weight").dims[1]);
+    }
     c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
     c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
     c.validate();
+    if (auto const* rf = f.find_tensor("rope_freqs.weight")) check_rope_freqs(f, *rf, c);  // reads it: validated first
     return c;
   }
 
@@ -92,7 +111,8 @@ struct LlamaConfig {
   static void check_rope_freqs(GgufFile const& f, GgufTensorInfo const& t, LlamaConfig& c) {
     std::size_t const rot = c.rope.rotary_dim == 0 ? c.head_dim : c.rope.rotary_dim;
     if (t.type != GgmlType::f32 || t.num_elements() != rot / 2) {
-      detail::fail<FormatError>(f.source(), ": rope_freqs.weight must be f32 with ", rot / 2, " elements");
+      detail::fail<FormatError>(f.source(), ": rope_freqs.weight has type ", ggml_type_name(t.type), " and ",
+                                t.num_elements(), " elements; it must be F32 with ", rot / 2, " elements");
     }
     auto const data = f.tensor_data(t);
     if (!c.rope.llama3.enabled()) {

@@ -27,6 +27,8 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <type_traits>
@@ -53,6 +55,10 @@ struct LlamaModelOptions {
   bool interleaved_weights = true;
 };
 
+/// Sharing: the weights are read-only after construction and every step's state lives in a Workspace, so one
+/// model may serve several engines on several threads (each engine holds its own workspace), as long as its
+/// space may be used from several threads at once: Host may (its pool runs one parallel_for at a time and
+/// queues the others); a Cuda space's stream and scratch arena serve one host thread at a time.
 template <ExecutionSpace Space, class KvT = float>
   requires KvElement<KvT>
 class LlamaModel {
@@ -62,6 +68,35 @@ class LlamaModel {
   using memory_space = typename Space::memory_space;
   using kv_cache_type = KvCache<KvT, memory_space>;
   using weight_type = LinearWeight<Space>;
+
+ private:
+  // Activations of a step, grown to the largest step seen (never shrunk).
+  struct Scratch {
+    Buffer<float, memory_space> x;     // [T][E] residual stream
+    Buffer<float, memory_space> a;     // [T][E] normalized input of a sublayer
+    Buffer<float, memory_space> q;     // [T][H][D]
+    Buffer<float, memory_space> k;     // [T][KH][D]
+    Buffer<float, memory_space> v;     // [T][KH][D]
+    Buffer<float, memory_space> o;     // [T][H][D] attention output
+    Buffer<float, memory_space> lse;   // [T][H]
+    Buffer<float, memory_space> g;     // [T][F] gate, then silu(gate) * up
+    Buffer<float, memory_space> u;     // [T][F]
+    Buffer<float, memory_space> rows;  // [R][E] the logit rows
+  };
+
+ public:
+  /// The state of one caller's steps: activations grown to the largest step seen, and the space's copies of
+  /// the LoRA adapters in use. One per engine (or per thread); not to be used by two steps at once.
+  class Workspace {
+   public:
+    Workspace() = default;
+
+   private:
+    friend class LlamaModel;
+    Scratch s_;
+    detail::LoraOnSpace<Space> lora_;  // the adapters in use, in the space's memory
+  };
+  using workspace_type = Workspace;
 
   /// Loads every weight into the space (kernels/linear.hpp: the host keeps the GGUF bytes of `weights`,
   /// which this object owns; a GPU converts them).
@@ -111,10 +146,21 @@ class LlamaModel {
     return kv_cache_type(space_, c.num_layers, num_pages, page_size, c.num_kv_heads, c.head_dim);
   }
 
+  /// A fresh workspace for forward(kv, batch, logits, workspace); its buffers grow on first use.
+  [[nodiscard]] Workspace make_workspace() const { return Workspace{}; }
+
+  /// One step in the model's own workspace: concurrent calls take turns (a lock); an engine uses its own
+  /// workspace instead (the overload below), so engines never wait on each other here.
+  void forward(kv_cache_type& kv, ForwardBatch const& batch, std::span<float> logits) {
+    std::lock_guard const lock(own_->mutex);
+    std::as_const(*this).forward(kv, batch, logits, own_->workspace);
+  }
+
   /// One step. logits: [batch.logit_rows.size()][vocab_size], the space's memory. Throws (before touching
   /// the cache) on a token id >= vocab, mismatched sizes, a logit row >= num_tokens, a page table that does
-  /// not cover the new tokens, or adapters that do not fit the model.
-  void forward(kv_cache_type& kv, ForwardBatch const& batch, std::span<float> logits) {
+  /// not cover the new tokens, or adapters that do not fit the model. Reads only the weights and writes only
+  /// `kv`, `logits` and `ws`: steps with different workspaces may run at once on several threads.
+  void forward(kv_cache_type& kv, ForwardBatch const& batch, std::span<float> logits, Workspace& ws) const {
     auto const& c = w_.config;
     std::size_t const T = batch.tokens.size();
     std::size_t const R = batch.logit_rows.size();
@@ -136,7 +182,8 @@ class LlamaModel {
     }
     auto const slots = append_kv_slots(kv.page_size(), batch_idx, kv_pos, pb.kv_indptr, pb.kv_indices);  // [T]
 
-    Scratch& s = scratch(T, R);
+    Scratch& s = scratch(ws.s_, T, R);
+    detail::LoraOnSpace<Space>& lora = ws.lora_;
     auto x = view(s.x, T, E), a = view(s.a, T, E), g = view(s.g, T, F), u = view(s.u, T, F);
     auto q = view(s.q, T, H * D), k = view(s.k, T, KH * D), v = view(s.v, T, KH * D), o = view(s.o, T, H * D);
     auto cq = ShapedView<float const, 3>(s.q.data(), T, H, D);
@@ -155,7 +202,7 @@ class LlamaModel {
       rms_norm(space_, x, norm(L.attn_norm), a, c.rms_eps);
       std::array<LinearProduct<weight_type>, 3> const qkv{{{&L.wq, q, 0.0f}, {&L.wk, k, 0.0f}, {&L.wv, v, 0.0f}}};
       linear_many(space_, a, std::span<LinearProduct<weight_type> const>(qkv));
-      detail::apply_lora_qkv(space_, lora_, batch, l, a, q, k, v);
+      detail::apply_lora_qkv(space_, lora, batch, l, a, q, k, v);
       auto q3 = ShapedView<float, 3>(s.q.data(), T, H, D), k3 = ShapedView<float, 3>(s.k.data(), T, KH, D);
       auto o3 = ShapedView<float, 3>(s.o.data(), T, H, D);
       if (llama_cpp_arithmetic()) {
@@ -177,7 +224,7 @@ class LlamaModel {
         paged_attention(space_, cq, kv.layer(l), *attention, o3, view(s.lse, T, H));
       }
       linear(space_, o, L.wo, x, 1.0f);
-      detail::apply_lora(space_, lora_, batch, l, LoraTarget::o, o, x);
+      detail::apply_lora(space_, lora, batch, l, LoraTarget::o, o, x);
       rms_norm(space_, x, norm(L.ffn_norm), a, c.rms_eps);
       std::array<LinearProduct<weight_type>, 2> const gu{{{&L.gate, g, 0.0f}, {&L.up, u, 0.0f}}};
       linear_many(space_, a, std::span<LinearProduct<weight_type> const>(gu));
@@ -201,37 +248,23 @@ class LlamaModel {
     weight_type wq, wk, wv, wo, gate, up, down;
   };
 
-  // Activations of a step, grown to the largest step seen (never shrunk).
-  struct Scratch {
-    Buffer<float, memory_space> x;     // [T][E] residual stream
-    Buffer<float, memory_space> a;     // [T][E] normalized input of a sublayer
-    Buffer<float, memory_space> q;     // [T][H][D]
-    Buffer<float, memory_space> k;     // [T][KH][D]
-    Buffer<float, memory_space> v;     // [T][KH][D]
-    Buffer<float, memory_space> o;     // [T][H][D] attention output
-    Buffer<float, memory_space> lse;   // [T][H]
-    Buffer<float, memory_space> g;     // [T][F] gate, then silu(gate) * up
-    Buffer<float, memory_space> u;     // [T][F]
-    Buffer<float, memory_space> rows;  // [R][E] the logit rows
-  };
-
-  Scratch& scratch(std::size_t T, std::size_t R) {
+  Scratch& scratch(Scratch& s, std::size_t T, std::size_t R) const {
     auto const& c = w_.config;
     std::size_t const H = c.num_heads, KH = c.num_kv_heads, D = c.head_dim, E = c.hidden, F = c.ffn;
     auto grow = [&](Buffer<float, memory_space>& b, std::size_t n) {
       if (b.size() < n) b = Buffer<float, memory_space>(std::max(n, 2 * b.size()), memory_of(space_));
     };
-    grow(s_.x, T * E);
-    grow(s_.a, T * E);
-    grow(s_.q, T * H * D);
-    grow(s_.k, T * KH * D);
-    grow(s_.v, T * KH * D);
-    grow(s_.o, T * H * D);
-    grow(s_.lse, T * H);
-    grow(s_.g, T * F);
-    grow(s_.u, T * F);
-    grow(s_.rows, std::max<std::size_t>(R, 1) * E);
-    return s_;
+    grow(s.x, T * E);
+    grow(s.a, T * E);
+    grow(s.q, T * H * D);
+    grow(s.k, T * KH * D);
+    grow(s.v, T * KH * D);
+    grow(s.o, T * H * D);
+    grow(s.lse, T * H);
+    grow(s.g, T * F);
+    grow(s.u, T * F);
+    grow(s.rows, std::max<std::size_t>(R, 1) * E);
+    return s;
   }
 
   static ShapedView<float, 2> view(Buffer<float, memory_space>& b, std::size_t rows, std::size_t cols) {
@@ -251,8 +284,12 @@ class LlamaModel {
   bool tied_ = false;
   Buffer<float, memory_space> output_norm_;  // [E]
   std::vector<Layer> layers_;
-  Scratch s_;
-  detail::LoraOnSpace<Space> lora_;  // the adapters in use, in the space's memory
+  // The workspace of forward(kv, batch, logits), behind a lock (held by pointer: the model stays movable).
+  struct OwnWorkspace {
+    std::mutex mutex;
+    Workspace workspace;
+  };
+  std::unique_ptr<OwnWorkspace> own_ = std::make_unique<OwnWorkspace>();
 };
 
 }  // namespace piecrust

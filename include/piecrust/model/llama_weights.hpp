@@ -19,6 +19,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace piecrust {
@@ -51,13 +52,15 @@ class LlamaWeights {
   LlamaWeights(LlamaWeights const&) = delete;
   LlamaWeights& operator=(LlamaWeights const&) = delete;
 
-  /// Views into `file` (kept alive by the returned object). FormatError for a missing tensor or one whose
-  /// shape does not match the config, Unsupported for a storage type with no kernel.
+  /// Views into `file` (kept alive by the returned object). FormatError for a missing tensor, one whose
+  /// shape does not match the config or one of a layer the config lacks, Unsupported for a storage type with
+  /// no kernel; every tensor is checked before any of them is read.
   [[nodiscard]] static LlamaWeights from_gguf(std::shared_ptr<GgufFile const> file) {
     LlamaWeights w;
     auto const& f = *file;
     w.config = LlamaConfig::from_gguf(f);
     auto const& c = w.config;
+    check_tensors(f, c);
     std::size_t const q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
     w.token_embd = w.matrix(f, "token_embd.weight", c.vocab_size, c.hidden);
     w.lm_head = c.tied_embeddings ? w.token_embd : w.matrix(f, "output.weight", c.vocab_size, c.hidden);
@@ -153,6 +156,81 @@ class LlamaWeights {
       default:
         detail::fail<Unsupported>(source, ": tensor '", name, "' has type ", ggml_type_name(t),
                                   " (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+    }
+  }
+
+  // The shape and type of every tensor the config implies, and no tensor of a layer past it, before any read:
+  // a token_embd with more rows than the vocabulary, or a projection of another width, would otherwise make
+  // the forward pass read bytes that belong to another tensor.
+  static void check_tensors(GgufFile const& f, LlamaConfig const& c) {
+    std::size_t const q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+    check_matrix(f, "token_embd.weight", c.vocab_size, c.hidden, "[vocab_size][hidden]");
+    if (!c.tied_embeddings) check_matrix(f, "output.weight", c.vocab_size, c.hidden, "[vocab_size][hidden]");
+    check_vector(f, "output_norm.weight", c.hidden, "[hidden]");
+    for (std::size_t l = 0; l < c.num_layers; ++l) {
+      auto const n = [&](char const* s) { return "blk." + std::to_string(l) + "." + s; };
+      check_vector(f, n("attn_norm.weight"), c.hidden, "[hidden]");
+      check_matrix(f, n("attn_q.weight"), q_dim, c.hidden, "[num_heads * head_dim][hidden]");
+      check_matrix(f, n("attn_k.weight"), kv_dim, c.hidden, "[num_kv_heads * head_dim][hidden]");
+      check_matrix(f, n("attn_v.weight"), kv_dim, c.hidden, "[num_kv_heads * head_dim][hidden]");
+      check_matrix(f, n("attn_output.weight"), c.hidden, q_dim, "[hidden][num_heads * head_dim]");
+      if (c.qkv_bias) {
+        check_vector(f, n("attn_q.bias"), q_dim, "[num_heads * head_dim]");
+        check_vector(f, n("attn_k.bias"), kv_dim, "[num_kv_heads * head_dim]");
+        check_vector(f, n("attn_v.bias"), kv_dim, "[num_kv_heads * head_dim]");
+      }
+      check_vector(f, n("ffn_norm.weight"), c.hidden, "[hidden]");
+      check_matrix(f, n("ffn_gate.weight"), c.ffn, c.hidden, "[ffn][hidden]");
+      check_matrix(f, n("ffn_up.weight"), c.ffn, c.hidden, "[ffn][hidden]");
+      check_matrix(f, n("ffn_down.weight"), c.hidden, c.ffn, "[hidden][ffn]");
+    }
+    for (auto const& t : f.tensors()) {
+      std::string_view const name = t.name;
+      if (name.substr(0, 4) != "blk.") continue;
+      std::size_t layer = 0, digits = 0;
+      while (4 + digits < name.size() && digits < 19 && name[4 + digits] >= '0' && name[4 + digits] <= '9') {
+        layer = layer * 10 + static_cast<std::size_t>(name[4 + digits] - '0');
+        ++digits;
+      }
+      if (digits > 0 && layer >= c.num_layers) {
+        detail::fail<FormatError>(f.source(), ": tensor '", t.name, "' is for layer ", layer, " but block_count = ",
+                                  c.num_layers);
+      }
+    }
+  }
+
+  static std::string shape_text(GgufTensorInfo const& t) {
+    std::string out = "[";
+    for (std::uint32_t d = t.n_dims; d-- > 0;) out += std::to_string(t.dims[d]) + (d == 0 ? "]" : "][");
+    return out;
+  }
+
+  static void check_matrix(GgufFile const& f, std::string const& name, std::size_t rows, std::size_t cols,
+                           char const* meaning) {
+    auto const& t = f.tensor(name);
+    if (t.dims[0] != cols || t.dims[1] != rows || t.dims[2] != 1 || t.dims[3] != 1) {
+      detail::fail<FormatError>(f.source(), ": tensor '", name, "' has shape ", shape_text(t), ", expected [", rows,
+                                "][", cols, "] ", meaning);
+    }
+    (void)weight_type(t.type, name, f.source());
+  }
+
+  static void check_vector(GgufFile const& f, std::string const& name, std::size_t n, char const* meaning) {
+    auto const& t = f.tensor(name);
+    if (t.dims[0] != n || t.num_rows() != 1) {
+      detail::fail<FormatError>(f.source(), ": tensor '", name, "' has shape ", shape_text(t), ", expected [", n, "] ",
+                                meaning);
+    }
+    switch (t.type) {  // the types dequantize_row decodes
+      case GgmlType::f32:
+      case GgmlType::f16:
+      case GgmlType::bf16:
+      case GgmlType::q8_0:
+      case GgmlType::q4_0:
+      case GgmlType::q4_1: break;
+      default:
+        detail::fail<Unsupported>(f.source(), ": tensor '", name, "' has type ", ggml_type_name(t.type),
+                                  " (supported for norms and biases: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
     }
   }
 

@@ -101,13 +101,14 @@ class LoraAdapter {
     }
     if (rank == 0) detail::fail<InvalidArgument>("LoraAdapter::set: ", name, " has rank 0");
     std::size_t const in = shape_.in(target), out = shape_.out(target);
-    if (a.size() != rank * in) {
+    std::size_t const a_size = values_of(rank, in, name), b_size = values_of(rank, out, name);
+    if (a.size() != a_size) {
       detail::fail<InvalidArgument>("LoraAdapter::set: ", name, ".lora_a has ", a.size(), " values, [rank ", rank, "][in ",
-                                    in, "] needs ", rank * in);
+                                    in, "] needs ", a_size);
     }
-    if (b.size() != out * rank) {
+    if (b.size() != b_size) {
       detail::fail<InvalidArgument>("LoraAdapter::set: ", name, ".lora_b has ", b.size(), " values, [out ", out, "][rank ",
-                                    rank, "] needs ", out * rank);
+                                    rank, "] needs ", b_size);
     }
     LoraPair p;
     p.rank = rank;
@@ -133,8 +134,9 @@ class LoraAdapter {
     for (std::size_t l = 0; l < shape.num_layers; ++l) {
       for (LoraTarget const t : targets) {
         std::size_t const in = shape.in(t), out = shape.out(t);
-        std::vector<float> a(rank * in);   // [rank][in]
-        std::vector<float> b(out * rank);  // [out][rank]
+        std::string const name = tensor_name(l, t);
+        std::vector<float> a(values_of(rank, in, name));   // [rank][in]
+        std::vector<float> b(values_of(rank, out, name));  // [out][rank]
         float const sa = 1.0f / std::sqrt(static_cast<float>(in));
         float const sb = rank == 0 ? 0.0f : b_range / std::sqrt(static_cast<float>(rank));
         for (auto& x : a) x = sa * u(rng);
@@ -149,7 +151,8 @@ class LoraAdapter {
   /// a file that is not a LoRA adapter, a tensor name that is not `blk.N.<target>.weight.lora_{a,b}`, a pair
   /// with one half missing, or halves whose ranks disagree; InvalidArgument (naming the tensor and its shape)
   /// for another architecture, a layer the model lacks, or a tensor whose shape does not fit the model;
-  /// Unsupported for an adapted weight outside the attention projections (ffn, embeddings, norms).
+  /// Unsupported for an adapted weight outside the attention projections (ffn, embeddings, norms) or a tensor
+  /// type with no decoder. Sizes that overflow or do not fit the file are refused by GgufFile (FormatError).
   [[nodiscard]] static LoraAdapter from_gguf(GgufFile const& f, LlamaConfig const& model) {
     auto const str = [&](char const* key) {
       auto const* v = f.find(key);
@@ -182,7 +185,7 @@ class LoraAdapter {
       auto& h = pairs[{layer, static_cast<std::size_t>(target)}];
       (is_a ? h.a : h.b) = &t;
     }
-    // Decode and check everything before the adapter is filled (it is returned only when all is valid).
+    // Check every pair's shapes and types against the model before any tensor is decoded.
     for (auto const& [key, h] : pairs) {
       auto const target = static_cast<LoraTarget>(key.second);
       std::string const base = tensor_name(key.first, target);
@@ -208,8 +211,12 @@ class LoraAdapter {
         detail::fail<FormatError>(f.source(), ": tensor '", a.name, "' has rank ", a.dims[1], " but '", b.name, "' has rank ",
                                   b.dims[0]);
       }
-      std::size_t const rank = a.dims[1];
-      ad.set(key.first, target, rank, decode(f, a), decode(f, b));
+      check_type(f, a);
+      check_type(f, b);
+    }
+    for (auto const& [key, h] : pairs) {
+      ad.set(key.first, static_cast<LoraTarget>(key.second), static_cast<std::size_t>(h.a->dims[1]), decode(f, *h.a),
+             decode(f, *h.b));
     }
     return ad;
   }
@@ -320,6 +327,31 @@ class LoraAdapter {
       }
     }
     return unknown();
+  }
+
+  // Values of a [rank][n] (or [n][rank]) matrix; InvalidArgument when the count overflows, before anything
+  // is sized by it.
+  static std::size_t values_of(std::size_t rank, std::size_t n, std::string const& name) {
+    auto const v = detail::checked_mul(rank, n);
+    if (!v || *v > std::vector<float>().max_size()) {
+      detail::fail<InvalidArgument>("LoraAdapter: ", name, " rank = ", rank, " x ", n, " values overflows");
+    }
+    return static_cast<std::size_t>(*v);
+  }
+
+  // The storage types dequantize_row decodes.
+  static void check_type(GgufFile const& f, GgufTensorInfo const& t) {
+    switch (t.type) {
+      case GgmlType::f32:
+      case GgmlType::f16:
+      case GgmlType::bf16:
+      case GgmlType::q8_0:
+      case GgmlType::q4_0:
+      case GgmlType::q4_1: return;
+      default:
+        detail::fail<Unsupported>(f.source(), ": tensor '", t.name, "' has type ", ggml_type_name(t.type),
+                                  " (supported for LoRA tensors: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+    }
   }
 
   static std::vector<float> decode(GgufFile const& f, GgufTensorInfo const& t) {

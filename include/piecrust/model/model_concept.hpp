@@ -8,6 +8,7 @@
 #include <concepts>
 #include <cstddef>
 #include <span>
+#include <utility>
 
 namespace piecrust {
 
@@ -35,5 +36,45 @@ concept Model = std::same_as<typename M::model_type, M> && ExecutionSpace<typena
                   { cm.make_kv_cache(n, n) } -> std::same_as<typename M::kv_cache_type>;
                   m.forward(kv, b, logits);
                 };
+
+/// A model whose per-step state (activations, adapter copies) lives in a workspace its caller holds, so that
+/// one model serves several engines on several threads: `make_workspace()` gives one, and the const
+/// `forward(kv, batch, logits, workspace)` reads only the weights and writes only the cache, the logits and the
+/// workspace. (Concurrent calls also need a space that several threads may use at once.)
+template <class M>
+concept WorkspaceModel = Model<M> && requires(M const& cm, typename M::kv_cache_type& kv, ForwardBatch const& b,
+                                              std::span<float> logits, typename M::workspace_type& ws) {
+  { cm.make_workspace() } -> std::same_as<typename M::workspace_type>;
+  cm.forward(kv, b, logits, ws);
+};
+
+namespace detail {
+
+struct NoWorkspace {};
+
+/// The workspace a caller of `M` holds: M's own type for a WorkspaceModel, else nothing.
+template <class M>
+struct WorkspaceOf {
+  using type = NoWorkspace;
+  static type make(M const&) { return {}; }
+};
+template <WorkspaceModel M>
+struct WorkspaceOf<M> {
+  using type = typename M::workspace_type;
+  static type make(M const& m) { return m.make_workspace(); }
+};
+
+/// One step of `model` in the caller's workspace, or in the model's own state when it has no workspaces.
+template <Model M>
+void forward_in(M& model, typename M::kv_cache_type& kv, ForwardBatch const& batch, std::span<float> logits,
+                typename WorkspaceOf<M>::type& ws) {
+  if constexpr (WorkspaceModel<M>) {
+    std::as_const(model).forward(kv, batch, logits, ws);
+  } else {
+    model.forward(kv, batch, logits);
+  }
+}
+
+}  // namespace detail
 
 }  // namespace piecrust

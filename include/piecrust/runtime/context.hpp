@@ -10,6 +10,8 @@
 // `fill*` only appends to the pending buffer; nothing is computed until a pass runs (flush, generate, or a
 // Forward). The last token a generation samples stays pending (it is not in the KV cache yet), exactly as
 // the next pass would feed it. `token_ids()` lists the KV tokens followed by the pending ones.
+// A context belongs to its engine's thread (Engine::check_thread): the calls that reach the engine, and
+// those that change pages, check it.
 
 #include <piecrust/core/error.hpp>
 #include <piecrust/core/page_table.hpp>
@@ -19,6 +21,7 @@
 #include <piecrust/runtime/forward.hpp>
 #include <piecrust/runtime/generation.hpp>
 #include <piecrust/runtime/kv_export.hpp>
+#include <piecrust/runtime/kv_trust.hpp>
 #include <piecrust/runtime/stop_condition.hpp>
 #include <piecrust/runtime/store.hpp>
 #include <piecrust/runtime/task.hpp>
@@ -51,6 +54,9 @@ class RawContext {
   /// Commits the first k working pages (see PageTable::commit_working_pages). Throws InvalidState (nothing
   /// committed) for pages that are not full or hold positions not above the committed ones.
   std::vector<PageId> commit_working_pages(std::size_t k) { return s_->table.commit_working_pages(k); }
+  /// Pages committed from now on are shared by content only with this context's later forks: call it before
+  /// passes whose custom attention masks make K/V that a plain pass over the same tokens would not.
+  void isolate_content() { s_->table.isolate_content(); }
   /// Commits every full working page at once (say, after passes run with defer_commit) and returns their
   /// physical ids, in order; none when no working page is full. Throws InvalidState, nothing committed, in the
   /// cases commit_working_pages does.
@@ -84,11 +90,15 @@ class Context {
   }
   void fill(std::initializer_list<std::uint32_t> tokens) { fill(std::span(tokens.begin(), tokens.size())); }
 
-  /// Appends text, tokenized with the engine's tokenizer (special-token markers in the text are parsed).
+  /// Appends text, tokenized with the engine's tokenizer as plain text: control-token markers written in it
+  /// ("<|im_end|>") stay ordinary text.
   void fill(std::string_view text) { fill(engine_->encode(text)); }
+  /// Appends text whose control-token markers are parsed ("<|im_start|>" becomes that token). Only for text
+  /// the program wrote itself: never pass user input here.
+  void fill_with_special_tokens(std::string_view text) { fill(engine_->encode_with_special_tokens(text)); }
 
   /// Chat turns in the model's template. fill_user leaves the user turn open: the next generate() first
-  /// opens the assistant's turn.
+  /// opens the assistant's turn. Only the template's markup becomes control tokens: the text never does.
   void fill_system(std::string_view text) { fill_message("system", text); }
   void fill_user(std::string_view text) {
     fill_message("user", text);
@@ -97,7 +107,7 @@ class Context {
   void fill_assistant(std::string_view text) { fill_message("assistant", text); }
   /// Opens the assistant's turn now (generate() does it by itself after fill_user).
   void fill_generation_prompt() {
-    fill(engine_->encode(engine_->chat_template().generation_prompt()));
+    fill(engine_->encode_with_special_tokens(engine_->chat_template().generation_prompt_markup()));
     s_->user_turn_open = false;
   }
 
@@ -194,6 +204,7 @@ class Context {
   /// to them (and pages that are wholly masked are left out of attention by page-trim).
   /// Throws OutOfRange (nothing changed) unless [begin, end) lies inside [0, seq_len()).
   void mask_token_range(std::size_t begin, std::size_t end, bool masked = true) {
+    engine_->check_thread("Context::mask_token_range");
     s_->table.mask_token_range(begin, end, masked);
     s_->masked.truncate(s_->table.seq_len());
     s_->masked.assign(begin, end, masked);
@@ -201,6 +212,7 @@ class Context {
   /// Frees full committed pages whose slots are all masked; returns how many. Later slots move down by a page
   /// each (positions unchanged).
   std::size_t drop_masked_kv_pages() {
+    engine_->check_thread("Context::drop_masked_kv_pages");
     PageTable& t = s_->table;
     s_->masked.truncate(t.seq_len());
     auto const firsts = s_->masked.masked_blocks(t.page_size(), t.committed_pages().size());
@@ -213,7 +225,10 @@ class Context {
     return dropped;
   }
 
-  [[nodiscard]] RawContext<M> inner() { return RawContext<M>(*s_); }
+  [[nodiscard]] RawContext<M> inner() {
+    engine_->check_thread("Context::inner");
+    return RawContext<M>(*s_);
+  }
 
   // ---- export / import ----
 
@@ -223,11 +238,15 @@ class Context {
   void export_kv_pages(Store& store, std::string const& name) const { store.set(name, engine_->export_pages(*s_)); }
 
   /// A context holding the pages exported under `name`, with no prefill. Throws InvalidArgument if there is no
-  /// such entry or it was made by another model or page size, FormatError if it is corrupt.
-  static Context from_imported(Engine<M>& engine, Store& store, std::string const& name) {
+  /// such entry or it was made by another model (identity or EngineOptions::model_id) or layout, FormatError
+  /// if it is corrupt, OutOfRange for a token id beyond the vocabulary or a position beyond the context
+  /// length, OutOfPages; nothing changes then. The pages stay private to this context and its forks unless
+  /// `trust` is KvTrust::trusted (kv_trust.hpp).
+  static Context from_imported(Engine<M>& engine, Store& store, std::string const& name,
+                               KvTrust trust = KvTrust::untrusted) {
     auto blob = store.get(name);
     if (!blob) detail::fail<InvalidArgument>("Context::from_imported: no entry named \"", name, "\" in the store");
-    return engine.import_pages(*blob);
+    return engine.import_pages(*blob, trust);
   }
 
   [[nodiscard]] detail::ContextState& state() { return *s_; }
@@ -235,10 +254,7 @@ class Context {
 
  private:
   void fill_message(std::string_view role, std::string_view text) {
-    std::string chunk;
-    if (!s_->conversation_started) chunk = engine_->chat_template().begin();
-    chunk += engine_->chat_template().message(role, text);
-    fill(engine_->encode(chunk));  // throws before anything changes
+    fill(engine_->encode_message(role, text, !s_->conversation_started));  // throws before anything changes
     s_->conversation_started = true;
     s_->user_turn_open = false;
   }

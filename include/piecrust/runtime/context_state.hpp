@@ -24,6 +24,7 @@ struct ContextState {
   bool conversation_started = false;   // the chat template's begin() was filled
   MaskedSlots masked;                  // slots flagged by mask_token_range, as ranges (default attention rows)
   std::optional<AdapterId> adapter;    // LoRA adapter of the passes the context builds (Context::set_adapter)
+  std::uint64_t pass_in_flight = 0;    // serial of the context's pass queued on the engine, 0 = none
 };
 
 /// A process-wide serial for passes, so a handle can be checked against the output it is read on.

@@ -15,6 +15,17 @@
 // The loop is single-threaded and deterministic: passes are batched and answered in the order they were
 // submitted, and sampling randomness is keyed by (seed, context, draw), so the same program with the same
 // seed produces the same tokens whatever else runs beside it.
+//
+// Errors stay with the program that made them: a pass that cannot join a step (no pages, rows that do not
+// fit, an adapter unloaded, a second pass of a context already in flight) or whose samplers fail is answered
+// with its error and its context left as it was, while the other passes of the step compute exactly what
+// they would without it. If the model fails a whole step, each pass is run again in a step of its own.
+//
+// Threads: an engine belongs to the thread that created it, or to the last one that called adopt_thread();
+// every public call (and every Context / Forward call that reaches the engine) checks it and throws
+// InvalidState naming both threads otherwise. Contexts belong to their engine's thread. A model is shared
+// read-only: engines on several threads may use one model, each engine stepping it in a workspace of its own
+// (WorkspaceModel), when the model's space may be used from several threads at once (Host may).
 
 #include <piecrust/core/error.hpp>
 #include <piecrust/core/page_pool.hpp>
@@ -25,6 +36,7 @@
 #include <piecrust/model/llama_config.hpp>
 #include <piecrust/model/lora_adapter.hpp>
 #include <piecrust/model/model_concept.hpp>
+#include <piecrust/model/model_identity.hpp>
 #include <piecrust/model/tokenizer.hpp>
 #include <piecrust/runtime/adapter_id.hpp>
 #include <piecrust/runtime/adapter_registry.hpp>
@@ -32,19 +44,23 @@
 #include <piecrust/runtime/forward.hpp>
 #include <piecrust/runtime/kv_export.hpp>
 #include <piecrust/runtime/kv_transfer.hpp>
+#include <piecrust/runtime/kv_trust.hpp>
 #include <piecrust/runtime/pass_logits.hpp>
 #include <piecrust/runtime/scheduler.hpp>
 #include <piecrust/runtime/step_builder.hpp>
 #include <piecrust/runtime/task.hpp>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -54,7 +70,10 @@ struct EngineOptions {
   std::size_t num_pages = 1024;     // KV pages in the pool
   std::uint32_t page_size = 16;     // tokens per page
   std::uint64_t seed = 0;           // sampling seed (SampleKey::seed)
-  std::string model_id;             // recorded in KV exports; imports from another model_id are refused
+  std::string model_id;             // an extra label in KV exports: imports need the same identity and label
+  // The model's identity (model_identity(weights, tokenizer)) when already computed, say once for several
+  // engines sharing a model; otherwise the engine hashes the weights at its first export or import.
+  std::optional<ModelIdentity> identity;
 };
 
 struct EngineStats {
@@ -98,36 +117,87 @@ class Engine {
         pool_(options_.num_pages, options_.page_size),
         kv_(model.make_kv_cache(options_.num_pages, options_.page_size)),
         tokenizer_(tokenizer),
-        chat_(std::move(chat)) {
-    if (options_.model_id.empty()) {
-      options_.model_id = detail::message("layers=", shape_.num_layers, ";kv_heads=", shape_.num_kv_heads,
-                                          ";head_dim=", shape_.head_dim, ";vocab=", shape_.vocab_size);
-    }
-  }
+        chat_(std::move(chat)),
+        workspace_(detail::WorkspaceOf<M>::make(model)) {}
 
   Engine(Engine const&) = delete;
   Engine& operator=(Engine const&) = delete;
   ~Engine() { scheduler_.clear(); }  // program frames own Contexts whose pages live in pool_: destroy them first
 
-  [[nodiscard]] M& model() { return *model_; }
-  [[nodiscard]] ModelShape const& shape() const { return shape_; }
-  [[nodiscard]] PagePool& pool() { return pool_; }
-  [[nodiscard]] kv_cache_type& kv_cache() { return kv_; }
-  [[nodiscard]] EngineStats const& stats() const { return stats_; }
-  [[nodiscard]] EngineOptions const& options() const { return options_; }
-  [[nodiscard]] Tokenizer const* tokenizer() const { return tokenizer_; }
+  [[nodiscard]] M& model() {
+    check_thread("Engine::model");
+    return *model_;
+  }
+  [[nodiscard]] ModelShape const& shape() const {
+    check_thread("Engine::shape");
+    return shape_;
+  }
+  [[nodiscard]] PagePool& pool() {
+    check_thread("Engine::pool");
+    return pool_;
+  }
+  [[nodiscard]] kv_cache_type& kv_cache() {
+    check_thread("Engine::kv_cache");
+    return kv_;
+  }
+  [[nodiscard]] EngineStats const& stats() const {
+    check_thread("Engine::stats");
+    return stats_;
+  }
+  [[nodiscard]] EngineOptions const& options() const {
+    check_thread("Engine::options");
+    return options_;
+  }
+  [[nodiscard]] Tokenizer const* tokenizer() const {
+    check_thread("Engine::tokenizer");
+    return tokenizer_;
+  }
+
+  // ---- threads ----
+
+  /// The thread the engine belongs to: the one that created it, or the last one that called adopt_thread().
+  [[nodiscard]] std::thread::id owner_thread() const noexcept { return owner_.load(std::memory_order_relaxed); }
+
+  /// Makes the calling thread the engine's owner (and its contexts'); the previous owner may not use it any
+  /// more. The hand-over itself must be ordered by the program (a join, a mutex, a future): the previous
+  /// owner must be done with the engine. Throws InvalidState (owner unchanged) while the engine runs programs.
+  void adopt_thread() {
+    if (running_.load()) {
+      detail::fail<InvalidState>("Engine::adopt_thread: the engine is running programs on thread ", owner_thread());
+    }
+    owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  }
+
+  /// Throws InvalidState, naming both threads, unless the calling thread owns the engine. `op` names the call.
+  void check_thread(char const* op) const {
+    std::thread::id const owner = owner_.load(std::memory_order_relaxed);
+    if (std::this_thread::get_id() != owner) [[unlikely]] {
+      detail::fail<InvalidState>(op, ": called on thread ", std::this_thread::get_id(), ", but the engine belongs to thread ",
+                                 owner, " (one thread uses an engine; hand it over with Engine::adopt_thread)");
+    }
+  }
 
   /// A fresh, empty context. Each context gets its own random stream, numbered in creation order.
   [[nodiscard]] Context<M> create_context() {
+    check_thread("Engine::create_context");
     return Context<M>(*this, std::make_unique<detail::ContextState>(pool_, next_context_id_++));
   }
 
   /// Adds a program; it starts at the next run().
-  void spawn(Task<void> program) { scheduler_.spawn(std::move(program)); }
+  void spawn(Task<void> program) {
+    check_thread("Engine::spawn");
+    scheduler_.spawn(std::move(program));
+  }
 
   /// Runs every spawned program to completion, batching their passes step by step. Rethrows the first
   /// exception a program ended with. Throws InvalidState if programs wait on something that never comes.
   void run() {
+    check_thread("Engine::run");
+    struct Running {  // adopt_thread refuses while programs run
+      std::atomic<bool>& flag;
+      bool const was = flag.exchange(true);
+      ~Running() { flag.store(was); }
+    } const running{running_};
     scheduler_.run([this](std::vector<detail::PassRequest*> passes) { step(std::move(passes)); });
   }
 
@@ -144,6 +214,7 @@ class Engine {
   /// the first exception is rethrown after all have finished.
   template <class T>
   Task<std::vector<T>> when_all(std::vector<Task<T>> tasks) {
+    check_thread("Engine::when_all");
     return scheduler_.when_all(std::move(tasks));
   }
 
@@ -155,6 +226,7 @@ class Engine {
   AdapterId load_adapter(std::string name, LoraAdapter adapter)
     requires LoraCapableModel<M>
   {
+    check_thread("Engine::load_adapter");
     return adapters_.load(std::move(name), std::move(adapter), model_->config());
   }
 
@@ -163,14 +235,22 @@ class Engine {
   AdapterId load_adapter(std::string name, std::filesystem::path const& gguf)
     requires LoraCapableModel<M>
   {
+    check_thread("Engine::load_adapter");
     return load_adapter(std::move(name), LoraAdapter::from_file(gguf.string(), model_->config()));
   }
 
   /// The adapter loaded under `name`, if any.
-  [[nodiscard]] std::optional<AdapterId> find_adapter(std::string_view name) const { return adapters_.find(name); }
-  [[nodiscard]] bool has_adapter(AdapterId id) const { return adapters_.contains(id); }
+  [[nodiscard]] std::optional<AdapterId> find_adapter(std::string_view name) const {
+    check_thread("Engine::find_adapter");
+    return adapters_.find(name);
+  }
+  [[nodiscard]] bool has_adapter(AdapterId id) const {
+    check_thread("Engine::has_adapter");
+    return adapters_.contains(id);
+  }
   /// The adapter `id`. Throws OutOfRange when it is not loaded.
   [[nodiscard]] LoraAdapter const& adapter(AdapterId id) const {
+    check_thread("Engine::adapter");
     LoraAdapter const* a = adapters_.get(id);
     if (a == nullptr) detail::fail<OutOfRange>("Engine::adapter: adapter id ", id.value, " is not loaded");
     return *a;
@@ -178,31 +258,77 @@ class Engine {
   /// Unloads adapter `id`. Passes already queued with it fail with InvalidArgument at the next step (their
   /// contexts unchanged). Throws OutOfRange when it is not loaded.
   void unload_adapter(AdapterId id) {
+    check_thread("Engine::unload_adapter");
     if (!adapters_.unload(id)) detail::fail<OutOfRange>("Engine::unload_adapter: adapter id ", id.value, " is not loaded");
   }
 
   // ---- used by Context and Forward ----
 
-  void enqueue(detail::PassRequest* pass) { scheduler_.enqueue(pass); }
+  /// Queues a pass (Forward::execute's awaiter). A pass of a context whose pass is still queued is answered at
+  /// once with InvalidState naming the context: a context runs one pass at a time (Forward::execute).
+  void enqueue(detail::PassRequest* pass) {
+    check_thread("Forward::execute");
+    detail::ContextState& cs = *pass->ctx;
+    if (cs.pass_in_flight != 0) {
+      pass->error = std::make_exception_ptr(InvalidState(detail::message(
+          "Forward::execute: context ", cs.id, " already has pass ", cs.pass_in_flight, " in flight (a context runs one pass at a time)")));
+      finish(pass);
+      return;
+    }
+    cs.pass_in_flight = pass->serial;
+    scheduler_.enqueue(pass);
+  }
 
+  /// Plain text: control-token markers written in it ("<|im_end|>") stay ordinary text.
   [[nodiscard]] std::vector<std::uint32_t> encode(std::string_view text) const {
-    if (tokenizer_ == nullptr) detail::fail<InvalidState>("Engine: text needs a tokenizer (pass one to the Engine)");
-    auto const ids = tokenizer_->encode(text, EncodeOptions{false, true});
+    check_thread("Engine::encode");
+    TextSpan const part{text, false};
+    return encode_spans(std::span<TextSpan const>(&part, 1), "Engine::encode");
+  }
+
+  /// Text whose control-token markers are parsed: only for text the program wrote itself, never user input.
+  [[nodiscard]] std::vector<std::uint32_t> encode_with_special_tokens(std::string_view text) const {
+    check_thread("Engine::encode_with_special_tokens");
+    TextSpan const part{text, true};
+    return encode_spans(std::span<TextSpan const>(&part, 1), "Engine::encode_with_special_tokens");
+  }
+
+  /// One chat message in the engine's template (preceded by its begin markup when `begin_conversation`): the
+  /// template's markup gives control tokens, `role` and `text` never do.
+  [[nodiscard]] std::vector<std::uint32_t> encode_message(std::string_view role, std::string_view text,
+                                                          bool begin_conversation) const {
+    check_thread("Engine::encode_message");
+    auto const& chat = chat_template();
+    std::vector<TextSpan> parts;
+    if (begin_conversation && !chat.begin_markup().empty()) parts.push_back({chat.begin_markup(), true});
+    chat.append_message(parts, role, text);
+    return encode_spans(parts, "Engine::encode_message");
+  }
+
+  /// Spans of text, control tokens parsed only in those marked parse_special (Tokenizer::encode_spans).
+  [[nodiscard]] std::vector<std::uint32_t> encode_spans(std::span<TextSpan const> parts,
+                                                        char const* who = "Engine::encode_spans") const {
+    check_thread(who);
+    if (tokenizer_ == nullptr) detail::fail<InvalidState>(who, ": text needs a tokenizer (pass one to the Engine)");
+    auto const ids = tokenizer_->encode_spans(parts);
     return {ids.begin(), ids.end()};
   }
 
   [[nodiscard]] std::string decode_text(std::span<std::uint32_t const> ids) const {
+    check_thread("Engine::decode_text");
     if (tokenizer_ == nullptr) return {};
     std::vector<TokenId> t(ids.begin(), ids.end());
     return tokenizer_->decode(t);
   }
 
   [[nodiscard]] ChatTemplate const& chat_template() const {
+    check_thread("Engine::chat_template");
     if (!chat_) detail::fail<InvalidState>("Engine: chat fills need a chat template (pass one to the Engine)");
     return *chat_;
   }
 
   Context<M> fork_context(detail::ContextState const& parent) {
+    check_thread("Context::fork");
     auto child = std::make_unique<detail::ContextState>(pool_, next_context_id_);
     PageTableFork f = parent.table.fork();  // throws OutOfPages before anything changes
     copy_kv_pages(model_->space(), kv_, std::span<PageCopy const>(f.copies));
@@ -216,22 +342,45 @@ class Engine {
     return Context<M>(*this, std::move(child));
   }
 
+  /// The identity recorded in this engine's KV exports and required of imports: options().identity, or the
+  /// model's weights and this engine's tokenizer hashed once, on first use. Throws Unsupported for a model
+  /// type without LlamaWeights when options().identity is not set.
+  [[nodiscard]] ModelIdentity const& model_identity() {
+    check_thread("Engine::model_identity");
+    if (!options_.identity) {
+      if constexpr (requires { { model_->weights() } -> std::convertible_to<LlamaWeights const&>; }) {
+        options_.identity = piecrust::model_identity(model_->weights(), tokenizer_);
+      } else {
+        detail::fail<Unsupported>("Engine: KV export and import need the model's identity; set EngineOptions::identity");
+      }
+    }
+    return *options_.identity;
+  }
+
   std::vector<std::uint8_t> export_pages(detail::ContextState const& s) {
+    check_thread("Engine::export_pages");
     return detail::export_committed_pages(model_->space(), kv_, s.table, export_header());
   }
 
-  Context<M> import_pages(std::span<std::uint8_t const> blob) {
+  /// Checks the blob whole (format, identity, layout, ids, positions) before it touches the pool; the new
+  /// context takes its id only on success, so a refused import changes nothing (not even later contexts'
+  /// random streams).
+  Context<M> import_pages(std::span<std::uint8_t const> blob, KvTrust trust = KvTrust::untrusted) {
+    check_thread("Engine::import_pages");
     KvExport const e = decode_kv_export(blob);
     detail::check_import_fits(e.header, export_header());
-    Context<M> ctx = create_context();  // destroyed, with its pages, if the import fails
-    ctx.state().masked = detail::import_pages_into(model_->space(), kv_, e, ctx.state().table);
-    return ctx;
+    detail::check_import_records(e, shape_.vocab_size, shape_.context_length);
+    auto state = std::make_unique<detail::ContextState>(pool_, next_context_id_);  // freed, with its pages, on a throw
+    state->masked = detail::import_pages_into(model_->space(), kv_, e, state->table, trust);
+    ++next_context_id_;
+    return Context<M>(*this, std::move(state));
   }
 
  private:
-  KvExportHeader export_header() const {
+  KvExportHeader export_header() {
     KvExportHeader h;
-    h.fingerprint = options_.model_id;
+    h.fingerprint = model_identity().to_string();
+    if (!options_.model_id.empty()) h.fingerprint += ";label=" + options_.model_id;
     h.page_size = options_.page_size;
     h.num_layers = static_cast<std::uint32_t>(kv_.num_layers());
     h.num_kv_heads = static_cast<std::uint32_t>(shape_.num_kv_heads);
@@ -246,25 +395,30 @@ class Engine {
     std::size_t reserved_pages;
     std::size_t kv_before;
     LoraAdapter const* adapter;  // of every token of the pass, or nullptr
+    std::uint64_t sample_step;   // the context's draws before the pass (restored if it fails)
   };
 
   void rollback(Admitted const& a) {
-    PageTable& t = a.pass->ctx->table;
-    t.truncate_working_page_tokens(a.pass->tokens.size());
-    t.release_working_pages(a.reserved_pages);
+    detail::ContextState& cs = *a.pass->ctx;
+    cs.table.truncate_working_page_tokens(a.pass->tokens.size());
+    cs.table.release_working_pages(a.reserved_pages);
+    cs.sample_step = a.sample_step;
   }
 
   void finish(detail::PassRequest* pass) {
+    if (pass->ctx->pass_in_flight == pass->serial) pass->ctx->pass_in_flight = 0;
     scheduler_.finish(pass);
     ++stats_.passes;
   }
 
-  void fail_all(std::vector<Admitted> const& admitted, std::exception_ptr error) {
-    for (Admitted const& a : admitted) {
-      rollback(a);
-      a.pass->error = error;
-      finish(a.pass);
-    }
+  void fail(Admitted const& a, std::exception_ptr error) {
+    rollback(a);
+    a.pass->error = std::move(error);
+    finish(a.pass);
+  }
+
+  void fail_all(std::span<Admitted const> admitted, std::exception_ptr const& error) {
+    for (Admitted const& a : admitted) fail(a, error);
   }
 
   /// Reserves the pass's pages and appends its tokens, or answers it with the error (nothing changed).
@@ -296,7 +450,7 @@ class Engine {
     std::uint64_t const adapter_tag = pass->adapter ? pass->adapter->value : 0;
     for (std::size_t i = 0; i < n; ++i) meta[i] = TokenMeta{pass->tokens[i], pass->positions[i], false, adapter_tag};
     t.append_working_tokens(meta);
-    return Admitted{pass, pages, kv_before, adapter};
+    return Admitted{pass, pages, kv_before, adapter, pass->ctx->sample_step};
   }
 
   /// The step builder's view of an admitted pass (its masks are moved into the step).
@@ -318,9 +472,10 @@ class Engine {
     return sp;
   }
 
-  /// One model step over every queued pass: admit, build the batch, forward, sample and probe, answer.
+  /// One model step over every queued pass: admit, build the batch, forward, sample and probe, answer. Each
+  /// failure is answered to the pass that made it (see the header); the others run as they would without it.
   void step(std::vector<detail::PassRequest*> queued) {
-    std::vector<Admitted> admitted;
+    std::vector<Admitted> admitted;  // [admitted passes]
     for (detail::PassRequest* pass : queued) {
       if (auto a = admit(pass)) admitted.push_back(*a);
     }
@@ -328,26 +483,48 @@ class Engine {
 
     StepBatch batch;
     try {
-      std::vector<StepPass> passes;  // [batch]
+      std::vector<StepPass> passes;  // [admitted passes]
       passes.reserve(admitted.size());
       for (Admitted const& a : admitted) passes.push_back(step_pass(a));
       batch = build_step(passes, options_.page_size);
     } catch (...) {
-      fail_all(admitted, std::current_exception());
+      fail_all(admitted, std::current_exception());  // out of memory: the builder answers bad rows per pass
       return;
     }
+    for (StepBatch::Rejected const& r : batch.rejected) fail(admitted[r.pass], r.error);
+    std::vector<Admitted> joined;  // [batch.size()] the passes of the batch, in its order
+    joined.reserve(batch.size());
+    for (std::size_t const i : batch.members) joined.push_back(admitted[i]);
+    if (joined.empty() || run_batch(joined, batch, joined.size() > 1)) return;
 
+    // The model failed the batch as a whole: each pass again in a batch of its own (their tokens are still in
+    // their page tables, one context per pass), so only the passes that fail alone get the error.
+    for (std::size_t i = 0; i < joined.size(); ++i) {
+      std::span<Admitted const> const one(&joined[i], 1);
+      try {
+        run_batch(one, batch.alone(i), false);
+      } catch (...) {
+        fail_all(one, std::current_exception());
+      }
+    }
+  }
+
+  /// Runs `passes` (in `batch`'s order) through the model, then their samplers and probes, and answers each.
+  /// Returns false, with no pass answered, when the model throws and `may_split` (the caller retries them).
+  bool run_batch(std::span<Admitted const> passes, StepBatch const& batch, bool may_split) {
     std::size_t const vocab = shape_.vocab_size;
     std::size_t const num_logits = batch.logit_rows.size();
-    if (logits_.size() < num_logits * vocab) {
-      logits_ = Buffer<float, typename space_type::memory_space>(num_logits * vocab, memory_of(model_->space()));
-    }
-    std::span<float> const logits(logits_.data(), num_logits * vocab);  // [num_logits][vocab], the model's space
+    std::span<float> logits;  // [num_logits][vocab], the model's space
     try {
-      model_->forward(kv_, batch.forward_batch(), logits);
+      if (logits_.size() < num_logits * vocab) {
+        logits_ = Buffer<float, typename space_type::memory_space>(num_logits * vocab, memory_of(model_->space()));
+      }
+      logits = std::span<float>(logits_.data(), num_logits * vocab);
+      detail::forward_in(*model_, kv_, batch.forward_batch(), logits, workspace_);
     } catch (...) {
-      fail_all(admitted, std::current_exception());
-      return;
+      if (may_split) return false;
+      fail_all(passes, std::current_exception());
+      return true;
     }
     ++stats_.steps;
     stats_.tokens += batch.tokens.size();
@@ -355,7 +532,7 @@ class Engine {
     // Every sampler and probe of the step in one logit_step on the model's space (one copy of results back).
     std::vector<LogitRowPlan> plan;  // [num_logits]
     plan.reserve(num_logits);
-    for (Admitted const& a : admitted) {
+    for (Admitted const& a : passes) {
       try {
         detail::plan_logit_rows(*a.pass, options_.seed, vocab, plan);
       } catch (...) {
@@ -363,34 +540,46 @@ class Engine {
         plan.resize(plan.size() + detail::logit_rows_of(*a.pass), LogitRowPlan{logit_task::Raw{}, nullptr});  // kept aligned, unread
       }
     }
-    std::vector<LogitRowResult> results;
-    std::exception_ptr step_error;
-    try {
-      results = logit_step(model_->space(), ShapedView<float const, 2>(logits.data(), num_logits, vocab),
-                           std::span<LogitRowPlan const>(plan), logit_arena_);
-    } catch (...) {
-      step_error = std::current_exception();
-    }
-    for (std::size_t i = 0; i < admitted.size(); ++i) {
-      detail::PassRequest& pass = *admitted[i].pass;
-      if (step_error && !pass.error) pass.error = step_error;
+    std::vector<LogitRowResult> results;  // [num_logits]
+    bool const together = [&] {
+      try {
+        results = logit_step(model_->space(), ShapedView<float const, 2>(logits.data(), num_logits, vocab),
+                             std::span<LogitRowPlan const>(plan), logit_arena_);
+        return true;
+      } catch (...) {
+        return false;  // each pass's rows again on their own, below, so the error stays with its pass
+      }
+    }();
+    for (std::size_t i = 0; i < passes.size(); ++i) {
+      detail::PassRequest& pass = *passes[i].pass;
       if (!pass.error) {
         try {
-          std::size_t row = batch.first_row[i];
-          detail::answer_pass(pass, results, row);
+          std::size_t const row = batch.first_row[i];
+          if (together) {
+            detail::answer_pass(pass, results, row);
+          } else {
+            std::size_t const rows = detail::logit_rows_of(pass);
+            std::vector<LogitRowResult> mine;  // [rows]
+            if (rows > 0) {
+              mine = logit_step(model_->space(), ShapedView<float const, 2>(logits.data() + row * vocab, rows, vocab),
+                                std::span<LogitRowPlan const>(plan).subspan(row, rows), logit_arena_);
+            }
+            detail::answer_pass(pass, mine, 0);
+          }
         } catch (...) {
           pass.error = std::current_exception();
         }
       }
       detail::ContextState& cs = *pass.ctx;
       if (pass.error) {
-        rollback(admitted[i]);
+        rollback(passes[i]);
       } else {
         cs.pending.erase(cs.pending.begin(), cs.pending.begin() + static_cast<std::ptrdiff_t>(pass.consumed_pending));
         if (!pass.defer_commit) commit_full_pages(cs);
       }
       finish(&pass);
     }
+    return true;
   }
 
   // Pages computed under an adapter commit like any other: the adapter is part of each slot's TokenMeta, so
@@ -416,8 +605,11 @@ class Engine {
   Buffer<float, typename space_type::memory_space> logits_;  // [num_logits][vocab] of the last step, the model's space
   LogitStepArena<space_type> logit_arena_;                    // sampling and probe scratch, kept between steps
   detail::AdapterRegistry adapters_;
+  typename detail::WorkspaceOf<M>::type workspace_;  // the model's per-step state for this engine's steps
   std::uint64_t next_context_id_ = 0;
   EngineStats stats_;
+  std::atomic<std::thread::id> owner_{std::this_thread::get_id()};  // see check_thread
+  std::atomic<bool> running_{false};                                // inside run()
   detail::Scheduler scheduler_;  // last: destroyed first (its program frames own Contexts)
 };
 

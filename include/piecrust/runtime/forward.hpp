@@ -17,6 +17,11 @@
 // first inputs of the pass (indexable), which is how generation loops feed the last sampled token.
 // execute() validates everything before anything changes: an invalid pass throws a typed Error from
 // `co_await fwd.execute()` and leaves the context exactly as it was.
+//
+// Positions: every position, explicit or automatic, lies in [0, context length) of the model (or below
+// 2^32 - 1 when the model states no length), so automatic positions never wrap; OutOfRange otherwise.
+// A context runs one pass at a time: executing a second pass of a context whose pass is still queued (two
+// programs sharing a context under when_all) throws InvalidState naming the context; the first pass runs.
 
 #include <piecrust/core/attention_mask.hpp>
 #include <piecrust/core/error.hpp>
@@ -32,6 +37,7 @@
 #include <cstdint>
 #include <exception>
 #include <initializer_list>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -118,6 +124,16 @@ class ForwardOutput {
 
 namespace detail {
 
+/// Positions of a pass lie in [0, position_limit(context length)): the model's context length, or 2^32 - 1
+/// when it states none (so that the position after the last one still fits in 32 bits).
+inline std::uint64_t position_limit(std::size_t context_length) noexcept {
+  constexpr std::uint64_t most = std::numeric_limits<std::uint32_t>::max();
+  return context_length > 0 ? std::min<std::uint64_t>(context_length, most) : most;
+}
+inline char const* position_limit_name(std::size_t context_length) noexcept {
+  return context_length > 0 ? "the model's context length " : "the position limit ";
+}
+
 struct SampleRequest {
   std::vector<std::size_t> indices;  // pass-relative (indexable inputs)
   SamplerSpec sampler;
@@ -184,11 +200,20 @@ class Forward {
   }
   Forward& input(std::initializer_list<std::uint32_t> tokens) { return input(std::span(tokens.begin(), tokens.size())); }
 
-  /// Appends tokens at explicit positions (repeats, gaps and reordering allowed).
+  /// Appends tokens at explicit positions (repeats, gaps and reordering allowed). Throws OutOfRange (nothing
+  /// appended) for a position >= the model's context length.
   Forward& input_at(std::span<std::uint32_t const> tokens, std::span<std::uint32_t const> positions) {
     if (tokens.size() != positions.size()) {
       detail::fail<InvalidArgument>("Forward::input_at: tokens.size() = ", tokens.size(), " != positions.size() = ",
                                     positions.size());
+    }
+    std::size_t const length = engine_->shape().context_length;
+    std::uint64_t const limit = detail::position_limit(length);
+    for (std::size_t i = 0; i < positions.size(); ++i) {
+      if (positions[i] >= limit) {
+        detail::fail<OutOfRange>("Forward::input_at: positions[", i, "] = ", positions[i], " >= ",
+                                 detail::position_limit_name(length), limit);
+      }
     }
     for (std::size_t i = 0; i < tokens.size(); ++i) inputs_.push_back({tokens[i], positions[i]});
     return *this;
@@ -247,7 +272,8 @@ class Forward {
   }
 
   /// Validates the pass and hands it to the engine. `co_await` the result to get the ForwardOutput.
-  /// Throws InvalidArgument / OutOfRange / InvalidState (context unchanged) for an invalid pass.
+  /// Throws InvalidArgument / OutOfRange / InvalidState (context unchanged) for an invalid pass, and
+  /// InvalidState when the context already has a pass in flight.
   ForwardAwaiter<M> execute() {
     if (executed_) detail::fail<InvalidState>("Forward::execute: this pass was already executed");
     detail::PassRequest r = build();
@@ -268,6 +294,10 @@ class Forward {
     constexpr char const* op = "Forward::execute";
     std::size_t const vocab = engine_->shape().vocab_size;
     detail::ContextState const& cs = *ctx_;
+    if (cs.pass_in_flight != 0) {
+      detail::fail<InvalidState>(op, ": context ", cs.id, " already has pass ", cs.pass_in_flight,
+                                 " in flight (a context runs one pass at a time: await it first)");
+    }
     detail::PassRequest r;
     r.ctx = ctx_;
     r.serial = serial_;
@@ -279,16 +309,28 @@ class Forward {
     r.consumed_pending = cs.pending.size();
     r.prefix = pending_indexable_ ? 0 : cs.pending.size();
 
+    // Positions are checked against the limit before they are narrowed, so none wraps.
+    std::size_t const length = engine_->shape().context_length;
+    std::uint64_t const limit = detail::position_limit(length);
     std::int64_t last = static_cast<std::int64_t>(cs.table.next_position()) - 1;
-    for (std::uint32_t const t : cs.pending) {
-      r.tokens.push_back(t);
-      r.positions.push_back(static_cast<std::uint32_t>(++last));
+    for (std::size_t j = 0; j < cs.pending.size(); ++j) {
+      if (static_cast<std::uint64_t>(++last) >= limit) {
+        detail::fail<OutOfRange>(op, ": pending token ", j, " would get position ", last, " >= ",
+                                 detail::position_limit_name(length), limit);
+      }
+      r.tokens.push_back(cs.pending[j]);
+      r.positions.push_back(static_cast<std::uint32_t>(last));
     }
-    for (Input const& in : inputs_) {
+    for (std::size_t k = 0; k < inputs_.size(); ++k) {
+      Input const& in = inputs_[k];
+      std::int64_t const pos = in.position ? std::int64_t{*in.position} : last + 1;
+      if (static_cast<std::uint64_t>(pos) >= limit) {
+        detail::fail<OutOfRange>(op, ": input ", k, in.position ? " has position " : " would get position ", pos, " >= ",
+                                 detail::position_limit_name(length), limit);
+      }
+      last = std::max(last, pos);
       r.tokens.push_back(in.token);
-      std::uint32_t const pos = in.position ? *in.position : static_cast<std::uint32_t>(last + 1);
-      last = std::max<std::int64_t>(last, pos);
-      r.positions.push_back(pos);
+      r.positions.push_back(static_cast<std::uint32_t>(pos));
     }
     std::size_t const n = r.tokens.size();
     std::size_t const indexable = n - r.prefix;

@@ -40,12 +40,15 @@ void open_assistant_turn(Ctx& ctx) {
   if (ctx.state().user_turn_open) ctx.fill_generation_prompt();
 }
 
-/// Whether the model's context would be full with `extra` more tokens after the KV and pending ones.
+/// Whether the model's context would be full with `extra` more tokens after the KV and pending ones: in KV
+/// slots, or in positions (explicit positions may run ahead of the slots; automatic ones must not pass the limit).
 template <class Ctx>
 bool context_full_after(Ctx& ctx, std::size_t extra) {
-  std::size_t const limit = ctx.engine().shape().context_length;
+  std::size_t const length = ctx.engine().shape().context_length;
+  std::uint64_t const limit = position_limit(length);
   ContextState const& cs = ctx.state();
-  return limit > 0 && cs.table.seq_len() + cs.pending.size() + extra >= limit;
+  std::uint64_t const more = cs.pending.size() + extra;
+  return (length > 0 && cs.table.seq_len() + more >= length) || cs.table.next_position() + more >= limit;
 }
 
 inline void try_commit(ContextState& cs, std::size_t k) {
@@ -104,18 +107,22 @@ Task<Generation> generate_with_drafter(Ctx& ctx, D& drafter, StopCondition stop,
     // for small batches), so verification passes stay at most 1 + max_draft tokens.
     Draft draft = cs.pending.size() > 1 ? Draft{} : drafter.draft();
     draft.validate();
-    std::size_t const room = ctx.engine().shape().context_length - std::min(ctx.engine().shape().context_length, cs.table.seq_len() + 1);
-    std::size_t const keep = std::min({draft.size(), max_draft, room});
+    std::size_t const length = ctx.engine().shape().context_length;
+    std::size_t const room = length > 0 ? length - std::min(length, cs.table.seq_len() + 1) : max_draft;
+    std::size_t const np = cs.pending.size();
+    // A draft token at depth d gets position last_pos + d, d <= keep: all of them stay below the limit.
+    std::uint64_t const last_pos = std::uint64_t{cs.table.next_position()} + np - 1;
+    std::uint64_t const limit = position_limit(length);
+    std::size_t const position_room = last_pos + 1 < limit ? static_cast<std::size_t>(limit - 1 - last_pos) : 0;
+    std::size_t const keep = std::min({draft.size(), max_draft, room, position_room});
     draft.tokens.resize(keep);
     draft.parents.resize(keep);
 
-    std::size_t const np = cs.pending.size();
     std::size_t const kv_before = cs.table.seq_len();
-    std::uint32_t const last_pos = cs.table.next_position() + static_cast<std::uint32_t>(np) - 1;
     auto fwd = ctx.forward();
     fwd.input_pending();
     std::vector<std::uint32_t> positions(keep);
-    for (std::size_t i = 0; i < keep; ++i) positions[i] = last_pos + static_cast<std::uint32_t>(draft.depth(i));
+    for (std::size_t i = 0; i < keep; ++i) positions[i] = static_cast<std::uint32_t>(last_pos + draft.depth(i));
     fwd.input_at(draft.tokens, positions);
     if (keep > 0) {
       std::vector<AttentionMask> rows = AttentionMask::causal_rows(kv_before, np - 1);

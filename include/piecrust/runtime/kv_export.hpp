@@ -2,13 +2,15 @@
 // The byte format of exported KV pages (Context::export_kv_pages / Context::from_imported).
 //
 //   "PCKVPAGE" magic, u32 version (1)
-//   u32 fingerprint length, fingerprint bytes   (which model made the K/V)
+//   u32 fingerprint length, fingerprint bytes   (ModelIdentity::to_string of the model that made the K/V)
 //   u32 page_size, u32 num_layers, u32 num_kv_heads, u32 head_dim, u32 element_size, u64 num_pages
 //   num_pages * page_size token records: u32 token, u32 position, u8 masked
 //   K/V bytes: [num_pages][num_layers][2][page_size][num_kv_heads][head_dim] elements of element_size bytes
 //   u64 FNV-1a checksum of everything before it
 // All integers little-endian. Decoding checks every length against the blob: a truncated or altered entry
-// is a FormatError, never a crash.
+// is a FormatError, never a crash. The checksum only catches accidents (anyone can recompute it): what the
+// records claim (token ids, positions, the fingerprint) is checked against the engine on import
+// (kv_transfer.hpp), and the K/V bytes themselves are never trusted (kv_trust.hpp).
 
 #include <piecrust/core/error.hpp>
 #include <piecrust/core/token_meta.hpp>
@@ -16,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -32,9 +35,15 @@ struct KvExportHeader {
   std::uint32_t element_size = 0;
   std::uint64_t num_pages = 0;
 
-  /// Bytes of K/V per page and layer.
-  [[nodiscard]] std::uint64_t layer_page_bytes() const {
-    return std::uint64_t{2} * page_size * num_kv_heads * head_dim * element_size;
+  /// Bytes of K/V of one page, all layers; nullopt when the product does not fit in 64 bits (a forged header).
+  [[nodiscard]] std::optional<std::uint64_t> page_bytes() const {
+    std::uint64_t n = 2;
+    for (std::uint64_t const f : {std::uint64_t{page_size}, std::uint64_t{num_kv_heads}, std::uint64_t{head_dim},
+                                  std::uint64_t{element_size}, std::uint64_t{num_layers}}) {
+      if (f != 0 && n > UINT64_MAX / f) return std::nullopt;
+      n *= f;
+    }
+    return n;
   }
 };
 
@@ -103,13 +112,18 @@ class ByteReader {
 
 inline std::vector<std::uint8_t> encode_kv_export(KvExport const& e) {
   KvExportHeader const& h = e.header;
+  auto const per_page = h.page_bytes();
+  if (!per_page || (h.num_pages > 0 && *per_page > UINT64_MAX / h.num_pages) || h.page_size == 0 ||
+      h.num_pages > UINT64_MAX / h.page_size) {
+    detail::fail<InvalidArgument>("encode_kv_export: the header's sizes overflow (", h.num_pages, " pages of ",
+                                  h.page_size, " tokens, ", h.num_layers, " layers)");
+  }
   if (e.tokens.size() != h.num_pages * h.page_size) {
     detail::fail<InvalidArgument>("encode_kv_export: ", e.tokens.size(), " token records for ", h.num_pages, " pages of ",
                                   h.page_size);
   }
-  if (e.bytes.size() != h.num_pages * h.num_layers * h.layer_page_bytes()) {
-    detail::fail<InvalidArgument>("encode_kv_export: ", e.bytes.size(), " K/V bytes, expected ",
-                                  h.num_pages * h.num_layers * h.layer_page_bytes());
+  if (e.bytes.size() != h.num_pages * *per_page) {
+    detail::fail<InvalidArgument>("encode_kv_export: ", e.bytes.size(), " K/V bytes, expected ", h.num_pages * *per_page);
   }
   detail::ByteWriter w;
   w.raw(detail::kv_export_magic, sizeof(detail::kv_export_magic));
@@ -164,14 +178,24 @@ inline KvExport decode_kv_export(std::span<std::uint8_t const> blob) {
   for (TokenMeta& t : e.tokens) {
     t.token = r.le<std::uint32_t>("token");
     t.position = r.le<std::uint32_t>("position");
-    t.masked = r.le<std::uint8_t>("masked") != 0;
+    auto const masked = r.le<std::uint8_t>("masked");
+    if (masked > 1) {
+      detail::fail<FormatError>("KV export: token record ", &t - e.tokens.data(), " has masked = ", unsigned{masked},
+                                " (expected 0 or 1)");
+    }
+    t.masked = masked != 0;
   }
-  std::uint64_t const per_page = h.num_layers * h.layer_page_bytes();
-  if (h.num_layers == 0 || h.layer_page_bytes() == 0 || (h.num_pages > 0 && per_page > r.remaining() / h.num_pages)) {
-    detail::fail<FormatError>("KV export: truncated: K/V of ", h.num_pages, " pages x ", per_page, " bytes do not fit in ",
-                              r.remaining(), " bytes");
+  auto const per_page = h.page_bytes();
+  if (!per_page || *per_page == 0) {
+    detail::fail<FormatError>("KV export: K/V sizes num_layers = ", h.num_layers, ", num_kv_heads = ", h.num_kv_heads,
+                              ", head_dim = ", h.head_dim, ", element_size = ", h.element_size,
+                              (per_page ? " give 0 bytes per page" : " overflow 64 bits"));
   }
-  auto const kv = r.take(h.num_pages * per_page, "K/V bytes");
+  if (h.num_pages > 0 && *per_page > r.remaining() / h.num_pages) {
+    detail::fail<FormatError>("KV export: truncated: K/V of ", h.num_pages, " pages x ", *per_page,
+                              " bytes do not fit in ", r.remaining(), " bytes");
+  }
+  auto const kv = r.take(h.num_pages * *per_page, "K/V bytes");
   e.bytes.assign(kv.begin(), kv.end());
   std::size_t const covered = r.position();
   auto const sum = r.le<std::uint64_t>("checksum");

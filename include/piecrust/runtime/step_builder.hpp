@@ -7,7 +7,11 @@
 //
 //   std::vector<StepPass> passes = ...;            // one per admitted pass, in submission order
 //   StepBatch batch = build_step(passes, page_size);  // masks are moved out of `passes`
+//   for (auto const& r : batch.rejected) ...;          // passes left out, each with its own error
 //   model.forward(kv, batch.forward_batch(), logits);
+//
+// A pass that cannot join the batch is left out of it rather than failing the step, so one program's bad
+// pass never changes what the others compute.
 
 #include <piecrust/core/attention_mask.hpp>
 #include <piecrust/core/brle.hpp>
@@ -19,7 +23,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <iterator>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -55,8 +61,37 @@ struct StepBatch {
   std::vector<LoraAdapter const*> adapters;   // [batch] when any pass has an adapter, else empty
   std::vector<std::size_t> first_token;       // [batch] index of each pass's first token in the step
   std::vector<std::size_t> first_row;         // [batch] index of each pass's first logits row in the step
+  std::vector<std::size_t> members;           // [batch] index in build_step's passes of each request
+
+  /// A pass left out of the batch, with the error it made.
+  struct Rejected {
+    std::size_t pass = 0;  // index in build_step's passes
+    std::exception_ptr error;
+  };
+  std::vector<Rejected> rejected;  // [left out] in pass order
 
   [[nodiscard]] std::size_t size() const noexcept { return last_page_len.size(); }
+
+  /// The batch of request i by itself: what build_step makes of that pass alone (the engine retries a batch
+  /// the model failed one pass at a time, so that the error stays with the pass that causes it).
+  [[nodiscard]] StepBatch alone(std::size_t i) const {
+    StepBatch a;
+    std::size_t const t0 = qo_indptr[i], t1 = qo_indptr[i + 1];
+    a.tokens.assign(tokens.begin() + static_cast<std::ptrdiff_t>(t0), tokens.begin() + static_cast<std::ptrdiff_t>(t1));
+    a.positions.assign(positions.begin() + static_cast<std::ptrdiff_t>(t0), positions.begin() + static_cast<std::ptrdiff_t>(t1));
+    a.qo_indptr.push_back(static_cast<std::uint32_t>(t1 - t0));
+    a.kv_indices.assign(kv_indices.begin() + kv_indptr[i], kv_indices.begin() + kv_indptr[i + 1]);
+    a.kv_indptr.push_back(static_cast<std::uint32_t>(a.kv_indices.size()));
+    a.last_page_len.push_back(last_page_len[i]);
+    if (!trims.empty() && !trims[i].rows.empty()) a.trims.push_back(trims[i]);  // alone, a causal pass has no plan
+    std::size_t const r1 = i + 1 < size() ? first_row[i + 1] : logit_rows.size();
+    for (std::size_t r = first_row[i]; r < r1; ++r) a.logit_rows.push_back(static_cast<std::uint32_t>(logit_rows[r] - t0));
+    if (!adapters.empty() && adapters[i] != nullptr) a.adapters.push_back(adapters[i]);
+    a.first_token.push_back(0);
+    a.first_row.push_back(0);
+    a.members.push_back(members[i]);
+    return a;
+  }
 
   [[nodiscard]] ForwardBatch forward_batch() const {
     ForwardBatch fb;
@@ -96,18 +131,26 @@ inline std::vector<AttentionMask> pass_rows(StepPass& p) {
 
 }  // namespace detail
 
-/// The step's batch, passes in order. Throws InvalidArgument (from TrimPlan::compute) when a pass's rows do
-/// not fit its tokens; the passes' masks may then have been moved out.
+/// The step's batch, passes in order; the passes' masks are moved out. A pass whose rows do not fit its tokens
+/// (TrimPlan::compute's InvalidArgument) is left out and listed in `rejected` with that error; the batch of
+/// the others is exactly the one they would make without it.
 inline StepBatch build_step(std::span<StepPass> passes, std::uint32_t page_size) {
-  std::vector<std::vector<AttentionMask>> rows(passes.size());  // [batch][n or 0]
+  std::vector<std::optional<TrimPlan>> plans(passes.size());  // [passes] for the passes with rows of their own
+  StepBatch b;
   bool any_rows = false, any_adapter = false;
   for (std::size_t i = 0; i < passes.size(); ++i) {
-    rows[i] = detail::pass_rows(passes[i]);
-    any_rows = any_rows || !rows[i].empty();
+    try {
+      std::vector<AttentionMask> const rows = detail::pass_rows(passes[i]);  // [n or 0]
+      if (!rows.empty()) plans[i] = TrimPlan::compute(page_size, passes[i].kv_before, passes[i].tokens.size(), rows);
+    } catch (...) {
+      b.rejected.push_back({i, std::current_exception()});
+      continue;
+    }
+    b.members.push_back(i);
+    any_rows = any_rows || plans[i].has_value();
     any_adapter = any_adapter || passes[i].adapter != nullptr;
   }
-  StepBatch b;
-  for (std::size_t i = 0; i < passes.size(); ++i) {
+  for (std::size_t const i : b.members) {
     StepPass const& p = passes[i];
     b.first_token.push_back(b.tokens.size());
     b.first_row.push_back(b.logit_rows.size());
@@ -120,7 +163,7 @@ inline StepBatch build_step(std::span<StepPass> passes, std::uint32_t page_size)
     b.kv_indices.insert(b.kv_indices.end(), p.kv_pages.begin(), p.kv_pages.end());
     b.kv_indptr.push_back(static_cast<std::uint32_t>(b.kv_indices.size()));
     b.last_page_len.push_back(p.last_page_len);
-    if (any_rows) b.trims.push_back(TrimPlan::compute(page_size, p.kv_before, p.tokens.size(), rows[i]));
+    if (any_rows) b.trims.push_back(plans[i] ? std::move(*plans[i]) : TrimPlan::compute(page_size, p.kv_before, p.tokens.size(), {}));
     if (any_adapter) b.adapters.push_back(p.adapter);
   }
   return b;

@@ -43,17 +43,29 @@ class ByteCursor {
     return out;
   }
 
-  /// A GGUF string: u64 length, then that many bytes (not NUL-terminated).
-  [[nodiscard]] std::string read_string(std::string_view what) {
+  /// The next n bytes, without a copy.
+  [[nodiscard]] std::span<std::byte const> read_bytes(std::size_t n, std::string_view what) {
+    require(n, what);
+    auto const out = bytes_.subspan(pos_, n);
+    pos_ += n;
+    return out;
+  }
+
+  /// A GGUF string (u64 length, then that many bytes, not NUL-terminated) as a view into the bytes: the caller
+  /// decides what a copy may cost before making one.
+  [[nodiscard]] std::string_view read_string_view(std::string_view what) {
     auto const len = read<std::uint64_t>(what);
     if (len > remaining()) {
       fail<FormatError>(source_, ": string length ", len, " of ", what, " at offset ", pos_ - 8,
                         " exceeds the ", remaining(), " bytes left");
     }
-    std::string out(reinterpret_cast<char const*>(bytes_.data() + pos_), static_cast<std::size_t>(len));
+    std::string_view const out(reinterpret_cast<char const*>(bytes_.data() + pos_), static_cast<std::size_t>(len));
     pos_ += static_cast<std::size_t>(len);
     return out;
   }
+
+  /// A GGUF string, copied.
+  [[nodiscard]] std::string read_string(std::string_view what) { return std::string(read_string_view(what)); }
 
   void seek(std::size_t pos, std::string_view what) {
     if (pos > bytes_.size()) {

@@ -43,6 +43,7 @@ class LoraOnSpace {
 
   /// The space's copy of `ad`'s pair for (layer, target), or nullptr when the adapter has none there.
   Pair const* pair(S const& space, LoraAdapter const& ad, std::size_t layer, LoraTarget target) {
+    if (layer >= ad.shape().num_layers) return nullptr;  // the engine refuses such adapters; never index past them
     auto it = adapters_.find(ad.revision());
     if (it == adapters_.end()) it = adapters_.emplace(ad.revision(), upload(space, ad)).first;
     auto const& p = it->second[layer * lora_target_count + static_cast<std::size_t>(target)];

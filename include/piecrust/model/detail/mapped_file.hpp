@@ -28,6 +28,10 @@ class MappedFile {
       ::close(fd);
       fail<InvalidArgument>("cannot stat '", path, "': ", std::strerror(e));
     }
+    if (!S_ISREG(st.st_mode)) {  // a FIFO or device has no size to check a file's counts against
+      ::close(fd);
+      fail<InvalidArgument>("cannot map '", path, "': not a regular file");
+    }
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ > 0) {
       void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -2,7 +2,8 @@
 // SequenceRunner: drives a Model directly for a few independent sequences with a PagePool as the page
 // allocator — what piecrust-chat, the model tests and the model benchmark use until the runtime's
 // Engine exists. Each step appends tokens to some sequences and returns the logits of each one's last
-// new token. Positions are 0, 1, 2, ... per sequence, attention is causal.
+// new token. Positions are 0, 1, 2, ... per sequence, attention is causal. A runner holds its own model
+// workspace (WorkspaceModel), so runners on several threads may share one model.
 
 #include <piecrust/core/error.hpp>
 #include <piecrust/core/page_pool.hpp>
@@ -24,7 +25,10 @@ class SequenceRunner {
   };
 
   SequenceRunner(M& model, std::size_t num_pages, std::uint32_t page_size = 16)
-      : model_(&model), kv_(model.make_kv_cache(num_pages, page_size)), pool_(num_pages, page_size) {}
+      : model_(&model),
+        kv_(model.make_kv_cache(num_pages, page_size)),
+        pool_(num_pages, page_size),
+        workspace_(WorkspaceOf<M>::make(model)) {}
 
   [[nodiscard]] std::size_t add_sequence() {
     seqs_.push_back({});
@@ -77,7 +81,7 @@ class SequenceRunner {
     batch.logit_rows = rows;
     std::vector<float> logits(rows.size() * model_->shape().vocab_size);  // [appends][vocab]
     try {
-      model_->forward(kv_, batch, logits);
+      forward_in(*model_, kv_, batch, logits, workspace_);
     } catch (...) {
       for (PageId p : fresh) pool_.release(p);
       throw;
@@ -106,6 +110,7 @@ class SequenceRunner {
   M* model_;
   typename M::kv_cache_type kv_;
   PagePool pool_;
+  typename WorkspaceOf<M>::type workspace_;  // the model's per-step state for this runner's steps
   std::vector<Seq> seqs_;
 };
 

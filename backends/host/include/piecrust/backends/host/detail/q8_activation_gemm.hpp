@@ -23,6 +23,7 @@
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
 #include <immintrin.h>
 #define PIECRUST_MODEL_X86 1
 #else
@@ -33,8 +34,12 @@ namespace piecrust::detail {
 
 #if PIECRUST_MODEL_X86
 [[nodiscard]] inline bool cpu_has_avx2() noexcept {
-  static bool const yes =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  // F16C from cpuid leaf 1 (ECX bit 29): clang before 15 does not know __builtin_cpu_supports("f16c").
+  static bool const yes = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    bool const f16c = __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & bit_F16C) != 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+  }();
   return yes;
 }
 #endif
