@@ -39,7 +39,7 @@ TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --test-dir build/ts
 
 if command -v clang++ >/dev/null; then
   phase "fuzz: every libFuzzer target (ASan + UBSan), briefly"
-  FUZZ_BUILD_DIR=build/fuzz scripts/fuzz.sh "${PIECRUST_FUZZ_SECONDS:-20}"
+  FUZZ_BUILD_DIR=build/fuzz scripts/fuzz.sh "${PIECRUST_FUZZ_SECONDS:-10}"
 fi
 
 phase "run-tests: all tests passed"
