@@ -5,13 +5,19 @@ Measures prefill of 512 tokens and decode at batch 1 and batch 8 (8 sequences, o
 tokens/s, best of --repeats, with the same model file and thread count for both engines:
   * piecrust: the bench_model program (bench/bench_model.cpp);
   * llama.cpp: llama-cpp-python's low-level API (llama_decode on llama_batch; f16 KV, no flash attention).
-Prints a Markdown table with the ratios (piecrust / llama.cpp).
+Prints a Markdown table with the ratios (piecrust / llama.cpp), then the batch-1 decode weight-read floor:
+the bytes of every weight matrix a decode step reads once (from the file's tensor table; the embedding row
+lookup excluded, a tied embedding counted once as the LM head) over the STREAM-like read bandwidth measured
+in the same run (bench_quant's BM_StreamRead, same thread count, best of a run before and after piecrust's),
+and each engine's decode rate as a fraction of that floor.
 
-usage: bench_model.py --bench build/bench/bench_model [--model FILE] [--threads 2] [--repeats 3]
+usage: bench_model.py --bench build/bench/bench_model [--stream build/bench/bench_quant] [--model FILE]
+                      [--threads 2] [--repeats 3]
 """
 import argparse
 import json
 import os
+import struct
 import subprocess
 import time
 
@@ -95,21 +101,93 @@ def llama_cpp_bench(model_path, threads, repeats):
     return out
 
 
+# ggml type id -> (weights per block, bytes per block), for the types piecrust loads.
+GGML_BLOCKS = {0: (1, 4), 1: (1, 2), 30: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24),
+               8: (32, 34), 20: (32, 18), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176),
+               14: (256, 210), 23: (256, 136)}
+
+
+def gguf_tensors(path):
+    """[(name, dims, ggml type id)] from a GGUF file's header (the metadata values are skipped)."""
+    with open(path, "rb") as f:
+        def read(fmt):
+            return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))[0]
+
+        def string():
+            return f.read(read("Q")).decode("utf-8", "replace")
+
+        scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+        def skip(vtype):
+            if vtype == 8:
+                string()
+            elif vtype == 9:
+                item, n = read("I"), read("Q")
+                for _ in range(n):
+                    skip(item)
+            else:
+                f.seek(struct.calcsize("<" + scalar[vtype]), 1)
+
+        if f.read(4) != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file")
+        read("I")  # version
+        n_tensors, n_kv = read("Q"), read("Q")
+        for _ in range(n_kv):
+            string()
+            skip(read("I"))
+        out = []
+        for _ in range(n_tensors):
+            name = string()
+            dims = [read("Q") for _ in range(read("I"))]
+            out.append((name, dims, read("I")))
+            read("Q")  # offset
+        return out
+
+
+def decode_weight_bytes(path):
+    """Bytes of the weight matrices one decode step reads once: every 2-D tensor, except the token
+    embedding when a separate output matrix exists (then a step reads one embedding row)."""
+    tensors = gguf_tensors(path)
+    tied = not any(name == "output.weight" for name, _, _ in tensors)
+    total = 0
+    for name, dims, t in tensors:
+        if len(dims) != 2 or (name == "token_embd.weight" and not tied):
+            continue
+        per_block, block_bytes = GGML_BLOCKS[t]
+        total += dims[0] * dims[1] // per_block * block_bytes
+    return total
+
+
+def stream_read_bps(stream_bench, threads):
+    """The STREAM-like read bandwidth (bytes/s) of bench_quant's BM_StreamRead on `threads` threads."""
+    env = dict(os.environ, PIECRUST_BENCH_THREADS=str(threads))
+    run = subprocess.run([stream_bench, "--benchmark_filter=^BM_StreamRead", "--benchmark_format=json",
+                          "--benchmark_min_time=0.5"], check=True, capture_output=True, text=True, env=env)
+    return json.loads(run.stdout)["benchmarks"][0]["bytes_per_second"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", required=True, help="path of the bench_model program")
     default_model = os.environ.get("PIECRUST_MODEL") or os.path.join(
         os.environ.get("PIECRUST_CACHE_DIR", os.path.expanduser("~/.cache/piecrust")), "models",
         "SmolLM2-135M-Instruct.Q4_1.gguf")
+    ap.add_argument("--stream", help="path of the bench_quant program (default: beside --bench)")
     ap.add_argument("--model", default=default_model)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
+    stream_bench = args.stream or os.path.join(os.path.dirname(os.path.abspath(args.bench)), "bench_quant")
+    if not os.path.exists(stream_bench):
+        ap.error(f"{stream_bench} is missing: build the bench_quant target beside bench_model or pass --stream")
+
     ref = llama_cpp_bench(args.model, args.threads, args.repeats)
+    stream = [stream_read_bps(stream_bench, args.threads)]
     run = subprocess.run([args.bench, "--model", args.model, "--threads", str(args.threads), "--repeats",
                           str(args.repeats)], check=True, capture_output=True, text=True)
     ours = json.loads(run.stdout.strip().splitlines()[-1])
+    stream.append(stream_read_bps(stream_bench, args.threads))
     print(json.dumps(ref))
     print(json.dumps(ours))
     print()
@@ -118,6 +196,18 @@ def main():
     for key, name in [("prefill_512_tok_s", "prefill 512 tokens"), ("decode_b1_tok_s", "decode, batch 1"),
                       ("decode_b8_tok_s", "decode, batch 8")]:
         print(f"| {name} | {ours[key]:.1f} | {ref[key]:.1f} | {ours[key] / ref[key]:.2f}x |")
+
+    # Batch-1 decode against the weight-read floor (the higher STREAM reading: the stricter floor).
+    per_token = decode_weight_bytes(args.model)
+    bandwidth = max(stream)
+    floor = bandwidth / per_token
+    print()
+    print(json.dumps({"weight_bytes_per_token": per_token, "stream_read_GBps": [b * 1e-9 for b in stream],
+                      "floor_tok_s": floor}))
+    print(f"weight-read floor, decode batch 1: {per_token / 1e6:.1f} MB per token / STREAM read "
+          f"{bandwidth * 1e-9:.1f} GB/s ({args.threads} threads; {stream[0] * 1e-9:.1f} before, "
+          f"{stream[1] * 1e-9:.1f} after piecrust) = {floor:.1f} tok/s; piecrust "
+          f"{ours['decode_b1_tok_s'] / floor:.0%} of it, llama.cpp {ref['decode_b1_tok_s'] / floor:.0%}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's second command: sets up a fresh machine and passes every test.
-#   1. installs dependencies (Debian packages) and fetches the SmolLM2 model;
+#   1. installs dependencies (Debian packages) and fetches the SmolLM2 and Gemma 3 270M models;
 #   2. builds with -Wall -Wextra -Werror and runs ctest (unit, conformance, compile-fail, packaging, model);
 #   3. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs ctest, then the concurrency
 #      tests with ThreadSanitizer;
@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh --optional
 export PIECRUST_MODEL="${PIECRUST_MODEL:-$(scripts/fetch-model.sh | tail -n 1)}"
+export PIECRUST_GEMMA_MODEL="${PIECRUST_GEMMA_MODEL:-$(scripts/fetch-model.sh gemma3-270m | tail -n 1)}"
 jobs=$(nproc)
 phase() { echo "== [$((SECONDS / 60))m$((SECONDS % 60))s] $*"; }  # elapsed time, to keep CI inside its budget
 

@@ -27,6 +27,14 @@ namespace piecrust::testing {
 
 using Tiny = LlamaModel<TestSpace>;
 
+/// Long randomized tests run 1 / divisor of their rounds under the GPU emulation, which runs every kernel
+/// thread by thread on the host; what they check (the runtime's page accounting) does not depend on the space.
+#if defined(PIECRUST_GPU_EMULATION)
+inline constexpr int emulation_rounds_divisor = 6;
+#else
+inline constexpr int emulation_rounds_divisor = 1;
+#endif
+
 /// Engine options for tests: `pages` pages of `page_size` tokens, sampling seed `seed`.
 inline EngineOptions engine_options(std::size_t pages = 256, std::uint32_t page_size = 16, std::uint64_t seed = 7) {
   EngineOptions o;

@@ -1,6 +1,7 @@
 // GGUF reader: the real SmolLM2 file, synthetic files written here, and every kind of corruption: size
 // products that overflow, tensors that overlap, metadata that would cost far more memory than the file, and
-// model files whose tensors do not match their configuration.
+// model files whose tensors do not match their configuration; every weight type read as its bytes decode, and
+// the refusal of types no kernel reads by name, id and the supported list.
 
 #include <piecrust/model/dequantize.hpp>
 #include <piecrust/kernels/detail/half.hpp>
@@ -9,10 +10,13 @@
 #include <piecrust/model/llama_weights.hpp>
 #include <piecrust/model/model_paths.hpp>
 
+#include "random_quant_blocks.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -24,6 +28,9 @@
 #include <new>
 #include <optional>
 #include <random>
+#include <set>
+#include <string>
+#include <utility>
 
 // Every operator new of this executable is counted (by the allocator's usable size, which is what the
 // allocation really holds), so a test can measure the peak of the heap bytes live while one call runs.
@@ -646,4 +653,146 @@ TEST_CASE("LlamaWeights::from_gguf checks every tensor's shape and type against 
   CHECK(no_tokens(20, false).config.vocab_size == 20);
   CHECK(no_tokens(16, true).config.vocab_size == 16);
   CHECK_THROWS_WITH(no_tokens(20, true), Catch::Contains("'token_embd.weight' has shape [20][64], expected [16][64]"));
+}
+
+namespace {
+
+// A one-layer Llama model file of hidden 256 (rows of whole K-quant blocks): every matrix of `type`, norms F32,
+// every tensor random valid content (random_quant_blocks.hpp; the F32 norms too). `edit` as in tiny_model_file.
+std::vector<std::byte> wide_model_file(GgmlType type, std::uint64_t seed, TinyEdit const& edit = {}) {
+  std::map<std::string, TensorSpec> t;
+  t["token_embd.weight"] = {{256, 16}, type};
+  t["output_norm.weight"] = {{256}};
+  t["blk.0.attn_norm.weight"] = {{256}};
+  t["blk.0.attn_q.weight"] = {{256, 256}, type};
+  t["blk.0.attn_k.weight"] = {{256, 128}, type};
+  t["blk.0.attn_v.weight"] = {{256, 128}, type};
+  t["blk.0.attn_output.weight"] = {{256, 256}, type};
+  t["blk.0.ffn_norm.weight"] = {{256}};
+  t["blk.0.ffn_gate.weight"] = {{256, 256}, type};
+  t["blk.0.ffn_up.weight"] = {{256, 256}, type};
+  t["blk.0.ffn_down.weight"] = {{256, 256}, type};
+  GgufWriter w;
+  w.set("general.architecture", {std::string("llama")});
+  w.set("llama.embedding_length", {std::uint32_t{256}});
+  w.set("llama.block_count", {std::uint32_t{1}});
+  w.set("llama.attention.head_count", {std::uint32_t{2}});
+  w.set("llama.attention.head_count_kv", {std::uint32_t{1}});
+  w.set("llama.feed_forward_length", {std::uint32_t{256}});
+  w.set("llama.context_length", {std::uint32_t{256}});
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 16; ++i) tokens.push_back("t" + std::to_string(i));
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  if (edit) edit(t, w);
+  for (auto const& [name, spec] : t) {
+    std::uint64_t elems = 1;
+    for (auto d : spec.dims) elems *= d;
+    std::vector<std::byte> data(ggml_row_bytes(spec.type, elems));
+    auto const wt = weight_type_from_id(static_cast<std::uint32_t>(spec.type));
+    if (wt) {
+      testing::fill_random_blocks(*wt, data.data(), data.size(), seed++);
+    } else {  // a type no kernel reads: any bytes
+      testing::SplitMix64 rng(seed++);
+      for (auto& b : data) b = static_cast<std::byte>(rng() & 0xffu);
+    }
+    w.add_tensor(name, spec.dims, spec.type, data);
+  }
+  return w.bytes();
+}
+
+}  // namespace
+
+TEST_CASE("LlamaWeights::from_gguf reads every supported weight type as its bytes decode", "[gguf][quant]") {
+  std::uint64_t const seed = std::random_device{}();
+  INFO("seed " << seed);
+  for (WeightType const wt : all_weight_types) {
+    auto const type = static_cast<GgmlType>(wt);
+    INFO(ggml_type_name(type));
+    auto const file = std::make_shared<GgufFile const>(GgufFile::parse(wide_model_file(type, seed), "wide"));
+    auto const w = LlamaWeights::from_gguf(file);
+    // Every type as it is stored (Q4_0 may also be kept as the Q4_1 of the same values).
+    CHECK((w.layers[0].wq.type == wt || (wt == WeightType::q4_0 && w.layers[0].wq.type == WeightType::q4_1)));
+    for (auto const& [name, m] : {std::pair{"token_embd.weight", w.token_embd}, std::pair{"blk.0.attn_k.weight", w.layers[0].wk},
+                                  std::pair{"blk.0.ffn_down.weight", w.layers[0].down}}) {
+      INFO(name);
+      auto const& t = file->tensor(name);
+      auto const data = file->tensor_data(t);
+      for (std::size_t r : {std::size_t{0}, m.rows / 2, m.rows - 1}) {
+        std::vector<float> want(m.cols), got(m.cols);  // [cols]
+        dequantize_row(type, data.subspan(r * t.row_bytes(), t.row_bytes()), want);
+        LlamaWeights::dequantize_matrix_row(m, r, got);
+        CHECK(got == want);  // == on values: Q4_0's d * 0 is -0 where the Q4_1 copy gives +0
+        CHECK(std::set<float>(want.begin(), want.end()).size() >= 16);  // real weights, not a degenerate fill
+      }
+    }
+  }
+}
+
+TEST_CASE("a tensor of a type piecrust does not support is refused by name, id and the supported list", "[gguf][quant]") {
+  std::string const supported = "(supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)";
+  // Known to the reader (so the file parses and can be inspected), unknown to every kernel.
+  for (std::uint32_t const id : {9u, 15u, 16u, 17u, 19u, 21u, 24u, 26u, 28u, 29u, 34u, 35u, 39u}) {
+    auto const type = static_cast<GgmlType>(id);
+    INFO(ggml_type_name(type));
+    for (char const* name : {"blk.0.attn_q.weight", "token_embd.weight"}) {
+      auto const bytes = wide_model_file(GgmlType::q4_k, id, [&](auto& t, GgufWriter&) { t[name].type = type; });
+      auto const file = std::make_shared<GgufFile const>(GgufFile::parse(bytes, "wide"));
+      CHECK(file->tensor(name).type == type);
+      CHECK_THROWS_AS(LlamaWeights::from_gguf(file), Unsupported);
+      CHECK_THROWS_WITH(LlamaWeights::from_gguf(file),
+                        Catch::Contains(std::string("wide: tensor '") + name + "' has type " + std::string(ggml_type_name(type)) +
+                                        " (id " + std::to_string(id) + "), which piecrust does not support") &&
+                            Catch::Contains(supported));
+    }
+  }
+  // An id the reader does not know: its size is unknown, so parsing stops at that tensor.
+  for (std::uint32_t const id : {31u, 99u, 0xffffffffu}) {
+    RawGguf r;
+    r.infos.push_back({"blk.3.ffn_up.weight", {256, 2}, static_cast<GgmlType>(id), 0});
+    r.data_bytes = 1024;
+    CHECK_THROWS_AS(GgufFile::parse(r.bytes(), "raw"), Unsupported);
+    CHECK_THROWS_WITH(GgufFile::parse(r.bytes(), "raw"),
+                      Catch::Contains("raw: tensor 'blk.3.ffn_up.weight' has unknown ggml type id " + std::to_string(id)) &&
+                          Catch::Contains(supported));
+  }
+}
+
+TEST_CASE("tensors of the block types whose shape, size or place does not fit are refused at parse", "[gguf][quant][hardening]") {
+  auto parse = [](std::vector<RawGguf::Info> infos, std::size_t data_bytes) {
+    RawGguf r;
+    r.infos = std::move(infos);
+    r.data_bytes = data_bytes;
+    return GgufFile::parse(r.bytes(), "raw");
+  };
+  for (WeightType const wt : all_weight_types) {
+    if (!is_quantized(wt)) continue;
+    auto const type = static_cast<GgmlType>(wt);
+    auto const name = std::string(ggml_type_name(type));
+    INFO(name);
+    std::uint64_t const block = weight_block_size(wt), bytes = weight_block_bytes(wt);
+    // A row that is not a whole number of blocks has no byte size (e.g. a Q4_K row of 128 or 384 weights).
+    for (std::uint64_t cols : {block / 2, block + block / 2, std::uint64_t{1}}) {
+      CHECK_THROWS_AS(parse({{"w", {cols, 4}, type, 0}}, 4096), FormatError);
+      CHECK_THROWS_WITH(parse({{"w", {cols, 4}, type, 0}}, 4096),
+                        Catch::Contains("tensor 'w' row length dims[0] = " + std::to_string(cols) + " is not a multiple of the " +
+                                        name + " block size " + std::to_string(block)));
+    }
+    // Data that runs past the file, by one byte: 4 rows of 2 blocks.
+    std::uint64_t const size = 4 * 2 * bytes, padded = (size + 31) / 32 * 32;
+    CHECK_THROWS_WITH(parse({{"w", {2 * block, 4}, type, 0}}, size - 1),
+                      Catch::Contains("tensor 'w' data [0, +" + std::to_string(size) + ") runs past the " +
+                                      std::to_string(size - 1) + "-byte data section"));
+    auto const ok = parse({{"w", {2 * block, 4}, type, 0}}, size);
+    CHECK(ok.tensor_data(ok.tensor("w")).size() == size);
+    CHECK(ok.tensor("w").row_bytes() == 2 * bytes);
+    // A tensor whose type and shape need more bytes than lie before the next tensor's data.
+    CHECK_THROWS_WITH(parse({{"a", {2 * block, 4}, type, 0}, {"b", {2 * block, 4}, type, padded - 32}}, 2 * padded),
+                      Catch::Contains("tensors 'a' (data [0, +" + std::to_string(size) + ")) and 'b'") &&
+                          Catch::Contains("overlap"));
+    CHECK_NOTHROW(parse({{"a", {2 * block, 4}, type, 0}, {"b", {2 * block, 4}, type, padded}}, 2 * padded));
+  }
+  // The writer refuses bytes that do not match the type and shape.
+  GgufWriter w;
+  CHECK_THROWS_WITH(w.add_tensor("k", {256, 2}, GgmlType::q6_k, std::vector<std::byte>(419)),
+                    Catch::Contains("tensor 'k' has 419 bytes, expected 420"));
 }

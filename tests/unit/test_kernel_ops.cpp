@@ -8,8 +8,9 @@
 //     f32 add / one rounding per element);
 //   rms_norm: 1e-5 + 1e-5 (f32 rounding of O(dim) sums); rope: 2e-6 + 2e-6 (one f32 rotation of each pair, at
 //     positions up to 131071); swiglu: 1e-6 + 1e-6 (one f32 exp);
-//   embedding, dequantize: 1e-7 + 1e-6 against the reference decode of the same GGUF bytes (q4_1's d * q + m
-//     rounds once in f32), and dequantize equal to embedding bit for bit (one decoder);
+//   embedding, dequantize: every WeightType on random valid blocks, bit for bit equal to quant::dequantize_row
+//     on the host (one decoder), and within 1e-7 + 1e-6 of the double reference decode of the same bytes
+//     (d * q + m rounds once in f32);
 //   gemm, linear: 1e-4 + 1e-4 against the reference over the same (quantized) weights: the kernel must not
 //     add error beyond f32 accumulation of up to 8192 products of values in [-1, 1];
 //   merge_states: 1e-5 + 1e-5 (f32 exp and sums over a few states).
@@ -18,6 +19,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -28,10 +30,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "random_quant_blocks.hpp"
 #include "test_kernel_support.hpp"
 
 #include "piecrust/kernels.hpp"
 #include "piecrust/kernels/kv_pages.hpp"
+#include "piecrust/kernels/quant_blocks.hpp"
 #include "piecrust/kernels/reference/attention.hpp"
 #include "piecrust/kernels/reference/model_ops.hpp"
 
@@ -245,52 +249,80 @@ TEST_CASE("embedding and dequantize decode every weight type", "[kernel][embeddi
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
   Space const space = test::make_space();
-  std::size_t const vocab = 50, dim = 96;
-  auto const table_f32 = random_floats(rng, vocab * dim);  // [vocab][dim]
-  std::vector<std::uint32_t> const ids{3, 49, 0, 3, 17};   // host memory
-  for (WeightType type : all_types) {
+  std::size_t const vocab = 40, dim = 512;                 // dim: two 256-weight blocks of the K-quants
+  std::vector<std::uint32_t> const ids{3, 39, 0, 3, 17};  // host memory
+  // Every WeightType: random valid blocks (random bytes, finite f16 scales), decoded on the space bit for bit
+  // as quant::dequantize_row decodes them on the host (one definition of each layout).
+  for (WeightType type : all_weight_types) {
     INFO("type " << weight_type_name(type));
-    auto const bytes = test::quantize(type, table_f32, vocab, dim);
+    auto const w = testing::random_weights(type, vocab, dim, rng());
+    auto const& bytes = w.bytes;  // [vocab][row_bytes]
+    std::vector<float> want(vocab * dim);  // [vocab][dim]
+    for (std::size_t r = 0; r < vocab; ++r) {
+      quant::dequantize_row(type, reinterpret_cast<std::uint8_t const*>(w.matrix.row(r)), want.data() + r * dim, dim);
+    }
     auto const bytes_d = upload(space, bytes);
-    WeightMatrix const host_table{type, bytes.data(), vocab, dim};
     WeightMatrix const table{type, bytes_d.data(), vocab, dim};
     auto out_d = filled(space, ids.size() * dim, nan_f);  // [tokens][dim]
     embedding(space, table, ids, out_d.view(ids.size(), dim));
     auto const out = download(space, out_d);
-    std::vector<double> ref;
-    for (auto id : ids) {
-      auto const row = reference::dequantize_row(host_table, id);
-      ref.insert(ref.end(), row.begin(), row.end());
-    }
-    CHECK(tolerance_ratio(out, ref, 1e-7, 1e-6) <= 1.0);
-    // Quantization error itself stays within the format's resolution.
-    double const quant_tol = type == WeightType::q4_1 ? 0.07 : type == WeightType::q8_0 ? 0.005 : 0.004;
+    std::size_t bad = 0;
     for (std::size_t t = 0; t < ids.size(); ++t) {
-      for (std::size_t c = 0; c < dim; ++c) REQUIRE(std::abs(out[t * dim + c] - table_f32[ids[t] * dim + c]) <= quant_tol);
+      for (std::size_t c = 0; c < dim; ++c) {
+        bad += std::bit_cast<std::uint32_t>(out[t * dim + c]) != std::bit_cast<std::uint32_t>(want[ids[t] * dim + c]);
+      }
     }
+    CHECK(bad == 0);
     auto all_d = filled(space, vocab * dim, nan_f);  // [vocab][dim]
     dequantize(space, table, all_d.view(vocab, dim));
     auto const all = download(space, all_d);
-    for (std::size_t t = 0; t < ids.size(); ++t) {
-      for (std::size_t c = 0; c < dim; ++c) REQUIRE(all[ids[t] * dim + c] == out[t * dim + c]);
-    }
+    bad = 0;
+    for (std::size_t i = 0; i < all.size(); ++i) bad += std::bit_cast<std::uint32_t>(all[i]) != std::bit_cast<std::uint32_t>(want[i]);
+    CHECK(bad == 0);
+    // The values are real weights, not a degenerate fill: finite, and not all of one value.
+    CHECK(std::all_of(want.begin(), want.end(), [](float v) { return std::isfinite(v); }));
+    CHECK(std::count(want.begin(), want.end(), want[0]) < static_cast<std::ptrdiff_t>(want.size() / 4));
+    // The double reference decodes the same bytes to the same values (one f32 rounding of d * q + m).
     std::vector<double> ref_all;
     for (std::size_t r = 0; r < vocab; ++r) {
-      auto const row = reference::dequantize_row(host_table, r);
+      auto const row = reference::dequantize_row(w.matrix, r);
       ref_all.insert(ref_all.end(), row.begin(), row.end());
     }
     CHECK(tolerance_ratio(all, ref_all, 1e-7, 1e-6) <= 1.0);
     REQUIRE_THROWS_AS(dequantize(space, table, all_d.view(vocab, dim - 1)), InvalidArgument);
-    std::vector<std::uint32_t> const bad{1, 50};
-    REQUIRE_THROWS_WITH(embedding(space, table, bad, out_d.view(2, dim)), Catch::Contains("ids[1] = 50 >= vocab = 50"));
+    std::vector<std::uint32_t> const bad_ids{1, 40};
+    REQUIRE_THROWS_WITH(embedding(space, table, bad_ids, out_d.view(2, dim)), Catch::Contains("ids[1] = 40 >= vocab = 40"));
     REQUIRE(download(space, out_d) == out);  // the refused call wrote nothing
+    if (is_quantized(type)) {  // a row length that is not a multiple of the block size
+      std::size_t const cols = dim - weight_block_size(type) / 2;
+      WeightMatrix const odd{type, bytes_d.data(), vocab, cols};
+      REQUIRE_THROWS_WITH(embedding(space, odd, std::vector<std::uint32_t>{0}, out_d.view(1, cols)),
+                          Catch::Contains("cols = " + std::to_string(cols)));
+    }
+  }
+  // The test quantizer's round trip: decoded values stay within each format's resolution of the floats.
+  auto const table_f32 = random_floats(rng, vocab * dim);  // [vocab][dim]
+  for (WeightType type : all_types) {
+    INFO("type " << weight_type_name(type));
+    auto const bytes_d = upload(space, test::quantize(type, table_f32, vocab, dim));
+    auto out_d = filled(space, ids.size() * dim, nan_f);  // [tokens][dim]
+    embedding(space, WeightMatrix{type, bytes_d.data(), vocab, dim}, ids, out_d.view(ids.size(), dim));
+    auto const out = download(space, out_d);
+    double const quant_tol = type == WeightType::q4_1 ? 0.07 : type == WeightType::q8_0 ? 0.005 : 0.004;
+    for (std::size_t t = 0; t < ids.size(); ++t) {
+      for (std::size_t c = 0; c < dim; ++c) REQUIRE(std::abs(out[t * dim + c] - table_f32[ids[t] * dim + c]) <= quant_tol);
+    }
   }
   auto const bytes_d = upload(space, test::quantize(WeightType::f32, table_f32, vocab, dim));
-  auto out_d = filled(space, dim, nan_f);
-  WeightMatrix const odd{WeightType::q8_0, bytes_d.data(), vocab, 40};
-  REQUIRE_THROWS_WITH(embedding(space, odd, std::vector<std::uint32_t>{0}, out_d.view(1, 40)), Catch::Contains("cols = 40"));
-  WeightMatrix const unknown{static_cast<WeightType>(12), bytes_d.data(), vocab, dim};
-  REQUIRE_THROWS_AS(embedding(space, unknown, std::vector<std::uint32_t>{0}, out_d.view(1, dim)), Unsupported);
+  auto out_d = filled(space, dim, nan_f);          // [1][dim]
+  auto all_d = filled(space, vocab * dim, nan_f);  // [vocab][dim]
+  for (std::uint32_t id : {9u, 15u, 16u, 24u, 99u}) {  // Q8_1, Q8_K (activations only), IQ2_XXS, I8, unknown
+    INFO("id " << id);
+    WeightMatrix const unknown{static_cast<WeightType>(id), bytes_d.data(), vocab, dim};
+    REQUIRE_THROWS_AS(embedding(space, unknown, std::vector<std::uint32_t>{0}, out_d.view(1, dim)), Unsupported);
+    REQUIRE_THROWS_WITH(dequantize(space, unknown, all_d.view(vocab, dim)),
+                        Catch::Contains("weight type = " + std::to_string(id)) && Catch::Contains("supported: f32"));
+  }
 }
 
 TEST_CASE("gemm matches the reference for every weight type, beta 0 / 1 / 0.5, long rows and both host paths", "[kernel][gemm]") {

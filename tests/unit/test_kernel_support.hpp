@@ -23,6 +23,7 @@
 #include <random>
 #include <span>
 #include <type_traits>
+#include <stdexcept>
 #include <vector>
 
 #include "piecrust/backends/host.hpp"
@@ -156,6 +157,7 @@ inline std::vector<std::byte> quantize(WeightType type, std::span<float const> w
           std::memcpy(dst + b * sizeof blk, &blk, sizeof blk);
         }
         break;
+      default: throw std::invalid_argument("test::quantize: no quantizer for this type");
     }
   }
   return out;

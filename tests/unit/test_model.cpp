@@ -4,6 +4,7 @@
 #include <piecrust/backends/host.hpp>
 #include <piecrust/model.hpp>
 #include <piecrust/backends/host/detail/q8_activation_gemm.hpp>
+#include <piecrust/backends/host/detail/q8_interleaved_gemm.hpp>
 #include <piecrust/model/detail/reference_llama.hpp>
 #include <piecrust/model/detail/sequence_runner.hpp>
 

@@ -1,7 +1,7 @@
 #pragma once
 // linear: y = beta * y + x W^T over a weight loaded into a space once (load_linear), so that each space keeps
-// its weights in the layout its matmul wants: the host keeps the GGUF bytes (and, for llama.cpp's 8-bit
-// activation path, an interleaved copy), a GPU keeps bf16 for its tensor cores. A space without its own
+// its weights in the layout its matmul wants: the host keeps the GGUF bytes (and, for Q4_1 / Q8_0, an
+// interleaved copy for its integer path), a GPU keeps bf16 for its tensor cores. A space without its own
 // ops::Linear gets the generic form: the GGUF bytes in its memory and its gemm.
 //
 // KernelImpl<ops::Linear, S> (optional) provides
@@ -32,10 +32,10 @@ struct Linear {};
 
 /// How a space may transform weights at load time. Spaces ignore what does not apply to them.
 struct LinearOptions {
-  /// Host: round activations to 8-bit blocks before Q4_1 / Q8_0 weights (llama.cpp's CPU arithmetic).
+  /// Host: round activations to 8-bit blocks before quantized weights (llama.cpp's CPU arithmetic).
   bool round_activations = true;
-  /// Host, with round_activations: keep Q4_1 / Q8_0 rows interleaved in groups of 8 (a faster matmul,
-  /// results differ from GGUF order only in float summation order).
+  /// Host, with round_activations: also keep Q4_1 / Q8_0 rows interleaved in groups of 8 (a copy of the
+  /// weights; a faster matmul with the same bits as the GGUF-order one).
   bool interleave = true;
 };
 

@@ -1,5 +1,5 @@
 #pragma once
-// WeightMatrix: a read-only view of a 2-D weight tensor in one of GGUF's storage types.
+// WeightMatrix: a read-only view of a 2-D weight tensor in one of GGUF's storage types (kernels/weight_type.hpp).
 
 #include <cstddef>
 #include <cstdint>
@@ -7,23 +7,9 @@
 
 #include "piecrust/core/error.hpp"
 #include "piecrust/kernels/bfloat16.hpp"
+#include "piecrust/kernels/weight_type.hpp"
 
 namespace piecrust {
-
-/// Storage types of weights. Values equal GGML's type ids (ggml.h: GGML_TYPE_F32 = 0, F16 = 1,
-/// Q4_1 = 3, Q8_0 = 8, BF16 = 30) so a GGUF reader can pass its tensor type through.
-enum class WeightType : std::uint32_t { f32 = 0, f16 = 1, q4_1 = 3, q8_0 = 8, bf16 = 30 };
-
-[[nodiscard]] constexpr std::string_view weight_type_name(WeightType t) noexcept {
-  switch (t) {
-    case WeightType::f32: return "f32";
-    case WeightType::f16: return "f16";
-    case WeightType::q4_1: return "q4_1";
-    case WeightType::q8_0: return "q8_0";
-    case WeightType::bf16: return "bf16";
-  }
-  return "unknown";
-}
 
 /// GGUF Q8_0 block: 32 weights, w[i] = d * qs[i]. Source: ggml-common.h, block_q8_0 (34 bytes).
 struct BlockQ8_0 {
@@ -43,22 +29,6 @@ struct BlockQ4_1 {
   std::uint8_t qs[block_size / 2];  // nibbles
 };
 static_assert(sizeof(BlockQ4_1) == 20);
-
-/// Weights per block of a type (1 for the plain types).
-[[nodiscard]] constexpr std::size_t weight_block_size(WeightType t) noexcept {
-  return (t == WeightType::q8_0 || t == WeightType::q4_1) ? 32 : 1;
-}
-/// Bytes per block of a type.
-[[nodiscard]] constexpr std::size_t weight_block_bytes(WeightType t) noexcept {
-  switch (t) {
-    case WeightType::f32: return 4;
-    case WeightType::f16: return 2;
-    case WeightType::bf16: return 2;
-    case WeightType::q8_0: return sizeof(BlockQ8_0);
-    case WeightType::q4_1: return sizeof(BlockQ4_1);
-  }
-  return 0;
-}
 
 /// A row-major [rows][cols] weight matrix in GGUF order: rows are output features, cols the input
 /// features (GGUF's ne[0] = cols, ne[1] = rows), each row stored as cols / block_size blocks.
@@ -80,15 +50,9 @@ struct WeightMatrix {
   /// Throws Unsupported for an unknown type, InvalidArgument for cols not a multiple of the block size
   /// or a null pointer.
   void validate(std::string_view op) const {
-    switch (type) {
-      case WeightType::f32:
-      case WeightType::f16:
-      case WeightType::bf16:
-      case WeightType::q8_0:
-      case WeightType::q4_1: break;
-      default:
-        detail::fail<Unsupported>(op, ": weight type = ", static_cast<std::uint32_t>(type),
-                                  " is not supported (supported: f32, f16, bf16, q8_0, q4_1)");
+    if (!weight_type_from_id(static_cast<std::uint32_t>(type))) {
+      detail::fail<Unsupported>(op, ": weight type = ", static_cast<std::uint32_t>(type), " is not supported (supported: ",
+                                supported_weight_types, ")");
     }
     if (cols % weight_block_size(type) != 0) {
       detail::fail<InvalidArgument>(op, ": weight cols = ", cols, " is not a multiple of the ",

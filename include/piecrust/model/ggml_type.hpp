@@ -6,6 +6,7 @@
 // of block_bytes bytes each; n must be a multiple of block_elems.
 
 #include <piecrust/core/error.hpp>
+#include <piecrust/kernels/weight_type.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -30,6 +31,8 @@ enum class GgmlType : std::uint32_t {
   q5_k = 13,
   q6_k = 14,
   q8_k = 15,
+  iq4_nl = 20,
+  iq4_xs = 23,
   i8 = 24,
   i16 = 25,
   i32 = 26,
@@ -63,12 +66,26 @@ struct GgmlTypeTraits {
     case 13: return GgmlTypeTraits{"Q5_K", 256, 2 + 2 + 12 + 256 / 8 + 256 / 2};
     case 14: return GgmlTypeTraits{"Q6_K", 256, 256 / 2 + 256 / 4 + 256 / 16 + 2};
     case 15: return GgmlTypeTraits{"Q8_K", 256, 4 + 256 + 256 / 16 * 2};
+    // Types no kernel computes with: known here only so that a file holding them parses and is refused by
+    // name (LlamaWeights: Unsupported) and can be inspected.
+    case 16: return GgmlTypeTraits{"IQ2_XXS", 256, 2 + 256 / 4};
+    case 17: return GgmlTypeTraits{"IQ2_XS", 256, 2 + 256 / 4 + 256 / 32};
+    case 18: return GgmlTypeTraits{"IQ3_XXS", 256, 2 + 3 * 256 / 8};
+    case 19: return GgmlTypeTraits{"IQ1_S", 256, 2 + 256 / 8 + 256 / 16};
+    case 20: return GgmlTypeTraits{"IQ4_NL", 32, 2 + 16};
+    case 21: return GgmlTypeTraits{"IQ3_S", 256, 2 + 256 / 4 + 256 / 32 + 256 / 8 + 256 / 64};
+    case 22: return GgmlTypeTraits{"IQ2_S", 256, 2 + 256 / 4 + 256 / 32 + 256 / 32};
+    case 23: return GgmlTypeTraits{"IQ4_XS", 256, 2 + 2 + 256 / 64 + 256 / 2};
     case 24: return GgmlTypeTraits{"I8", 1, 1};
     case 25: return GgmlTypeTraits{"I16", 1, 2};
     case 26: return GgmlTypeTraits{"I32", 1, 4};
     case 27: return GgmlTypeTraits{"I64", 1, 8};
     case 28: return GgmlTypeTraits{"F64", 1, 8};
+    case 29: return GgmlTypeTraits{"IQ1_M", 256, 256 / 8 + 256 / 16 + 256 / 32};
     case 30: return GgmlTypeTraits{"BF16", 1, 2};
+    case 34: return GgmlTypeTraits{"TQ1_0", 256, (256 - 4 * 256 / 64) / 5 + 256 / 64 + 2};
+    case 35: return GgmlTypeTraits{"TQ2_0", 256, 256 / 4 + 2};
+    case 39: return GgmlTypeTraits{"MXFP4", 32, 1 + 16};
     default: return std::nullopt;
   }
 }
@@ -79,6 +96,18 @@ struct GgmlTypeTraits {
 }
 
 [[nodiscard]] constexpr std::string_view ggml_type_name(GgmlType type) noexcept { return ggml_type_traits(type).name; }
+
+namespace detail {
+// The kernels' geometry of every WeightType agrees with the file reader's.
+[[nodiscard]] constexpr bool weight_geometry_agrees() noexcept {
+  for (WeightType t : all_weight_types) {
+    auto const g = ggml_type_traits(static_cast<std::uint32_t>(t));
+    if (!g || g->block_elems != weight_block_size(t) || g->block_bytes != weight_block_bytes(t)) return false;
+  }
+  return true;
+}
+static_assert(weight_geometry_agrees());
+}  // namespace detail
 
 namespace detail {
 

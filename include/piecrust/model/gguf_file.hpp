@@ -254,7 +254,10 @@ class GgufFile {
     }
     auto const raw_type = cur.read<std::uint32_t>(detail::message("the type of tensor '", t.name, "'"));
     auto const traits = ggml_type_traits(raw_type);
-    if (!traits) detail::fail<Unsupported>(source_, ": tensor '", t.name, "' has unknown ggml type ", raw_type);
+    if (!traits) {
+      detail::fail<Unsupported>(source_, ": tensor '", t.name, "' has unknown ggml type id ", raw_type,
+                                " (supported: ", supported_weight_types, ")");
+    }
     t.type = static_cast<GgmlType>(raw_type);
     t.offset = cur.read<std::uint64_t>(detail::message("the data offset of tensor '", t.name, "'"));
     std::uint64_t elems = 1;

@@ -1,8 +1,8 @@
 #pragma once
 // LlamaWeights: views of every weight of a Llama-family model, either memory-mapped from a GGUF file
 // (tensor names: llama.cpp src/llama-arch.cpp LLM_TENSOR_NAMES) or generated in code (random, for tests).
-// Matrices stay in their stored type (the kernels read F32/F16/BF16/Q8_0/Q4_1 directly); Q4_0 is
-// converted to Q4_1 losslessly at load (m = -8 d is exact in f16); norms and biases are f32.
+// Matrices stay in their stored type (the kernels read every supported type directly); norms and biases
+// are f32.
 
 #include <piecrust/core/error.hpp>
 #include <piecrust/kernels/weight_matrix.hpp>
@@ -146,17 +146,13 @@ class LlamaWeights {
 
  private:
   static WeightType weight_type(GgmlType t, std::string const& name, std::string const& source) {
-    switch (t) {
-      case GgmlType::f32: return WeightType::f32;
-      case GgmlType::f16: return WeightType::f16;
-      case GgmlType::bf16: return WeightType::bf16;
-      case GgmlType::q8_0: return WeightType::q8_0;
-      case GgmlType::q4_1:
-      case GgmlType::q4_0: return WeightType::q4_1;
-      default:
-        detail::fail<Unsupported>(source, ": tensor '", name, "' has type ", ggml_type_name(t),
-                                  " (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+    auto const wt = weight_type_from_id(static_cast<std::uint32_t>(t));
+    if (!wt) {
+      detail::fail<Unsupported>(source, ": tensor '", name, "' has type ", ggml_type_name(t), " (id ",
+                                static_cast<std::uint32_t>(t), "), which piecrust does not support (supported: ",
+                                supported_weight_types, ")");
     }
+    return *wt;
   }
 
   // The shape and type of every tensor the config implies, and no tensor of a layer past it, before any read:
@@ -221,17 +217,7 @@ class LlamaWeights {
       detail::fail<FormatError>(f.source(), ": tensor '", name, "' has shape ", shape_text(t), ", expected [", n, "] ",
                                 meaning);
     }
-    switch (t.type) {  // the types dequantize_row decodes
-      case GgmlType::f32:
-      case GgmlType::f16:
-      case GgmlType::bf16:
-      case GgmlType::q8_0:
-      case GgmlType::q4_0:
-      case GgmlType::q4_1: break;
-      default:
-        detail::fail<Unsupported>(f.source(), ": tensor '", name, "' has type ", ggml_type_name(t.type),
-                                  " (supported for norms and biases: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
-    }
+    (void)weight_type(t.type, name, f.source());  // the types dequantize_row decodes
   }
 
   WeightMatrix matrix(GgufFile const& f, std::string const& name, std::size_t rows, std::size_t cols) {
@@ -241,20 +227,6 @@ class LlamaWeights {
                                 "], expected [", rows, "][", cols, "]");
     }
     WeightMatrix m{weight_type(t.type, name, f.source()), f.tensor_data(t).data(), rows, cols};
-    if (t.type == GgmlType::q4_0) {  // Q4_0 block {d, qs} == Q4_1 block {d, m = -8 d, qs}
-      auto const src = f.tensor_data(t);
-      std::vector<std::byte> out(rows * cols / 32 * 20);
-      for (std::size_t b = 0; b < rows * cols / 32; ++b) {
-        std::uint16_t d;
-        std::memcpy(&d, src.data() + b * 18, 2);
-        std::uint16_t const mn = detail::f32_to_f16(-8.0f * detail::f16_to_f32(d));
-        std::memcpy(out.data() + b * 20, &d, 2);
-        std::memcpy(out.data() + b * 20 + 2, &mn, 2);
-        std::memcpy(out.data() + b * 20 + 4, src.data() + b * 18 + 2, 16);
-      }
-      m.data = out.data();
-      bytes_.push_back(std::move(out));
-    }
     m.validate(name);
     return m;
   }

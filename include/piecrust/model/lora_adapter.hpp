@@ -341,16 +341,10 @@ class LoraAdapter {
 
   // The storage types dequantize_row decodes.
   static void check_type(GgufFile const& f, GgufTensorInfo const& t) {
-    switch (t.type) {
-      case GgmlType::f32:
-      case GgmlType::f16:
-      case GgmlType::bf16:
-      case GgmlType::q8_0:
-      case GgmlType::q4_0:
-      case GgmlType::q4_1: return;
-      default:
-        detail::fail<Unsupported>(f.source(), ": tensor '", t.name, "' has type ", ggml_type_name(t.type),
-                                  " (supported for LoRA tensors: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+    if (!weight_type_from_id(static_cast<std::uint32_t>(t.type))) {
+      detail::fail<Unsupported>(f.source(), ": tensor '", t.name, "' has type ", ggml_type_name(t.type), " (id ",
+                                static_cast<std::uint32_t>(t.type), "), not a LoRA type (supported: ",
+                                supported_weight_types, ")");
     }
   }
 

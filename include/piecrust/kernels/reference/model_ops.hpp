@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "piecrust/kernels/bfloat16.hpp"
+#include "piecrust/kernels/quant_blocks.hpp"
 #include "piecrust/kernels/rope.hpp"
 #include "piecrust/kernels/weight_matrix.hpp"
 
@@ -57,39 +58,20 @@ inline std::vector<double> swiglu(std::span<float const> gate, std::span<float c
   return out;
 }
 
-/// One weight row in double, decoded straight from the GGUF block layout.
+/// One weight row in double: codes and sub-block scales read by the one definition of each layout
+/// (kernels/quant_blocks.hpp), the value d * q + m computed in double.
 inline std::vector<double> dequantize_row(WeightMatrix const& w, std::size_t r) {
   std::vector<double> out(w.cols);
-  auto const* bytes = reinterpret_cast<unsigned char const*>(w.row(r));
-  auto u16 = [&](std::size_t off) {
-    std::uint16_t v;
-    std::memcpy(&v, bytes + off, 2);
-    return v;
-  };
+  auto const* row = reinterpret_cast<std::uint8_t const*>(w.row(r));
+  if (!is_quantized(w.type)) {
+    for (std::size_t c = 0; c < w.cols; ++c) out[c] = quant::dequantize_element(w.type, row, c);
+    return out;
+  }
+  std::size_t const n = weight_block_size(w.type), sub = quant::sub_block_size(w.type);
   for (std::size_t c = 0; c < w.cols; ++c) {
-    switch (w.type) {
-      case WeightType::f32: {
-        float f;
-        std::memcpy(&f, bytes + 4 * c, 4);
-        out[c] = f;
-        break;
-      }
-      case WeightType::f16: out[c] = Half::to_float(u16(2 * c)); break;
-      case WeightType::bf16: out[c] = BFloat16::to_float(u16(2 * c)); break;
-      case WeightType::q8_0: {
-        std::size_t const blk = (c / 32) * 34;
-        out[c] = double{Half::to_float(u16(blk))} * static_cast<std::int8_t>(bytes[blk + 2 + c % 32]);
-        break;
-      }
-      case WeightType::q4_1: {
-        std::size_t const blk = (c / 32) * 20;
-        std::size_t const j = c % 32;
-        unsigned const byte = bytes[blk + 4 + (j % 16)];
-        unsigned const qv = j < 16 ? (byte & 0x0f) : (byte >> 4);
-        out[c] = double{Half::to_float(u16(blk))} * qv + Half::to_float(u16(blk + 2));
-        break;
-      }
-    }
+    std::uint8_t const* blk = row + (c / n) * weight_block_bytes(w.type);
+    quant::Affine const a = quant::sub_block_affine(w.type, blk, (c % n) / sub);
+    out[c] = double{a.d} * quant::code(w.type, blk, c % n) + double{a.m};
   }
   return out;
 }

@@ -4,9 +4,9 @@
 //  * f32 weights: cublasSgemm (f32 in, f32 accumulate; TF32 is not enabled, so results track the host).
 //  * f16 / bf16 weights: x rounded to the weights' 16-bit type, cublasGemmEx with f32 accumulation and
 //    f32 output (CUBLAS_COMPUTE_32F), the standard mixed-precision GEMM of bf16 inference.
-//  * q8_0 / q4_1 weights, m <= gemv_max_rows: the direct kernel (gemv.hpp) that reads the quantized weights
+//  * quantized weights, m <= gemv_max_rows: the direct kernel (gemv.hpp) that reads the quantized weights
 //    once (decode is bound by weight bandwidth).
-//  * q8_0 / q4_1 weights, larger m: panels of W dequantized to bf16 in the space's scratch, then
+//  * quantized weights, larger m: panels of W dequantized to bf16 in the space's scratch, then
 //    cublasGemmEx per panel (prefill is bound by tensor-core FLOPs: 2 m n k / ~990 TFLOP/s dense bf16).
 // Row-major y[m][n] = x[m][k] W[n][k]^T is the column-major product Y^T = W^T(op T) X^T, so W is the
 // "A" operand with op T and leading dimension k, x the "B" operand with op N, y column-major [n][m].
@@ -115,8 +115,18 @@ struct KernelImpl<ops::Gemm, Cuda> {
         gemm_ex(h, bf, w.data, scratch.get(x16), y.data(), n, m, k, n, beta);
         return;
       }
+      case WeightType::q4_0:
+      case WeightType::q4_1:
+      case WeightType::q5_0:
+      case WeightType::q5_1:
       case WeightType::q8_0:
-      case WeightType::q4_1: {
+      case WeightType::q2_k:
+      case WeightType::q3_k:
+      case WeightType::q4_k:
+      case WeightType::q5_k:
+      case WeightType::q6_k:
+      case WeightType::iq4_nl:
+      case WeightType::iq4_xs: {
         if (m <= gpu::detail::gemv_max_rows) {
           gpu::detail::launch_gemv(space, x, w, y, beta);
           return;

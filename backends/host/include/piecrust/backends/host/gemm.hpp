@@ -1,8 +1,8 @@
 #pragma once
 // Host implementation of gemm, y = beta * y + x * W^T.
 //  * f32 weights: OpenBLAS sgemm.
-//  * f16 / bf16 / q8_0 / q4_1 weights, m <= direct_max_rows (1): direct quantized dot products (the
-//    weights are read once, in their compressed size: single-sequence decode is bound by weight bandwidth).
+//  * other weights, m <= direct_max_rows (1): direct dot products, each row decoded once (the weights are
+//    read once, in their compressed size: single-sequence decode is bound by weight bandwidth).
 //  * otherwise: panels of W dequantized to f32 in a scratch buffer, then sgemm per panel (prefill is
 //    bound by FLOPs, where OpenBLAS' blocked kernel wins). See docs/kernels.md for the measurements.
 
@@ -53,9 +53,9 @@ struct KernelImpl<ops::Gemm, Host> {
     for (std::size_t i = 0; i < m && !xsum.empty(); ++i) {
       host::detail::block_sums(x.data() + i * k, xsum.data() + i * (k / 32), k);
     }
-    bool const plain = w.type == WeightType::f16 || w.type == WeightType::bf16;
+    bool const plain = w.type != WeightType::q8_0 && w.type != WeightType::q4_1;  // dequantized row by row
     space.parallel_for(n, [&](std::size_t begin, std::size_t end) {
-      std::vector<float> row(plain ? k : 0);  // [k] a dequantized f16/bf16 row
+      std::vector<float> row(plain ? k : 0);  // [k] a dequantized row
       for (std::size_t o = begin; o < end; ++o) {
         std::byte const* wr = w.row(o);
         if (plain) host::detail::dequantize_row(w.type, wr, row.data(), k);

@@ -1,15 +1,16 @@
 #pragma once
-// Host implementation of linear over loaded weights. Q4_1 / Q8_0 weights with round_activations: llama.cpp's
-// 8-bit activations and integer dot products per block (detail/q8_activation_gemm.hpp), on an interleaved
-// copy of the rows when one was made at load (detail/q8_interleaved_gemm.hpp); each row's result is
-// independent of the other rows of the batch. Everything else: the host gemm on the GGUF bytes.
+// Host implementation of linear over loaded weights. Quantized weights with round_activations: llama.cpp's
+// 8-bit activations (blocks of 32, or 256-value blocks with sums for the K-quants) and integer dot products
+// per block (detail/quant_gemm.hpp), on the best code path of this CPU, and for Q4_1 / Q8_0 on an
+// interleaved copy of the rows when one was made at load (detail/quant_interleaved.hpp, the same bits);
+// each row's result is independent of the other rows of the batch. Everything else: the host gemm.
 
-#include <array>
 #include <cstddef>
 #include <span>
+#include <vector>
 
-#include "piecrust/backends/host/detail/q8_activation_gemm.hpp"
-#include "piecrust/backends/host/detail/q8_interleaved_gemm.hpp"
+#include "piecrust/backends/host/detail/quant_gemm.hpp"
+#include "piecrust/backends/host/detail/quant_interleaved.hpp"
 #include "piecrust/backends/host/gemm.hpp"
 #include "piecrust/backends/host/host_space.hpp"
 #include "piecrust/kernels/linear.hpp"
@@ -17,22 +18,23 @@
 namespace piecrust {
 
 /// A weight on the host: the caller's GGUF bytes (not copied; they must outlive it), plus the interleaved
-/// copy when the 8-bit path uses one.
+/// copy when the integer path uses one.
 struct HostLinearWeight {
-  WeightMatrix matrix;                 // GGUF bytes, host memory
-  detail::InterleavedWeights packed;   // groups == 0: none
-  bool round_activations = false;      // the 8-bit activation path (Q4_1 / Q8_0 only)
+  WeightMatrix matrix;               // GGUF bytes, host memory
+  bool round_activations = false;    // the integer path (quantized types only)
+  detail::InterleavedQuant packed;   // groups == 0: none
 };
 
 template <>
 struct KernelImpl<ops::Linear, Host> {
   using weight_type = HostLinearWeight;
 
-  static bool is_q8(WeightMatrix const& w) noexcept { return w.type == WeightType::q4_1 || w.type == WeightType::q8_0; }
-
   static weight_type load(Host const&, WeightMatrix const& w, LinearOptions const& o) {
-    weight_type out{w, {}, o.round_activations && is_q8(w)};
-    if (out.round_activations && o.interleave) out.packed = detail::InterleavedWeights::from(w);
+    weight_type out{w, o.round_activations && is_quantized(w.type), {}};
+    if (out.round_activations && o.interleave && detail::InterleavedQuant::supports(w.type) &&
+        detail::interleaved_quant_available(detail::best_quant_level())) {
+      out.packed = detail::InterleavedQuant::from(w);
+    }
     return out;
   }
 
@@ -41,41 +43,38 @@ struct KernelImpl<ops::Linear, Host> {
     run_many(space, x, std::span<LinearProduct<weight_type> const>(&p, 1));
   }
 
-  // Products of one input: quantized once, then one parallel loop over every output row (or row group).
+  // Products of one input: each activation format the integer products need is computed once, then one
+  // parallel loop runs over every output row of them; the float products use the host gemm.
   static void run_many(Host const& space, ShapedView<float const, 2> x, std::span<LinearProduct<weight_type> const> ps) {
-    bool rounded = !ps.empty(), interleaved = true;
+    bool q8 = false, q8k = false;
+    thread_local std::vector<detail::QuantGemmOutput> outs;              // [row-major integer products]
+    thread_local std::vector<detail::InterleavedQuantOutput> packed;     // [interleaved integer products]
+    outs.clear();
+    packed.clear();
     for (auto const& p : ps) {
-      rounded = rounded && p.w->round_activations;
-      interleaved = interleaved && p.w->packed.groups > 0;
-    }
-    if (!rounded) {
-      for (auto const& p : ps) {
-        if (p.w->round_activations) {
-          run(space, x, *p.w, p.y, p.beta);
-        } else {
-          gemm(space, x, p.w->matrix, p.y, p.beta);
-        }
+      if (!p.w->round_activations) {
+        gemm(space, x, p.w->matrix, p.y, p.beta);
+        continue;
       }
-      return;
+      (detail::uses_q8k(p.w->matrix.type) ? q8k : q8) = true;
+      if (p.w->packed.groups > 0) {
+        packed.push_back({&p.w->packed, p.y.data(), p.beta});
+      } else {
+        outs.push_back({&p.w->matrix, p.y.data(), p.beta});
+      }
     }
-    if (x.extent(0) == 0) return;
-    thread_local detail::Q8Activations qx;  // [rows][cols] 8-bit activations of the current product
-    qx.quantize(x.data(), x.extent(0), x.extent(1));
-    auto split = [&](std::size_t grain) {
-      return [&space, grain](std::size_t n, auto&& f) { space.parallel_for(n, f, grain); };
-    };
-    constexpr std::size_t max_products = 4;
-    if (ps.size() > max_products) detail::fail<InvalidArgument>("linear_many: ", ps.size(), " products > ", max_products);
-    std::size_t n = 0;
-    if (interleaved) {
-      std::array<detail::InterleavedGemmOutput, max_products> outs{};
-      for (auto const& p : ps) outs[n++] = {&p.w->packed, p.y.data(), p.beta};
-      detail::q8_interleaved_gemm_many(split(2), qx, std::span<detail::InterleavedGemmOutput const>(outs.data(), n));
-      return;
+    if ((outs.empty() && packed.empty()) || x.extent(0) == 0) return;
+    detail::SimdLevel const level = detail::best_quant_level();
+    thread_local detail::QuantizedActivations qx;  // [rows][cols] in the formats needed
+    qx.quantize(x.data(), x.extent(0), x.extent(1), q8, q8k, level);
+    if (!packed.empty()) {
+      detail::interleaved_quant_gemm_many([&space](std::size_t n, auto&& f) { space.parallel_for(n, f, 2); }, qx,
+                                          std::span<detail::InterleavedQuantOutput const>(packed.data(), packed.size()));
     }
-    std::array<detail::Q8GemmOutput, max_products> outs{};
-    for (auto const& p : ps) outs[n++] = {&p.w->matrix, p.y.data(), p.beta};
-    detail::q8_activation_gemm_many(split(16), qx, std::span<detail::Q8GemmOutput const>(outs.data(), n));
+    if (!outs.empty()) {
+      detail::quant_gemm_many([&space](std::size_t n, auto&& f) { space.parallel_for(n, f, 16); }, qx,
+                              std::span<detail::QuantGemmOutput const>(outs.data(), outs.size()), level);
+    }
   }
 };
 

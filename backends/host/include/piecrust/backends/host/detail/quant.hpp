@@ -1,7 +1,6 @@
 #pragma once
-// Dequantization and quantized dot products for GGUF weight rows on the host.
-// Block formats: ggml-common.h (block_q8_0, block_q4_1); dequantization as ggml-quants.c
-// dequantize_row_q8_0 / dequantize_row_q4_1.
+// Dequantization and float-activation dot products for GGUF weight rows on the host. Block layouts and
+// decoding: kernels/quant_blocks.hpp.
 
 #include <cstddef>
 #include <cstdint>
@@ -9,6 +8,7 @@
 
 #include "piecrust/backends/host/detail/simd.hpp"
 #include "piecrust/kernels/bfloat16.hpp"
+#include "piecrust/kernels/quant_blocks.hpp"
 #include "piecrust/kernels/weight_matrix.hpp"
 
 namespace piecrust::host::detail {
@@ -19,45 +19,13 @@ inline std::uint16_t load_u16(std::byte const* p) noexcept {
   return v;
 }
 
-/// out[0..cols) = the f32 values of one weight row.
+/// out[0..cols) = the f32 values of one weight row (any WeightType; layouts in kernels/quant_blocks.hpp).
 inline void dequantize_row(WeightType type, std::byte const* row, float* out, std::size_t cols) noexcept {
-  switch (type) {
-    case WeightType::f32: std::memcpy(out, row, cols * sizeof(float)); return;
-    case WeightType::f16:
-      for (std::size_t i = 0; i < cols; ++i) {
-        std::uint16_t h;
-        std::memcpy(&h, row + 2 * i, 2);
-        out[i] = Half::to_float(h);
-      }
-      return;
-    case WeightType::bf16:
-      for (std::size_t i = 0; i < cols; ++i) {
-        std::uint16_t h;
-        std::memcpy(&h, row + 2 * i, 2);
-        out[i] = BFloat16::to_float(h);
-      }
-      return;
-    case WeightType::q8_0:
-      for (std::size_t b = 0; b < cols / 32; ++b) {
-        BlockQ8_0 blk;
-        std::memcpy(&blk, row + b * sizeof(BlockQ8_0), sizeof blk);
-        float const d = Half::to_float(blk.d);
-        for (std::size_t i = 0; i < 32; ++i) out[b * 32 + i] = d * static_cast<float>(blk.qs[i]);
-      }
-      return;
-    case WeightType::q4_1:
-      for (std::size_t b = 0; b < cols / 32; ++b) {
-        BlockQ4_1 blk;
-        std::memcpy(&blk, row + b * sizeof(BlockQ4_1), sizeof blk);
-        float const d = Half::to_float(blk.d);
-        float const m = Half::to_float(blk.m);
-        for (std::size_t i = 0; i < 16; ++i) {
-          out[b * 32 + i] = d * static_cast<float>(blk.qs[i] & 0x0f) + m;
-          out[b * 32 + i + 16] = d * static_cast<float>(blk.qs[i] >> 4) + m;
-        }
-      }
-      return;
+  if (type == WeightType::f32) {
+    std::memcpy(out, row, cols * sizeof(float));
+    return;
   }
+  quant::dequantize_row(type, reinterpret_cast<std::uint8_t const*>(row), out, cols);
 }
 
 /// sum_k x[k] * w[k] for one Q8_0 row of `cols` weights, without materializing the row.

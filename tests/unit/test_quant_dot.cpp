@@ -1,0 +1,342 @@
+// The host's integer matmul for every quantized type (backends/host/detail/quant_gemm.hpp), on fresh random
+// blocks (random bytes, f16 scales forced finite with magnitudes in [1e-3, 2e-2]) and random activations:
+//  * every code path this CPU runs gives the scalar path's bits (activations and products);
+//  * against a double-precision dot of the dequantized weights (kernels/reference) with the UNquantized
+//    activations, within a bound derived from the activation quantization:
+//      |x - x_hat| <= amax_b * (1/254 + 2^-10) per element (rounding to the nearest step d = amax_b / 127,
+//      plus the f16 rounding of d, at most 2^-11 * d * 127; Q8_K keeps d in f32), so the error is at most
+//      sum_c |w_c| * amax_b(c) * (1/254 + 2^-10);
+//      Q4_1 / Q5_1 add |m_b| * |s - d_f16 * sum q| <= |m_b| * 2^-10 * 32 * amax_b per block (s and d are
+//      f16-rounded separately), and f32 accumulation adds 1e-5 * (sum |w_c x_c| + sum |w_c| amax_b);
+//  * the SIMD unpacking of codes equals quant::code;
+//  * batch invariance: row i of an m-row product equals the same row computed alone;
+//  * odd shapes: one block per row, many blocks, weight rows not a multiple of the row grouping.
+
+#include <catch2/catch.hpp>
+
+#include <piecrust/backends/host.hpp>
+#include <piecrust/backends/host/detail/quant_gemm.hpp>
+#include <piecrust/kernels/detail/half.hpp>
+#include <piecrust/kernels/quant_blocks.hpp>
+#include <piecrust/kernels/reference/model_ops.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <span>
+#include <vector>
+
+using namespace piecrust;
+using detail::SimdLevel;
+
+namespace {
+
+constexpr WeightType quant_types[] = {WeightType::q4_0, WeightType::q4_1, WeightType::q5_0,   WeightType::q5_1,
+                                      WeightType::q8_0, WeightType::q2_k, WeightType::q3_k,   WeightType::q4_k,
+                                      WeightType::q5_k, WeightType::q6_k, WeightType::iq4_nl, WeightType::iq4_xs};
+
+std::uint32_t fresh_seed() { return std::random_device{}(); }
+
+/// rows x cols weights of type t: random bytes, every f16 field a finite value of magnitude [1e-3, 2e-2].
+std::vector<std::uint8_t> random_weights(std::mt19937& rng, WeightType t, std::size_t rows, std::size_t cols) {
+  std::size_t const nblocks = rows * cols / weight_block_size(t), bytes = weight_block_bytes(t);
+  std::vector<std::uint8_t> out(nblocks * bytes);  // [rows][cols / block][block bytes]
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> mag(1e-3f, 2e-2f);
+  for (auto& b : out) b = static_cast<std::uint8_t>(byte(rng));
+  quant::HalfFields const f = quant::f16_fields(t);
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    for (std::size_t k = 0; k < f.count; ++k) {
+      float const v = (byte(rng) & 1 ? -1.0f : 1.0f) * mag(rng);
+      std::uint16_t const h = detail::f32_to_f16(v);
+      std::memcpy(out.data() + b * bytes + f.at[k], &h, 2);
+    }
+  }
+  return out;
+}
+
+std::vector<float> random_activations(std::mt19937& rng, std::size_t n) {
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  std::vector<float> x(n);  // [n]
+  for (auto& v : x) v = dist(rng);
+  return x;
+}
+
+detail::QuantizedActivations quantize(std::vector<float> const& x, std::size_t m, std::size_t k, WeightType t,
+                                      SimdLevel level) {
+  detail::QuantizedActivations a;
+  a.quantize(x.data(), m, k, !detail::uses_q8k(t), detail::uses_q8k(t), level);
+  return a;
+}
+
+/// y [m][w.rows] through quant_gemm_many at `level`, split into tasks of `grain` weight rows.
+std::vector<float> product(detail::QuantizedActivations const& a, WeightMatrix const& w, SimdLevel level,
+                           std::size_t grain) {
+  std::vector<float> y(a.rows * w.rows, 0.0f);  // [m][n]
+  auto chunks = [grain](std::size_t n, auto&& f) {
+    for (std::size_t b = 0; b < n; b += grain) f(b, std::min(n, b + grain));
+  };
+  detail::QuantGemmOutput const o{&w, y.data(), 0.0f};
+  detail::quant_gemm_many(chunks, a, std::span(&o, 1), level);
+  return y;
+}
+
+bool same_bits(std::vector<float> const& a, std::vector<float> const& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::bit_cast<std::uint32_t>(a[i]) != std::bit_cast<std::uint32_t>(b[i])) return false;
+  }
+  return true;
+}
+
+template <WeightType T>
+void unpack_with(std::uint8_t const* blk, std::int8_t* codes) {
+#if PIECRUST_HOST_X86
+  detail::avx2::unpack_block<T>(blk, codes);
+#else
+  (void)blk;
+  (void)codes;
+#endif
+}
+
+void unpack_avx2(WeightType t, std::uint8_t const* blk, std::int8_t* codes) {
+  switch (t) {
+    case WeightType::q4_0: return unpack_with<WeightType::q4_0>(blk, codes);
+    case WeightType::q4_1: return unpack_with<WeightType::q4_1>(blk, codes);
+    case WeightType::q5_0: return unpack_with<WeightType::q5_0>(blk, codes);
+    case WeightType::q5_1: return unpack_with<WeightType::q5_1>(blk, codes);
+    case WeightType::q8_0: return unpack_with<WeightType::q8_0>(blk, codes);
+    case WeightType::q2_k: return unpack_with<WeightType::q2_k>(blk, codes);
+    case WeightType::q3_k: return unpack_with<WeightType::q3_k>(blk, codes);
+    case WeightType::q4_k: return unpack_with<WeightType::q4_k>(blk, codes);
+    case WeightType::q5_k: return unpack_with<WeightType::q5_k>(blk, codes);
+    case WeightType::q6_k: return unpack_with<WeightType::q6_k>(blk, codes);
+    case WeightType::iq4_nl: return unpack_with<WeightType::iq4_nl>(blk, codes);
+    case WeightType::iq4_xs: return unpack_with<WeightType::iq4_xs>(blk, codes);
+    default: FAIL("not a quantized type");
+  }
+}
+
+}  // namespace
+
+TEST_CASE("quant dot: the CPU's levels are detected and scalar is always among them", "[quant_dot]") {
+  auto const levels = detail::quant_levels();
+  REQUIRE(!levels.empty());
+  CHECK(levels.front() == SimdLevel::scalar);
+  CHECK(detail::cpu_supports(detail::best_quant_level()));
+  CHECK(levels.back() == detail::best_quant_level());
+  for (auto l : detail::cpu_simd_levels()) INFO("cpu level " << detail::simd_level_name(l));
+  if (!detail::cpu_supports(SimdLevel::avx2)) {
+    CHECK_THROWS_AS(detail::quant_rows_fn(WeightType::q4_0, SimdLevel::avx2), Unsupported);
+  }
+  CHECK_THROWS_AS(detail::quant_rows_fn(WeightType::q4_0, SimdLevel::avx512), Unsupported);
+  CHECK_THROWS_AS(detail::quant_rows_fn(WeightType::f16, SimdLevel::scalar), InvalidArgument);
+}
+
+TEST_CASE("quant dot: SIMD unpacking of every type equals quant::code", "[quant_dot]") {
+  if (!detail::cpu_supports(SimdLevel::avx2)) return;  // no SIMD path on this CPU: nothing to compare
+  auto const seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  for (WeightType t : quant_types) {
+    INFO("type " << weight_type_name(t));
+    std::size_t const n = weight_block_size(t);
+    auto const w = random_weights(rng, t, 1, 16 * n);  // 16 blocks
+    std::vector<std::int8_t> codes(n);                 // [block] one block's codes
+    std::size_t bad = 0;
+    for (std::size_t b = 0; b < 16; ++b) {
+      std::uint8_t const* blk = w.data() + b * weight_block_bytes(t);
+      unpack_avx2(t, blk, codes.data());
+      for (std::size_t i = 0; i < n; ++i) bad += codes[i] != quant::code(t, blk, i);
+    }
+    CHECK(bad == 0);
+  }
+}
+
+TEST_CASE("quant dot: every level gives the scalar bits and stays within the stated bound", "[quant_dot]") {
+  auto const seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  auto const levels = detail::quant_levels();
+  for (WeightType t : quant_types) {
+    INFO("type " << weight_type_name(t));
+    std::size_t const bs = weight_block_size(t);
+    // (weight rows, blocks per row, activation rows): one block, many blocks, rows off the groupings
+    struct Shape {
+      std::size_t n, blocks, m;
+    };
+    for (Shape const s : {Shape{1, 1, 1}, Shape{3, 1, 2}, Shape{17, 3, 5}, Shape{35, 2, 4}, Shape{5, 40, 3},
+                          Shape{2, 9, 7}}) {
+      std::size_t const k = s.blocks * bs;
+      if (bs == 256 && s.blocks > 10) continue;  // keep the scalar reference quick
+      INFO("n " << s.n << " k " << k << " m " << s.m);
+      auto const wb = random_weights(rng, t, s.n, k);
+      WeightMatrix const w{t, wb.data(), s.n, k};
+      auto const x = random_activations(rng, s.m * k);  // [m][k]
+      auto const a0 = quantize(x, s.m, k, t, SimdLevel::scalar);
+      auto const y0 = product(a0, w, SimdLevel::scalar, 16);
+      for (SimdLevel l : levels) {
+        INFO("level " << detail::simd_level_name(l));
+        auto const a = quantize(x, s.m, k, t, l);
+        CHECK(a.q == a0.q);
+        CHECK(same_bits(a.d, a0.d));
+        CHECK(same_bits(a.s, a0.s));
+        CHECK(a.kq == a0.kq);
+        CHECK(same_bits(a.kd, a0.kd));
+        CHECK(a.kbsums == a0.kbsums);
+        CHECK(same_bits(product(a, w, l, 16), y0));
+        CHECK(same_bits(product(a, w, l, 1), y0));
+      }
+      // The double-precision reference and the bound of the header comment.
+      std::size_t over = 0;
+      double worst = 0;
+      for (std::size_t o = 0; o < s.n; ++o) {
+        std::vector<double> const wr = reference::dequantize_row(w, o);  // [k]
+        for (std::size_t i = 0; i < s.m; ++i) {
+          float const* xi = x.data() + i * k;
+          double ref = 0, bound = 0, mag = 0;
+          std::size_t const ab = detail::uses_q8k(t) ? 256 : 32;  // activation block
+          for (std::size_t b0 = 0; b0 < k; b0 += ab) {
+            double amax = 0;
+            for (std::size_t c = b0; c < b0 + ab; ++c) amax = std::max(amax, std::fabs(double{xi[c]}));
+            for (std::size_t c = b0; c < b0 + ab; ++c) {
+              ref += wr[c] * xi[c];
+              bound += std::fabs(wr[c]) * amax * (1.0 / 254 + std::ldexp(1.0, -10));
+              mag += std::fabs(wr[c] * xi[c]) + std::fabs(wr[c]) * amax;
+            }
+            if (t == WeightType::q4_1 || t == WeightType::q5_1) {
+              auto const* blk = wb.data() + o * w.row_bytes() + (b0 / 32) * weight_block_bytes(t);
+              bound += std::fabs(double{quant::load_f16(blk + 2)}) * std::ldexp(1.0, -10) * 32 * amax;
+            }
+          }
+          bound += 1e-5 * mag;
+          double const err = std::fabs(double{y0[i * s.n + o]} - ref);
+          worst = std::max(worst, err / bound);
+          over += err > bound;
+        }
+      }
+      INFO("worst error / bound " << worst);
+      CHECK(over == 0);
+    }
+  }
+}
+
+TEST_CASE("quant dot: a row's result does not depend on its batch", "[quant_dot]") {
+  auto const seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  for (WeightType t : quant_types) {
+    INFO("type " << weight_type_name(t));
+    std::size_t const n = 19, k = 2 * weight_block_size(t);
+    auto const wb = random_weights(rng, t, n, k);
+    WeightMatrix const w{t, wb.data(), n, k};
+    for (SimdLevel l : detail::quant_levels()) {
+      INFO("level " << detail::simd_level_name(l));
+      for (std::size_t m : {1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 9u, 16u, 33u}) {
+        INFO("m " << m);
+        auto const x = random_activations(rng, m * k);  // [m][k]
+        auto const y = product(quantize(x, m, k, t, l), w, l, 7);
+        std::size_t differ = 0;
+        for (std::size_t i = 0; i < m; ++i) {
+          std::vector<float> const xi(x.begin() + static_cast<std::ptrdiff_t>(i * k),
+                                      x.begin() + static_cast<std::ptrdiff_t>((i + 1) * k));
+          auto const alone = product(quantize(xi, 1, k, t, l), w, l, 16);
+          std::vector<float> const row(y.begin() + static_cast<std::ptrdiff_t>(i * n),
+                                       y.begin() + static_cast<std::ptrdiff_t>((i + 1) * n));
+          differ += !same_bits(alone, row);
+        }
+        CHECK(differ == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("quant dot: linear_many over mixed types equals one linear per weight, batch-invariant", "[quant_dot]") {
+  auto const seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  Host const space{2};
+  std::size_t const k = 512, m = 6;
+  WeightType const types[] = {WeightType::q4_0, WeightType::q4_k, WeightType::q6_k, WeightType::q8_0};
+  std::vector<std::vector<std::uint8_t>> bytes;  // [product] GGUF bytes
+  std::vector<LinearWeight<Host>> ws;
+  std::vector<std::size_t> rows;
+  for (std::size_t p = 0; p < 4; ++p) {
+    rows.push_back(9 + 13 * p);
+    bytes.push_back(random_weights(rng, types[p], rows[p], k));
+  }
+  for (std::size_t p = 0; p < 4; ++p) {
+    ws.push_back(load_linear(space, WeightMatrix{types[p], bytes[p].data(), rows[p], k}));
+    CHECK(ws.back().round_activations);
+  }
+  auto const x = random_activations(rng, m * k);  // [m][k]
+  std::vector<std::vector<float>> many(4), one(4);
+  std::vector<LinearProduct<LinearWeight<Host>>> ps;
+  for (std::size_t p = 0; p < 4; ++p) {
+    many[p].assign(m * rows[p], 1.0f);  // [m][rows]
+    one[p].assign(m * rows[p], 1.0f);
+    ps.push_back({&ws[p], ShapedView<float, 2>(many[p].data(), m, rows[p]), 0.0f});
+  }
+  ShapedView<float const, 2> const xv(x.data(), m, k);
+  linear_many(space, xv, std::span<LinearProduct<LinearWeight<Host>> const>(ps));
+  for (std::size_t p = 0; p < 4; ++p) {
+    INFO("type " << weight_type_name(types[p]));
+    linear(space, xv, ws[p], ShapedView<float, 2>(one[p].data(), m, rows[p]));
+    CHECK(same_bits(many[p], one[p]));
+    // the same bits as the detail kernel at the best level, and each row alone
+    auto const a = quantize(x, m, k, types[p], detail::best_quant_level());
+    CHECK(same_bits(product(a, ws[p].matrix, detail::best_quant_level(), 16), one[p]));
+    std::vector<float> alone(rows[p]);  // [rows]
+    linear(space, ShapedView<float const, 2>(x.data() + (m - 1) * k, 1, k), ws[p],
+           ShapedView<float, 2>(alone.data(), 1, rows[p]));
+    CHECK(same_bits(alone, std::vector<float>(one[p].end() - static_cast<std::ptrdiff_t>(rows[p]), one[p].end())));
+  }
+}
+
+TEST_CASE("quant dot: the interleaved Q4_1 / Q8_0 copy gives the row-major bits", "[quant_dot]") {
+  if (!detail::interleaved_quant_available(detail::best_quant_level())) return;  // no interleaved code here
+  auto const seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  Host const space{2};
+  for (WeightType t : {WeightType::q4_1, WeightType::q8_0}) {
+    INFO("type " << weight_type_name(t));
+    for (std::size_t n : {1u, 8u, 19u}) {
+      for (std::size_t blocks : {1u, 9u}) {
+        std::size_t const k = 32 * blocks;
+        INFO("n " << n << " k " << k);
+        auto const wb = random_weights(rng, t, n, k);
+        WeightMatrix const w{t, wb.data(), n, k};
+        auto const packed = detail::InterleavedQuant::from(w);
+        LinearOptions plain;
+        plain.interleave = false;
+        auto const lw_packed = load_linear(space, w), lw_plain = load_linear(space, w, plain);
+        CHECK(lw_packed.packed.groups == (n + 7) / 8);
+        CHECK(lw_plain.packed.groups == 0);
+        for (std::size_t m : {1u, 2u, 3u, 5u}) {
+          INFO("m " << m);
+          auto const x = random_activations(rng, m * k);  // [m][k]
+          auto const a = quantize(x, m, k, t, SimdLevel::scalar);
+          auto const want = product(a, w, SimdLevel::scalar, 16);
+          std::vector<float> got(m * n, 0.0f);  // [m][n]
+          detail::InterleavedQuantOutput const o{&packed, got.data(), 0.0f};
+          auto chunks = [](std::size_t cnt, auto&& f) {
+            for (std::size_t b = 0; b < cnt; ++b) f(b, b + 1);
+          };
+          detail::interleaved_quant_gemm_many(chunks, a, std::span(&o, 1));
+          CHECK(same_bits(got, want));
+          std::vector<float> y1(m * n), y2(m * n);  // [m][n]
+          ShapedView<float const, 2> const xv(x.data(), m, k);
+          linear(space, xv, lw_packed, ShapedView<float, 2>(y1.data(), m, n));
+          linear(space, xv, lw_plain, ShapedView<float, 2>(y2.data(), m, n));
+          CHECK(same_bits(y1, want));
+          CHECK(same_bits(y2, want));
+        }
+      }
+    }
+  }
+  REQUIRE_THROWS_AS(detail::InterleavedQuant::from(WeightMatrix{WeightType::q4_0, nullptr, 8, 32}), InvalidArgument);
+}
