@@ -20,23 +20,14 @@
 #include <vector>
 
 #include "kernels_baselines.hpp"
+#include "random_quant_blocks.hpp"
 #include "piecrust/backends/host.hpp"
 #include "piecrust/exec/buffer.hpp"
 #include "piecrust/kernels.hpp"
-#include "piecrust/backends/host/detail/q8_interleaved_gemm.hpp"
 
 using namespace piecrust;
 
 namespace {
-
-// The pool: one thread per hardware thread, or PIECRUST_BENCH_THREADS.
-Host const& host() {
-  static Host const h = [] {
-    char const* env = std::getenv("PIECRUST_BENCH_THREADS");
-    return env != nullptr ? Host(static_cast<std::size_t>(std::atoi(env))) : Host();
-  }();
-  return h;
-}
 
 std::vector<float> normal_floats(std::size_t n, float stddev, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -74,7 +65,7 @@ double fma_lanes_per_s(double iterations, std::size_t fma_iters, double fma_s) {
 void BM_StreamRead(benchmark::State& state) {
   std::size_t const bytes = static_cast<std::size_t>(state.range(0)) << 20;
   Buffer<float> buf(bytes / sizeof(float), 1.0f);  // [bytes / 4]
-  for (auto _ : state) benchmark::DoNotOptimize(bench::stream_read(host(), buf.data(), buf.size()));
+  for (auto _ : state) benchmark::DoNotOptimize(bench::stream_read(bench::host(), buf.data(), buf.size()));
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
 }
 BENCHMARK(BM_StreamRead)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -116,11 +107,11 @@ void decode_attention(benchmark::State& state) {
   std::size_t const page_floats = pool.size_bytes() / pages / sizeof(float);  // K and V of one page
   for (auto _ : state) {
     auto const t0 = Clock::now();
-    benchmark::DoNotOptimize(bench::stream_read(host(), pool_floats, pool.size_bytes() / sizeof(float)));
+    benchmark::DoNotOptimize(bench::stream_read(bench::host(), pool_floats, pool.size_bytes() / sizeof(float)));
     auto const tp = Clock::now();
-    benchmark::DoNotOptimize(bench::paged_read(host(), pool_floats, page_floats, kv_indices));
+    benchmark::DoNotOptimize(bench::paged_read(bench::host(), pool_floats, page_floats, kv_indices));
     auto const t1 = Clock::now();
-    paged_attention(host(), ShapedView<float const, 3>(q.data(), batch, kvh * group, hd), kv, pb,
+    paged_attention(bench::host(), ShapedView<float const, 3>(q.data(), batch, kvh * group, hd), kv, pb,
                     ShapedView<float, 3>(out.data(), batch, kvh * group, hd), ShapedView<float, 2>(lse.data(), batch, kvh * group));
     benchmark::DoNotOptimize(out.data());
     auto const t2 = Clock::now();
@@ -277,7 +268,7 @@ void BM_Sample(benchmark::State& state) {
   for (auto _ : state) {
     for (std::size_t r = 0; r < batch; ++r) keys[r] = {7, r, step};
     ++step;
-    sample(host(), ShapedView<float const, 2>(logits.data(), batch, vocab), params, {}, keys, out);
+    sample(bench::host(), ShapedView<float const, 2>(logits.data(), batch, vocab), params, {}, keys, out);
     benchmark::DoNotOptimize(out.data());
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
@@ -290,7 +281,7 @@ void BM_SampleSortReference(benchmark::State& state) {
   std::vector<std::uint32_t> out(batch);
   std::uint64_t step = 0;
   for (auto _ : state) {
-    host().parallel_for(batch, [&](std::size_t b, std::size_t e) {
+    bench::host().parallel_for(batch, [&](std::size_t b, std::size_t e) {
       std::vector<std::pair<float, std::uint32_t>> buf;
       for (std::size_t r = b; r < e; ++r) {
         out[r] = bench::sort_sample(logits.data() + r * vocab, vocab, state.range(2) == 0 ? 50 : 0, 0.9f, 1.0f,
@@ -316,11 +307,11 @@ BENCHMARK(BM_SampleSortReference)->Apply([](auto* b) { sample_args(b, 1); })->Un
 void BM_FmaPeak(benchmark::State& state) {
   std::size_t const iters = 1 << 22;
   for (auto _ : state) {
-    host().parallel_for(host().concurrency(), [&](std::size_t b, std::size_t e) {
+    bench::host().parallel_for(bench::host().concurrency(), [&](std::size_t b, std::size_t e) {
       for (std::size_t i = b; i < e; ++i) benchmark::DoNotOptimize(bench::fma_chains(iters));
     });
   }
-  double const flops = bench::fma_chain_flops_per_iter * static_cast<double>(iters) * static_cast<double>(host().concurrency());
+  double const flops = bench::fma_chain_flops_per_iter * static_cast<double>(iters) * static_cast<double>(bench::host().concurrency());
   state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -344,7 +335,7 @@ void BM_Gemm(benchmark::State& state) {
   }
   WeightMatrix const w{type, bytes.data(), n, k};
   Buffer<float> deq(path == 3 ? n * k : 0);  // [n][k]
-  if (path == 3) dequantize(host(), w, ShapedView<float, 2>(deq.data(), n, k));
+  if (path == 3) dequantize(bench::host(), w, ShapedView<float, 2>(deq.data(), n, k));
   WeightMatrix const w_deq{WeightType::f32, deq.data(), n, k};
   auto const x = normal_floats(m * k, 1.0f, 10);  // [m][k]
   std::vector<float> y(m * n);                    // [m][n]
@@ -352,10 +343,10 @@ void BM_Gemm(benchmark::State& state) {
   ShapedView<float, 2> const yv(y.data(), m, n);
   for (auto _ : state) {
     switch (path) {
-      case 1: KernelImpl<ops::Gemm, Host>::direct(host(), xv, w, yv, 0.0f); break;
-      case 2: KernelImpl<ops::Gemm, Host>::panels(host(), xv, w, yv, 0.0f); break;
-      case 3: gemm(host(), xv, w_deq, yv); break;
-      default: gemm(host(), xv, w, yv); break;
+      case 1: KernelImpl<ops::Gemm, Host>::direct(bench::host(), xv, w, yv, 0.0f); break;
+      case 2: KernelImpl<ops::Gemm, Host>::panels(bench::host(), xv, w, yv, 0.0f); break;
+      case 3: gemm(bench::host(), xv, w_deq, yv); break;
+      default: gemm(bench::host(), xv, w, yv); break;
     }
     benchmark::DoNotOptimize(y.data());
   }
@@ -387,33 +378,25 @@ void BM_Q8Gemm(benchmark::State& state) {
   std::size_t const n = static_cast<std::size_t>(state.range(1));
   std::size_t const k = static_cast<std::size_t>(state.range(2));
   auto const type = static_cast<WeightType>(state.range(3));
-  WeightMatrix const shape{type, nullptr, n, k};
-  std::vector<std::byte> bytes(shape.size_bytes());  // [n][k / 32] blocks
-  std::mt19937_64 rng(11);
-  for (auto& b : bytes) b = static_cast<std::byte>(rng() & 0xff);
-  for (std::size_t blk = 0; blk < n * k / 32; ++blk) {  // finite f16 scales (and Q4_1 minimums) near 1/64
-    std::uint16_t const h = static_cast<std::uint16_t>(0x2400 + (rng() & 0xff));
-    std::byte* p = bytes.data() + blk * weight_block_bytes(type);
-    std::memcpy(p, &h, 2);
-    if (type == WeightType::q4_1) std::memcpy(p + 2, &h, 2);
-  }
-  WeightMatrix const w{type, bytes.data(), n, k};
-  auto const packed = detail::InterleavedWeights::from(w);
+  auto const rw = testing::random_weights(type, n, k, 11);  // [n][k / 32] blocks, finite f16 scales
+  WeightMatrix const& w = rw.matrix;
+  auto const packed = detail::InterleavedQuant::from(w);
   auto const x = normal_floats(m * k, 1.0f, 12);  // [m][k]
-  detail::Q8Activations a;
-  a.quantize(x.data(), m, k);
+  detail::QuantizedActivations a;
+  a.quantize(x.data(), m, k, true, false, detail::best_quant_level());
   std::vector<float> y(m * n);  // [m][n]
-  auto pf = [](std::size_t len, auto&& f) { host().parallel_for(len, f, 2); };
-  detail::InterleavedGemmOutput const out{&packed, y.data(), 0.0f};
+  auto pf = [](std::size_t len, auto&& f) { bench::host().parallel_for(len, f, 2); };
+  detail::QuantGemmOutput const rowmajor{&w, y.data(), 0.0f};
+  detail::InterleavedQuantOutput const out{&packed, y.data(), 0.0f};
   double row_s = 0, int_s = 0;
   time_with_peer(
       state,
       [&] {
-        detail::q8_activation_gemm(pf, a, w, y.data(), 0.0f);
+        detail::quant_gemm_many(pf, a, std::span(&rowmajor, 1));
         benchmark::DoNotOptimize(y.data());
       },
       [&] {
-        detail::q8_interleaved_gemm_many(pf, a, std::span(&out, 1));
+        detail::interleaved_quant_gemm_many(pf, a, std::span(&out, 1));
         benchmark::DoNotOptimize(y.data());
       },
       row_s, int_s);

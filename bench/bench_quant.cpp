@@ -36,15 +36,6 @@ using namespace piecrust;
 
 namespace {
 
-// The pool: one thread per hardware thread, or PIECRUST_BENCH_THREADS.
-Host const& host() {
-  static Host const h = [] {
-    char const* env = std::getenv("PIECRUST_BENCH_THREADS");
-    return env != nullptr ? Host(static_cast<std::size_t>(std::atoi(env))) : Host();
-  }();
-  return h;
-}
-
 /// Bytes of the largest cache level (sysfs; 32 MiB when it cannot be read). glibc's sysconf is not used:
 /// on some virtual machines it reports the whole package's L3 rather than the slice a core sees.
 std::size_t last_level_cache_bytes() {
@@ -90,7 +81,7 @@ LinearWeight<Host> const& weight(WeightType type, std::size_t rows, std::size_t 
     c.bytes.reset();
     c.bytes = std::make_unique<testing::RandomWeights>(
         testing::random_weights(type, rows, cols, 1000 + static_cast<std::uint64_t>(type)));
-    c.loaded.reset(new LinearWeight<Host>(load_linear(host(), c.bytes->matrix)));
+    c.loaded.reset(new LinearWeight<Host>(load_linear(bench::host(), c.bytes->matrix)));
     c.type = type, c.rows = rows, c.cols = cols;
   }
   return *c.loaded;
@@ -116,9 +107,9 @@ void quant_linear(benchmark::State& state, WeightType type, std::size_t n, std::
   std::size_t repeats = 1;
   if (m == 1) {
     auto const c0 = Clock::now();
-    linear(host(), xv, w, yv);
+    linear(bench::host(), xv, w, yv);
     auto const c1 = Clock::now();
-    benchmark::DoNotOptimize(bench::stream_read(host(), stream.data(), stream.size()));
+    benchmark::DoNotOptimize(bench::stream_read(bench::host(), stream.data(), stream.size()));
     auto const c2 = Clock::now();
     double const ratio = std::chrono::duration<double>(c2 - c1).count() / std::chrono::duration<double>(c1 - c0).count();
     repeats = static_cast<std::size_t>(std::clamp(std::round(ratio), 1.0, 1000.0));
@@ -126,10 +117,10 @@ void quant_linear(benchmark::State& state, WeightType type, std::size_t n, std::
   double stream_s = 0, kernel_s = 0;
   for (auto _ : state) {
     auto const t0 = Clock::now();
-    benchmark::DoNotOptimize(bench::stream_read(host(), stream.data(), stream.size()));
+    benchmark::DoNotOptimize(bench::stream_read(bench::host(), stream.data(), stream.size()));
     auto const t1 = Clock::now();
     for (std::size_t r = 0; r < repeats; ++r) {
-      linear(host(), xv, w, yv);
+      linear(bench::host(), xv, w, yv);
       benchmark::DoNotOptimize(y.data());
     }
     auto const t2 = Clock::now();
@@ -159,7 +150,7 @@ void quant_linear(benchmark::State& state, WeightType type, std::size_t n, std::
 /// The STREAM-like read alone (bench/bench_model.py runs this one for its weight-read floor).
 void BM_StreamRead(benchmark::State& state) {
   auto const& stream = stream_buffer();
-  for (auto _ : state) benchmark::DoNotOptimize(bench::stream_read(host(), stream.data(), stream.size()));
+  for (auto _ : state) benchmark::DoNotOptimize(bench::stream_read(bench::host(), stream.data(), stream.size()));
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * stream.size_bytes()));
   state.counters["stream_MiB"] = static_cast<double>(stream.size_bytes()) / (1 << 20);
 }

@@ -1,5 +1,6 @@
 #pragma once
-// Peers and physical limits that bench_kernels measures in the same run as the kernels:
+// The benchmarks' thread pool, and the peers and physical limits that bench_kernels and bench_quant measure in
+// the same run as the kernels:
 //  * stream_read: a STREAM-like read (sum of a large array) on the same thread pool: the memory-read
 //    bandwidth a bandwidth-bound kernel can hope for;
 //  * paged_read: the same sum over fixed-size blocks visited in a given order (a KV pool's pages in
@@ -17,12 +18,22 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <utility>
 #include <vector>
 
 #include "piecrust/backends/host.hpp"
 
 namespace piecrust::bench {
+
+/// The benchmarks' pool: one thread per hardware thread, or PIECRUST_BENCH_THREADS.
+inline Host const& host() {
+  static Host const h = [] {
+    char const* env = std::getenv("PIECRUST_BENCH_THREADS");
+    return env != nullptr ? Host(static_cast<std::size_t>(std::atoi(env))) : Host();
+  }();
+  return h;
+}
 
 /// Four independent vector sums over floats read front to back (four add chains, so the loads, not the add
 /// latency, set the pace).

@@ -1,5 +1,6 @@
 // The host's integer matmul for every quantized type (backends/host/detail/quant_gemm.hpp), on fresh random
-// blocks (random bytes, f16 scales forced finite with magnitudes in [1e-3, 2e-2]) and random activations:
+// blocks (random bytes, f16 scales of magnitude [2^-10, 2^-7): tests/support/random_quant_blocks.hpp) and
+// random activations:
 //  * every code path this CPU runs gives the scalar path's bits (activations and products);
 //  * against a double-precision dot of the dequantized weights (kernels/reference) with the UNquantized
 //    activations, within a bound derived from the activation quantization:
@@ -14,9 +15,10 @@
 
 #include <catch2/catch.hpp>
 
+#include "random_quant_blocks.hpp"
+
 #include <piecrust/backends/host.hpp>
 #include <piecrust/backends/host/detail/quant_gemm.hpp>
-#include <piecrust/kernels/detail/half.hpp>
 #include <piecrust/kernels/quant_blocks.hpp>
 #include <piecrust/kernels/reference/model_ops.hpp>
 
@@ -40,21 +42,11 @@ constexpr WeightType quant_types[] = {WeightType::q4_0, WeightType::q4_1, Weight
 
 std::uint32_t fresh_seed() { return std::random_device{}(); }
 
-/// rows x cols weights of type t: random bytes, every f16 field a finite value of magnitude [1e-3, 2e-2].
+/// rows x cols weights of type t: random valid blocks (tests/support/random_quant_blocks.hpp).
 std::vector<std::uint8_t> random_weights(std::mt19937& rng, WeightType t, std::size_t rows, std::size_t cols) {
-  std::size_t const nblocks = rows * cols / weight_block_size(t), bytes = weight_block_bytes(t);
-  std::vector<std::uint8_t> out(nblocks * bytes);  // [rows][cols / block][block bytes]
-  std::uniform_int_distribution<int> byte(0, 255);
-  std::uniform_real_distribution<float> mag(1e-3f, 2e-2f);
-  for (auto& b : out) b = static_cast<std::uint8_t>(byte(rng));
-  quant::HalfFields const f = quant::f16_fields(t);
-  for (std::size_t b = 0; b < nblocks; ++b) {
-    for (std::size_t k = 0; k < f.count; ++k) {
-      float const v = (byte(rng) & 1 ? -1.0f : 1.0f) * mag(rng);
-      std::uint16_t const h = detail::f32_to_f16(v);
-      std::memcpy(out.data() + b * bytes + f.at[k], &h, 2);
-    }
-  }
+  auto const w = testing::random_weights(t, rows, cols, rng());
+  std::vector<std::uint8_t> out(w.bytes.size());  // [rows][cols / block][block bytes]
+  std::memcpy(out.data(), w.bytes.data(), out.size());
   return out;
 }
 
@@ -339,4 +331,74 @@ TEST_CASE("quant dot: the interleaved Q4_1 / Q8_0 copy gives the row-major bits"
     }
   }
   REQUIRE_THROWS_AS(detail::InterleavedQuant::from(WeightMatrix{WeightType::q4_0, nullptr, 8, 32}), InvalidArgument);
+}
+
+TEST_CASE("quant dot: 8-bit activation blocks round ties to even on every level, zero blocks give zeros",
+          "[quant_dot]") {
+  std::mt19937 rng(Catch::rngSeed());
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::size_t const m = 5, k = 192;  // [5][192]: 30 blocks of 32, magnitudes 1e-3 .. 1e3 across blocks
+  std::vector<float> x(m * k);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = dist(rng) * std::pow(10.0f, static_cast<float>(i / 32 % 7) - 3.0f);
+  std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // an all-zero block: d = 0, q = 0
+  // Exact ties: amax 127 makes id 1, so k + 0.5 must round to even (nearest-even, as ggml's AVX2 path).
+  x[128] = 127.0f;
+  for (int j = 1; j < 32; ++j) x[128 + j] = static_cast<float>(j) - 15.5f;
+  detail::QuantizedActivations slow;
+  slow.quantize(x.data(), m, k, true, false, SimdLevel::scalar);
+  CHECK(slow.q[129] == -14);  // -14.5 -> -14 (even)
+  CHECK(slow.q[130] == -14);  // -13.5 -> -14 (even)
+  CHECK(std::all_of(slow.q.begin() + 64, slow.q.begin() + 96, [](std::int8_t v) { return v == 0; }));
+  CHECK(slow.d[2] == 0.0f);
+  for (SimdLevel level : detail::quant_levels()) {
+    INFO("level " << detail::simd_level_name(level));
+    detail::QuantizedActivations fast;
+    fast.quantize(x.data(), m, k, true, false, level);
+    CHECK(fast.q == slow.q);
+    CHECK(fast.d == slow.d);
+    CHECK(fast.s == slow.s);
+  }
+}
+
+TEST_CASE("quant dot: activations of another width are refused before any output is written", "[quant_dot]") {
+  std::mt19937 rng(Catch::rngSeed());
+  auto const wb = random_weights(rng, WeightType::q4_1, 16, 128);
+  WeightMatrix const w{WeightType::q4_1, wb.data(), 16, 128};  // [16][128]
+  auto const x = random_activations(rng, 2 * 64);              // [2][64]
+  auto const a = quantize(x, 2, 64, WeightType::q4_1, SimdLevel::scalar);
+  auto serial = [](std::size_t len, auto&& f) { f(std::size_t{0}, len); };
+  std::vector<float> y(2 * 16, 7.0f);  // [2][16]
+  detail::QuantGemmOutput const o{&w, y.data(), 0.0f};
+  REQUIRE_THROWS_AS(detail::quant_gemm_many(serial, a, std::span(&o, 1)), InvalidArgument);
+  CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 7.0f; }));
+  if (detail::interleaved_quant_available(detail::best_quant_level())) {
+    auto const packed = detail::InterleavedQuant::from(w);
+    detail::InterleavedQuantOutput const io{&packed, y.data(), 0.0f};
+    REQUIRE_THROWS_AS(detail::interleaved_quant_gemm_many(serial, a, std::span(&io, 1)), InvalidArgument);
+    CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 7.0f; }));
+  }
+}
+
+TEST_CASE("quant dot: beta scales the old output before the product is added", "[quant_dot]") {
+  auto const seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  for (WeightType t : {WeightType::q4_1, WeightType::q6_k}) {
+    INFO("type " << weight_type_name(t));
+    std::size_t const m = 3, n = 19, k = 512;
+    auto const wb = random_weights(rng, t, n, k);
+    WeightMatrix const w{t, wb.data(), n, k};                 // [19][512]
+    auto const a = quantize(random_activations(rng, m * k), m, k, t, detail::best_quant_level());
+    auto const plain = product(a, w, detail::best_quant_level(), 16);  // beta = 0: [m][n]
+    auto const y0 = random_activations(rng, m * n);                    // [m][n]
+    for (float beta : {1.0f, 0.5f}) {
+      INFO("beta " << beta);
+      std::vector<float> y = y0, want(m * n);  // [m][n]
+      for (std::size_t i = 0; i < want.size(); ++i) want[i] = beta * y0[i] + plain[i];
+      auto serial = [](std::size_t len, auto&& f) { f(std::size_t{0}, len); };
+      detail::QuantGemmOutput const o{&w, y.data(), beta};
+      detail::quant_gemm_many(serial, a, std::span(&o, 1));
+      CHECK(same_bits(y, want));
+    }
+  }
 }

@@ -48,10 +48,8 @@ struct LlamaModelOptions {
   /// attention loop) and f32 KV only; meant for conformance checks. Off by default.
   bool llama_cpp_attention = false;
   /// With activation rounding on: keep a copy of every Q4_1 / Q8_0 matrix with its rows interleaved in
-  /// groups of 8 (LinearOptions::interleave of the host backend), made once at construction. The matmul then runs
-  /// 1.5-3x faster on AVX2 for the price of a second copy of those weights in memory; results differ from
-  /// the GGUF-order matmul only in float summation order. Ignored with llama_cpp_attention, which needs
-  /// llama.cpp's exact summation order.
+  /// groups of 8 (LinearOptions::interleave of the host backend), made once at construction: a faster matmul
+  /// for the price of a second copy of those weights in memory, with the same bits as the GGUF-order one.
   bool interleaved_weights = true;
 };
 
@@ -117,7 +115,7 @@ class LlamaModel {
                                   c.rope.llama3.factor, ")");
       }
     }
-    LinearOptions const lo{opt_.llama_cpp_activation_rounding, opt_.interleaved_weights && !opt_.llama_cpp_attention};
+    LinearOptions const lo{opt_.llama_cpp_activation_rounding, opt_.interleaved_weights};
     auto vec = [&](std::span<float const> v) { return to_space(space_, v); };
     lm_head_ = load_linear(space_, w_.lm_head, lo);
     tied_ = w_.lm_head.data == w_.token_embd.data && w_.lm_head.type == w_.token_embd.type;
