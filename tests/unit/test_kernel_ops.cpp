@@ -331,9 +331,12 @@ TEST_CASE("gemm matches the reference for every weight type, beta 0 / 1 / 0.5, l
   std::mt19937_64 rng(seed);
   Space const space = test::make_space();
   // k = 576: a decoded weight row fits small scratch (Kokkos: level-0 team scratch); k = 8192 (32 KiB) does not.
-  for (auto [n, k] : {std::array<std::size_t, 2>{72, 576}, std::array<std::size_t, 2>{5, 8192}}) {
+  // k = 75 (float types only): the 16-wide loop, one step of 8 and a scalar tail of the host's direct path.
+  for (auto [n, k] : {std::array<std::size_t, 2>{72, 576}, std::array<std::size_t, 2>{5, 8192},
+                      std::array<std::size_t, 2>{9, 75}}) {
     auto const w_f32 = random_floats(rng, n * k);  // [n][k]
     for (WeightType type : all_types) {
+      if (k % weight_block_size(type) != 0) continue;
       auto const bytes = test::quantize(type, w_f32, n, k);
       auto const bytes_d = upload(space, bytes);
       WeightMatrix const wh{type, bytes.data(), n, k};
@@ -354,13 +357,17 @@ TEST_CASE("gemm matches the reference for every weight type, beta 0 / 1 / 0.5, l
           CHECK(tolerance_ratio(download(space, y2), reference::gemm(x, m, wh, y0, beta), 1e-4, 1e-4) <= 1.0);
         }
         if constexpr (test::space_is_host) {  // the host's two quantized paths, whatever the crossover
-          if (type != WeightType::f32) {
-            std::vector<float> yh(m * n, nan_f), yp(m * n, nan_f);
+          for (detail::SimdLevel level : detail::cpu_simd_levels()) {  // the direct path on every level
+            INFO("level " << detail::simd_level_name(level));
+            std::vector<float> yh(m * n, nan_f);
             KernelImpl<ops::Gemm, Host>::direct(Host{}, ShapedView<float const, 2>(x.data(), m, k), wh,
-                                                 ShapedView<float, 2>(yh.data(), m, n), 0.0f);
+                                                 ShapedView<float, 2>(yh.data(), m, n), 0.0f, level);
+            CHECK(tolerance_ratio(yh, ref, 1e-4, 1e-4) <= 1.0);
+          }
+          if (type != WeightType::f32) {
+            std::vector<float> yp(m * n, nan_f);
             KernelImpl<ops::Gemm, Host>::panels(Host{}, ShapedView<float const, 2>(x.data(), m, k), wh,
                                                  ShapedView<float, 2>(yp.data(), m, n), 0.0f);
-            CHECK(tolerance_ratio(yh, ref, 1e-4, 1e-4) <= 1.0);
             CHECK(tolerance_ratio(yp, ref, 1e-4, 1e-4) <= 1.0);
           }
         }

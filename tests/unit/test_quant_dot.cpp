@@ -288,13 +288,14 @@ TEST_CASE("quant dot: linear_many over mixed types equals one linear per weight,
   }
 }
 
-TEST_CASE("quant dot: the interleaved Q4_1 / Q8_0 copy gives the row-major bits", "[quant_dot]") {
+TEST_CASE("quant dot: the interleaved copy of every block-of-32 type gives the row-major bits", "[quant_dot]") {
   if (!detail::interleaved_quant_available(detail::best_quant_level())) return;  // no interleaved code here
   auto const seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
   Host const space{2};
-  for (WeightType t : {WeightType::q4_1, WeightType::q8_0}) {
+  for (WeightType t : {WeightType::q4_0, WeightType::q4_1, WeightType::q5_0, WeightType::q5_1, WeightType::q8_0,
+                       WeightType::iq4_nl}) {
     INFO("type " << weight_type_name(t));
     for (std::size_t n : {1u, 8u, 19u}) {
       for (std::size_t blocks : {1u, 9u}) {
@@ -330,7 +331,7 @@ TEST_CASE("quant dot: the interleaved Q4_1 / Q8_0 copy gives the row-major bits"
       }
     }
   }
-  REQUIRE_THROWS_AS(detail::InterleavedQuant::from(WeightMatrix{WeightType::q4_0, nullptr, 8, 32}), InvalidArgument);
+  REQUIRE_THROWS_AS(detail::InterleavedQuant::from(WeightMatrix{WeightType::q4_k, nullptr, 8, 256}), InvalidArgument);
 }
 
 TEST_CASE("quant dot: 8-bit activation blocks round ties to even on every level, zero blocks give zeros",

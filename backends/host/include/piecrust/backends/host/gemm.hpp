@@ -1,8 +1,9 @@
 #pragma once
 // Host implementation of gemm, y = beta * y + x * W^T.
-//  * f32 weights: OpenBLAS sgemm.
-//  * other weights, m <= direct_max_rows (1): direct dot products, each row decoded once (the weights are
-//    read once, in their compressed size: single-sequence decode is bound by weight bandwidth).
+//  * m <= direct_max_rows (1): direct dot products, each row decoded once (the weights are read once, in
+//    their compressed size: single-sequence decode is bound by weight bandwidth); f32 / f16 / bf16 rows
+//    convert in registers on AVX2 (detail/float_gemv_avx2.hpp).
+//  * f32 weights otherwise: OpenBLAS sgemm.
 //  * otherwise: panels of W dequantized to f32 in a scratch buffer, then sgemm per panel (prefill is
 //    bound by FLOPs, where OpenBLAS' blocked kernel wins). See docs/kernels.md for the measurements.
 
@@ -12,6 +13,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "piecrust/backends/host/detail/cpu_features.hpp"
+#include "piecrust/backends/host/detail/float_gemv_avx2.hpp"
 #include "piecrust/backends/host/detail/quant.hpp"
 #include "piecrust/backends/host/host_space.hpp"
 #include "piecrust/exec/buffer.hpp"
@@ -32,23 +35,39 @@ struct KernelImpl<ops::Gemm, Host> {
     std::size_t const k = w.cols;
     std::size_t const n = w.rows;
     if (m == 0 || n == 0) return;
-    if (w.type == WeightType::f32) {
-      sgemm(x.data(), static_cast<float const*>(w.data), y.data(), m, n, k, n, beta);
-      return;
-    }
-    if (m <= direct_max_rows) {
+    if (m <= direct_max_rows && (w.type != WeightType::f32 || float_rows_available())) {
       direct(space, x, w, y, beta);
+    } else if (w.type == WeightType::f32) {
+      sgemm(x.data(), static_cast<float const*>(w.data), y.data(), m, n, k, n, beta);
     } else {
       panels(space, x, w, y, beta);
     }
   }
 
-  /// The direct path (exposed for benchmarks and tests).
+  /// Whether f32 / f16 / bf16 rows take the AVX2 kernel on this CPU.
+  [[nodiscard]] static bool float_rows_available() noexcept {
+    return PIECRUST_HOST_X86 && detail::cpu_supports(detail::SimdLevel::avx2);
+  }
+
+  /// The direct path, any weight type and any m (exposed for benchmarks and tests; `level` scalar forces the
+  /// portable code where an AVX2 kernel exists).
   static void direct(Host const& space, ShapedView<float const, 2> x, WeightMatrix const& w, ShapedView<float, 2> y,
-                     float beta) {
+                     float beta, detail::SimdLevel level = detail::SimdLevel::avx2) {
     std::size_t const m = x.extent(0);
     std::size_t const k = w.cols;
     std::size_t const n = w.rows;
+#if PIECRUST_HOST_X86
+    if (level != detail::SimdLevel::scalar && float_rows_available()) {
+      if (auto const fn = detail::avx2::float_rows_fn(w.type)) {
+        auto const* w0 = static_cast<std::uint8_t const*>(w.data);
+        space.parallel_for(n, [&](std::size_t begin, std::size_t end) {
+          fn(x.data(), m, k, w0, w.row_bytes(), begin, end, y.data(), n, beta);
+        }, 64);
+        return;
+      }
+    }
+#endif
+    (void)level;
     std::vector<float> xsum(w.type == WeightType::q4_1 ? m * (k / 32) : 0);  // [m][k / 32]
     for (std::size_t i = 0; i < m && !xsum.empty(); ++i) {
       host::detail::block_sums(x.data() + i * k, xsum.data() + i * (k / 32), k);

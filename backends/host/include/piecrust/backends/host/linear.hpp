@@ -1,7 +1,7 @@
 #pragma once
 // Host implementation of linear over loaded weights. Quantized weights with round_activations: llama.cpp's
 // 8-bit activations (blocks of 32, or 256-value blocks with sums for the K-quants) and integer dot products
-// per block (detail/quant_gemm.hpp), on the best code path of this CPU, and for Q4_1 / Q8_0 on an
+// per block (detail/quant_gemm.hpp), on the best code path of this CPU, and for the block-of-32 types on an
 // interleaved copy of the rows when one was made at load (detail/quant_interleaved.hpp, the same bits);
 // each row's result is independent of the other rows of the batch. Everything else: the host gemm.
 

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "piecrust/backends/host/detail/cpu_features.hpp"
 #include "piecrust/backends/host/detail/quant_activations.hpp"
@@ -129,11 +130,15 @@ PIECRUST_TARGET_AVX2 inline __m256i activation_operand(__m256i x, __m256i w) noe
   }
 }
 
+/// quant_dot.hpp's result from the eight lanes: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), then sm.
 template <WeightType T>
 PIECRUST_TARGET_AVX2 inline float finish(__m256 acc, float sm) noexcept {
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, acc);
-  return finish_dot(T, lanes, sm);
+  __m128 const q = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));  // a_l + a_{l+4}
+  __m128 const h = _mm_add_ps(q, _mm_movehl_ps(q, q));                                      // (l, l + 2) pairs
+  float const r = _mm_cvtss_f32(h) + _mm_cvtss_f32(_mm_shuffle_ps(h, h, 1));
+  if constexpr (has_min_add(T)) return r + sm;
+  if constexpr (has_min_sub(T)) return r - sm;
+  return r;
 }
 
 /// Blocks of 32: out[w * out_stride + i] = dot(weight row w, activation row r0 + i), w < NW, i < M. Each
@@ -189,72 +194,159 @@ PIECRUST_TARGET_AVX2 inline void dot32_rows(std::uint8_t const* w0, std::size_t 
   }
 }
 
-/// Blocks of 256: out[i] = dot(the weight row, activation row r0 + i), i < M.
-template <WeightType T, std::size_t M>
-PIECRUST_TARGET_AVX2 inline void dotk_rows(std::uint8_t const* wrow, QuantizedActivations const& a, std::size_t r0,
-                                           float* out) noexcept {
-  constexpr std::size_t sub = quant::sub_block_size(T), nsub = 256 / sub;
+/// The integer sub-block scales of a 256-block as int16: for sub-blocks of 16 all 16 of them; for
+/// sub-blocks of 32 the 8 of them in the low 128 bits. Minimums likewise (types with dmin).
+struct KScales {
+  __m256i scale, min;
+};
+
+template <WeightType T>
+PIECRUST_TARGET_AVX2 inline KScales k_scales(std::uint8_t const* blk) noexcept {
+  namespace o = quant::offset;
+  KScales s{_mm256_setzero_si256(), _mm256_setzero_si256()};
+  if constexpr (T == WeightType::q4_k || T == WeightType::q5_k) {
+    // quant::k4_scale_min for all eight sub-blocks at once, four bytes per 32-bit word
+    std::uint32_t const w0 = quant::load_u32(blk + o::k4_scales), w1 = quant::load_u32(blk + o::k4_scales + 4),
+                        w2 = quant::load_u32(blk + o::k4_scales + 8);
+    std::uint32_t const sc_hi = (w2 & 0x0f0f0f0fu) | ((w0 >> 2) & 0x30303030u);
+    std::uint32_t const mn_hi = ((w2 >> 4) & 0x0f0f0f0fu) | ((w1 >> 2) & 0x30303030u);
+    __m128i const sc = _mm_set_epi32(0, 0, static_cast<int>(sc_hi), static_cast<int>(w0 & 0x3f3f3f3fu));
+    __m128i const mn = _mm_set_epi32(0, 0, static_cast<int>(mn_hi), static_cast<int>(w1 & 0x3f3f3f3fu));
+    s.scale = _mm256_castsi128_si256(_mm_cvtepu8_epi16(sc));
+    s.min = _mm256_castsi128_si256(_mm_cvtepu8_epi16(mn));
+  } else if constexpr (T == WeightType::q6_k) {
+    s.scale = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + o::q6_k_scales)));
+  } else if constexpr (T == WeightType::q2_k) {
+    __m128i const v = _mm_loadu_si128(reinterpret_cast<__m128i const*>(blk));
+    __m128i const low = _mm_set1_epi8(0x0f);
+    s.scale = _mm256_cvtepu8_epi16(_mm_and_si128(v, low));
+    s.min = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), low));
+  } else if constexpr (T == WeightType::q3_k) {
+    // quant::q3_k_scale for all sixteen: low nibbles of bytes 0..7 then their high nibbles; the top two bits
+    // of scale j sit in byte 8 + j % 4 at bit 2 * (j / 4)
+    std::uint64_t low8 = 0;
+    std::memcpy(&low8, blk + o::q3_k_scales, 8);
+    std::uint32_t const h = quant::load_u32(blk + o::q3_k_scales + 8);
+    auto two_bits = [h](int shift) { return static_cast<std::uint64_t>((h >> shift) & 0x03030303u); };
+    std::uint64_t const top0 = two_bits(0) | (two_bits(2) << 32), top1 = two_bits(4) | (two_bits(6) << 32);
+    std::uint64_t const nib = 0x0f0f0f0f0f0f0f0full;
+    __m128i const v = _mm_set_epi64x(static_cast<long long>(((low8 >> 4) & nib) | (top1 << 4)),
+                                     static_cast<long long>((low8 & nib) | (top0 << 4)));
+    s.scale = _mm256_cvtepi8_epi16(_mm_sub_epi8(v, _mm_set1_epi8(32)));
+  } else {
+    static_assert(T == WeightType::iq4_xs);
+    // quant::iq4_xs_scale for all eight: nibble j of scales_l, and bits 2j..2j+1 of scales_h spread to bytes
+    std::uint32_t const l = quant::load_u32(blk + o::iq4_xs_scales_l);
+    std::uint64_t x = quant::load_u16(blk + o::iq4_xs_scales_h);
+    x = (x | (x << 24)) & 0x000000ff000000ffull;  // fields 4..7 to the upper word
+    x = (x | (x << 12)) & 0x000f000f000f000full;  // then fields 2, 3 of each word up by 16 bits
+    x = (x | (x << 6)) & 0x0303030303030303ull;   // then the odd fields up by 8: field j in byte j
+    __m128i const lo = _mm_cvtsi32_si128(static_cast<int>(l & 0x0f0f0f0fu));
+    __m128i const hi = _mm_cvtsi32_si128(static_cast<int>((l >> 4) & 0x0f0f0f0fu));
+    __m128i const v = _mm_or_si128(_mm_unpacklo_epi8(lo, hi), _mm_cvtsi64_si128(static_cast<long long>(x << 4)));
+    s.scale = _mm256_castsi128_si256(_mm_cvtepi8_epi16(_mm_sub_epi8(v, _mm_set1_epi8(32))));
+  }
+  return s;
+}
+
+/// The int16 scale of each maddubs pair of group g (elements 0..15 and 16..31 of the group), from the
+/// k_scales vector with its low or high 128 bits broadcast to both halves (`half`).
+template <std::size_t Sub>
+PIECRUST_TARGET_AVX2 inline __m256i group_scales(__m256i half, std::size_t g) noexcept {
+  // byte pattern: int16 element e of each half in every pair -> bytes 2e, 2e + 1
+  std::size_t const e0 = Sub == 16 ? (2 * g) % 8 : g % 8, e1 = Sub == 16 ? (2 * g + 1) % 8 : g % 8;
+  char const a0 = static_cast<char>(2 * e0), b0 = static_cast<char>(2 * e0 + 1);
+  char const a1 = static_cast<char>(2 * e1), b1 = static_cast<char>(2 * e1 + 1);
+  __m256i const pick = _mm256_setr_epi8(a0, b0, a0, b0, a0, b0, a0, b0, a0, b0, a0, b0, a0, b0, a0, b0,  //
+                                        a1, b1, a1, b1, a1, b1, a1, b1, a1, b1, a1, b1, a1, b1, a1, b1);
+  return _mm256_shuffle_epi8(half, pick);
+}
+
+/// The exact integer sum of min_j * (sum of the activations of sub-block j) over a super-block.
+template <WeightType T>
+PIECRUST_TARGET_AVX2 inline int k_min_sum(__m256i mins, std::int16_t const* bsums) noexcept {
+  __m256i const bs = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(bsums));  // 16 sums of 16
+  __m128i p;
+  if constexpr (quant::sub_block_size(T) == 16) {
+    __m256i const q = _mm256_madd_epi16(mins, bs);
+    p = _mm_add_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+  } else {
+    // sums of 32: pairs of the sums of 16 (at most 32 * 127, no int16 overflow)
+    __m128i const b32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    p = _mm_madd_epi16(_mm256_castsi256_si128(mins), b32);
+  }
+  p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4e));
+  p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xb1));
+  return _mm_cvtsi128_si32(p);
+}
+
+/// Blocks of 256: out[w * out_stride + i] = dot(weight row w, activation row r0 + i), w < NW, i < M.
+template <WeightType T, std::size_t M, std::size_t NW>
+PIECRUST_TARGET_AVX2 inline void dotk_rows(std::uint8_t const* w0, std::size_t row_bytes, QuantizedActivations const& a,
+                                           std::size_t r0, float* out, std::size_t out_stride) noexcept {
+  constexpr std::size_t sub = quant::sub_block_size(T);
   constexpr quant::HalfFields f = quant::f16_fields(T);
   std::size_t const nb = a.cols / 256, bytes = weight_block_bytes(T);
-  __m256 acc[M];
-  float sm[M];
+  __m256 acc[NW][M];
+  float sm[NW][M];
 #pragma GCC unroll 16
-  for (std::size_t i = 0; i < M; ++i) {
-    acc[i] = _mm256_setzero_ps();
-    sm[i] = 0.0f;
-  }
-  for (std::size_t b = 0; b < nb; ++b) {
-    std::uint8_t const* blk = wrow + b * bytes;
-    int sc[nsub], mn[nsub];
-#pragma GCC unroll 16
-    for (std::size_t j = 0; j < nsub; ++j) {
-      quant::ScaleMin const s = quant::integer_scale_min(T, blk, j);
-      sc[j] = s.scale;
-      mn[j] = s.min;
-    }
-    __m256i isum[M];
-#pragma GCC unroll 16
-    for (std::size_t i = 0; i < M; ++i) isum[i] = _mm256_setzero_si256();
-#pragma GCC unroll 16
-    for (std::size_t g = 0; g < 8; ++g) {
-      __m256i scv;  // int16 scale of each maddubs pair: elements 0..15 and 16..31 of the group
-      if constexpr (sub == 16) {
-        scv = _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(sc[2 * g + 1])),
-                               _mm_set1_epi16(static_cast<short>(sc[2 * g])));
-      } else {
-        scv = _mm256_set1_epi16(static_cast<short>(sc[g]));
-      }
-      __m256i const wc = unpack_group<T>(blk, g), wu = weight_operand<T>(wc);
-#pragma GCC unroll 16
-      for (std::size_t i = 0; i < M; ++i) {
-        __m256i const x = load32(a.kq.data() + (r0 + i) * a.cols + b * 256 + g * 32);
-        __m256i const p = _mm256_maddubs_epi16(wu, activation_operand<T>(x, wc));
-        isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(p, scv));
-      }
-    }
-    float const dw = half_at(blk + f.at[0]);
+  for (std::size_t w = 0; w < NW; ++w) {
 #pragma GCC unroll 16
     for (std::size_t i = 0; i < M; ++i) {
-      float const dx = a.kd[(r0 + i) * nb + b];
-      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), _mm256_cvtepi32_ps(isum[i]), acc[i]);
+      acc[w][i] = _mm256_setzero_ps();
+      sm[w][i] = 0.0f;
     }
-    if constexpr (has_min_sub(T)) {
-      float const dmin = half_at(blk + f.at[1]);
+  }
+  for (std::size_t b = 0; b < nb; ++b) {
+    __m256i isum[NW][M], lo_half[NW], hi_half[NW];
+    KScales ks[NW];
+#pragma GCC unroll 16
+    for (std::size_t w = 0; w < NW; ++w) {
+      ks[w] = k_scales<T>(w0 + w * row_bytes + b * bytes);
+      lo_half[w] = _mm256_permute2x128_si256(ks[w].scale, ks[w].scale, 0x00);
+      hi_half[w] = _mm256_permute2x128_si256(ks[w].scale, ks[w].scale, 0x11);
+#pragma GCC unroll 16
+      for (std::size_t i = 0; i < M; ++i) isum[w][i] = _mm256_setzero_si256();
+    }
+#pragma GCC unroll 16
+    for (std::size_t g = 0; g < 8; ++g) {
+#pragma GCC unroll 16
+      for (std::size_t w = 0; w < NW; ++w) {
+        std::uint8_t const* blk = w0 + w * row_bytes + b * bytes;
+        __m256i const scv = group_scales<sub>(sub == 16 && g >= 4 ? hi_half[w] : lo_half[w], g);
+        __m256i const wc = unpack_group<T>(blk, g), wu = weight_operand<T>(wc);
+#pragma GCC unroll 16
+        for (std::size_t i = 0; i < M; ++i) {
+          __m256i const x = load32(a.kq.data() + (r0 + i) * a.cols + b * 256 + g * 32);
+          __m256i const p = _mm256_maddubs_epi16(wu, activation_operand<T>(x, wc));
+          isum[w][i] = _mm256_add_epi32(isum[w][i], _mm256_madd_epi16(p, scv));
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (std::size_t w = 0; w < NW; ++w) {
+      std::uint8_t const* blk = w0 + w * row_bytes + b * bytes;
+      float const dw = half_at(blk + f.at[0]);
 #pragma GCC unroll 16
       for (std::size_t i = 0; i < M; ++i) {
-        std::int16_t const* bs = a.kbsums.data() + ((r0 + i) * nb + b) * 16;
-        int msum = 0;
+        float const dx = a.kd[(r0 + i) * nb + b];
+        acc[w][i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), _mm256_cvtepi32_ps(isum[w][i]), acc[w][i]);
+      }
+      if constexpr (has_min_sub(T)) {
+        float const dmin = half_at(blk + f.at[1]);
 #pragma GCC unroll 16
-        for (std::size_t j = 0; j < nsub; ++j) {
-          int const bsum = sub == 16 ? bs[j] : bs[2 * j] + bs[2 * j + 1];
-          msum += mn[j] * bsum;
+        for (std::size_t i = 0; i < M; ++i) {
+          int const msum = k_min_sum<T>(ks[w].min, a.kbsums.data() + ((r0 + i) * nb + b) * 16);
+          sm[w][i] = std::fma(dmin * a.kd[(r0 + i) * nb + b], static_cast<float>(msum), sm[w][i]);
         }
-        sm[i] = std::fma(dmin * a.kd[(r0 + i) * nb + b], static_cast<float>(msum), sm[i]);
       }
     }
   }
 #pragma GCC unroll 16
-  for (std::size_t i = 0; i < M; ++i) out[i] = finish<T>(acc[i], sm[i]);
+  for (std::size_t w = 0; w < NW; ++w) {
+#pragma GCC unroll 16
+    for (std::size_t i = 0; i < M; ++i) out[w * out_stride + i] = finish<T>(acc[w][i], sm[w][i]);
+  }
 }
 
 /// All rows of `a` against nw consecutive weight rows: out [nw][a.rows].
@@ -263,19 +355,23 @@ PIECRUST_TARGET_AVX2 void quant_rows(std::uint8_t const* w0, std::size_t row_byt
                                      QuantizedActivations const& a, float* out) noexcept {
   std::size_t const m = a.rows;
   if constexpr (uses_q8k(T)) {
-    constexpr std::size_t G = 4;
-    for (std::size_t w = 0; w < nw; ++w) {
-      std::uint8_t const* wr = w0 + w * row_bytes;
-      float* o = out + w * m;
+    auto rows = [&]<std::size_t NW, std::size_t G>(std::uint8_t const* wr, float* o) {
       std::size_t r = 0;
-      for (; r + G <= m; r += G) dotk_rows<T, G>(wr, a, r, o + r);
-      switch (m - r) {
-        case 3: dotk_rows<T, 3>(wr, a, r, o + r); break;
-        case 2: dotk_rows<T, 2>(wr, a, r, o + r); break;
-        case 1: dotk_rows<T, 1>(wr, a, r, o + r); break;
-        default: break;
+      for (; r + G <= m; r += G) dotk_rows<T, G, NW>(wr, row_bytes, a, r, o + r, m);
+      if constexpr (G > 1) {
+        switch (m - r) {
+          case 3: dotk_rows<T, 3, NW>(wr, row_bytes, a, r, o + r, m); break;
+          case 2: dotk_rows<T, 2, NW>(wr, row_bytes, a, r, o + r, m); break;
+          case 1: dotk_rows<T, 1, NW>(wr, row_bytes, a, r, o + r, m); break;
+          default: break;
+        }
       }
+    };
+    std::size_t w = 0;
+    if (m < 4) {  // decode: two weight rows share each activation load and overlap their chains
+      for (; w + 2 <= nw; w += 2) rows.template operator()<2, 1>(w0 + w * row_bytes, out + w * m);
     }
+    for (; w < nw; ++w) rows.template operator()<1, 4>(w0 + w * row_bytes, out + w * m);
   } else {
     auto rows = [&]<std::size_t NW, std::size_t G>(std::uint8_t const* wr, float* o) {
       std::size_t r = 0;

@@ -1,10 +1,11 @@
 #pragma once
-// The decode form of the Q4_1 / Q8_0 integer matmul: rows re-laid out in groups of 8, interleaved 4
-// elements at a time, so one 32-bit lane per row. The chunk of elements 4t..4t+3 of the group's 8 rows is
-// one register, and maddubs + madd against the broadcast activation chunk give P[t] of quant_dot.hpp for
-// the 8 rows at once: lane l of quant_dot.hpp's accumulators becomes register t, lane r the row. The
-// same IEEE operations happen per row as in the row-major code, so the bits are the same (and a row's
-// result never depends on its batch), while the unpacking and scale work is shared by 8 rows.
+// The decode form of the integer matmul for the block-of-32 types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL):
+// rows re-laid out in groups of 8, interleaved 4 elements at a time, so one 32-bit lane per row. The chunk
+// of elements 4t..4t+3 of the group's 8 rows is one register, and maddubs + madd against the broadcast
+// activation chunk give P[t] of quant_dot.hpp for the 8 rows at once: lane l of quant_dot.hpp's
+// accumulators becomes register t, lane r the row. The same IEEE operations happen per row as in the
+// row-major code, so the bits are the same (and a row's result never depends on its batch), while the
+// unpacking and scale work is shared by 8 rows.
 
 #include <algorithm>
 #include <cstddef>
@@ -15,6 +16,7 @@
 
 #include "piecrust/backends/host/detail/cpu_features.hpp"
 #include "piecrust/backends/host/detail/quant_activations.hpp"
+#include "piecrust/backends/host/detail/quant_dot_avx2.hpp"
 #include "piecrust/core/error.hpp"
 #include "piecrust/kernels/weight_matrix.hpp"
 
@@ -26,27 +28,43 @@ namespace piecrust::detail {
 
 inline constexpr std::size_t interleaved_group_rows = 8;
 
-/// A Q4_1 or Q8_0 matrix in groups of 8 rows (the last group padded with zero rows). Group block (one
-/// block of 32 columns of the group's 8 rows):
-///   Q4_1 (160 bytes): d [8] f16, m [8] f16, nibble bytes [4 chunks p][8 rows][GGUF bytes 4p..4p+3]
-///                     (low nibbles: elements 4p.., high nibbles: elements 16 + 4p..);
-///   Q8_0 (272 bytes): d [8] f16, codes [8 chunks t][8 rows][elements 4t..4t+3].
+/// A block-of-32 matrix in groups of 8 rows (the last group padded with zero rows). Group block (one
+/// block of 32 columns of the group's 8 rows), in this order, each field only where the type has it:
+///   d [8] f16; m [8] f16 (Q4_1, Q5_1); qh [8] u32, the fifth bits (Q5_0, Q5_1);
+///   codes: 4-bit types [4 chunks p][8 rows][GGUF nibble bytes 4p..4p+3] (low nibbles: elements 4p..,
+///          high nibbles: elements 16 + 4p..); Q8_0 [8 chunks t][8 rows][elements 4t..4t+3].
 struct InterleavedQuant {
   WeightType type = WeightType::q4_1;
   std::size_t rows = 0, cols = 0, groups = 0;
   std::vector<std::uint8_t> data;  // [groups][cols / 32][group_block_bytes()]
 
   [[nodiscard]] static constexpr bool supports(WeightType t) noexcept {
-    return t == WeightType::q4_1 || t == WeightType::q8_0;
+    return t == WeightType::q4_0 || t == WeightType::q4_1 || t == WeightType::q5_0 || t == WeightType::q5_1 ||
+           t == WeightType::q8_0 || t == WeightType::iq4_nl;
   }
-  [[nodiscard]] std::size_t group_block_bytes() const noexcept { return type == WeightType::q4_1 ? 160 : 272; }
+  [[nodiscard]] static constexpr bool has_min(WeightType t) noexcept {
+    return t == WeightType::q4_1 || t == WeightType::q5_1;
+  }
+  [[nodiscard]] static constexpr bool has_high_bits(WeightType t) noexcept {
+    return t == WeightType::q5_0 || t == WeightType::q5_1;
+  }
+  /// Byte offsets inside a group block.
+  [[nodiscard]] static constexpr std::size_t qh_offset(WeightType t) noexcept { return has_min(t) ? 32 : 16; }
+  [[nodiscard]] static constexpr std::size_t codes_offset(WeightType t) noexcept {
+    return qh_offset(t) + (has_high_bits(t) ? 32 : 0);
+  }
+  [[nodiscard]] static constexpr std::size_t group_block_bytes(WeightType t) noexcept {
+    return codes_offset(t) + (t == WeightType::q8_0 ? 256 : 128);
+  }
+  [[nodiscard]] std::size_t group_block_bytes() const noexcept { return group_block_bytes(type); }
   [[nodiscard]] std::uint8_t const* group(std::size_t g) const noexcept {
     return data.data() + g * (cols / 32) * group_block_bytes();
   }
 
   [[nodiscard]] static InterleavedQuant from(WeightMatrix const& w) {
     if (!supports(w.type)) {
-      fail<InvalidArgument>("InterleavedQuant: weight type ", weight_type_name(w.type), " is not q4_1 or q8_0");
+      fail<InvalidArgument>("InterleavedQuant: weight type ", weight_type_name(w.type),
+                            " is not one of q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl");
     }
     InterleavedQuant p;
     p.type = w.type;
@@ -54,6 +72,11 @@ struct InterleavedQuant {
     p.cols = w.cols;
     p.groups = (w.rows + interleaved_group_rows - 1) / interleaved_group_rows;
     std::size_t const nb = w.cols / 32, gbb = p.group_block_bytes(), src_block = weight_block_bytes(w.type);
+    // source block: d, then m, then qh (where present), then the codes
+    std::size_t const src_qh = has_min(w.type) ? 4 : 2;
+    std::size_t const src_codes = src_qh + (has_high_bits(w.type) ? 4 : 0);
+    std::size_t const qh = qh_offset(w.type), codes = codes_offset(w.type);
+    std::size_t const chunks = w.type == WeightType::q8_0 ? 8 : 4;
     p.data.assign(p.groups * nb * gbb, 0);  // padding rows: d = m = 0, codes 0
     for (std::size_t row = 0; row < w.rows; ++row) {
       std::size_t const g = row / interleaved_group_rows, r = row % interleaved_group_rows;
@@ -61,12 +84,9 @@ struct InterleavedQuant {
         auto const* src = reinterpret_cast<std::uint8_t const*>(w.row(row)) + b * src_block;
         std::uint8_t* dst = p.data.data() + (g * nb + b) * gbb;
         std::memcpy(dst + 2 * r, src, 2);
-        if (w.type == WeightType::q4_1) {
-          std::memcpy(dst + 16 + 2 * r, src + 2, 2);
-          for (std::size_t c = 0; c < 4; ++c) std::memcpy(dst + 32 + (c * 8 + r) * 4, src + 4 + 4 * c, 4);
-        } else {
-          for (std::size_t c = 0; c < 8; ++c) std::memcpy(dst + 16 + (c * 8 + r) * 4, src + 2 + 4 * c, 4);
-        }
+        if (has_min(w.type)) std::memcpy(dst + 16 + 2 * r, src + 2, 2);
+        if (has_high_bits(w.type)) std::memcpy(dst + qh + 4 * r, src + src_qh, 4);
+        for (std::size_t c = 0; c < chunks; ++c) std::memcpy(dst + codes + (c * 8 + r) * 4, src + src_codes + 4 * c, 4);
       }
     }
     return p;
@@ -74,60 +94,131 @@ struct InterleavedQuant {
 };
 
 #if PIECRUST_HOST_X86
+#define PIECRUST_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+
 /// The 4 int8 at p in every 32-bit lane.
-__attribute__((target("avx2"))) inline __m256i interleaved_chunk(std::int8_t const* p) noexcept {
+PIECRUST_TARGET_AVX2 inline __m256i interleaved_chunk(std::int8_t const* p) noexcept {
   std::int32_t v;
   std::memcpy(&v, p, 4);
   return _mm256_set1_epi32(v);
 }
 
+/// The fifth bits (0 or 16) of one nibble register of Q5_0 / Q5_1: byte k of row lane r is bit 8 * B + 4 * N + k
+/// of the row's qh word (B = byte of qh, N = its nibble).
+template <int B, int N>
+PIECRUST_TARGET_AVX2 inline __m256i fifth_bits(__m256i qh) noexcept {
+  __m256i const pick = _mm256_setr_epi8(B, B, B, B, 4 + B, 4 + B, 4 + B, 4 + B, 8 + B, 8 + B, 8 + B, 8 + B, 12 + B,
+                                        12 + B, 12 + B, 12 + B, B, B, B, B, 4 + B, 4 + B, 4 + B, 4 + B, 8 + B, 8 + B,
+                                        8 + B, 8 + B, 12 + B, 12 + B, 12 + B, 12 + B);
+  __m256i const bit = _mm256_set1_epi32(static_cast<int>(0x08040201u << (4 * N)));
+  __m256i const set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, pick), bit), bit);
+  return _mm256_and_si256(set, _mm256_set1_epi8(16));
+}
+
+/// P[t] of quant_dot.hpp for the 8 rows: codes u (as the register holds them: nibbles with their fifth bit,
+/// or Q8_0 bytes) against the broadcast activation chunk x.
+template <WeightType T>
+PIECRUST_TARGET_AVX2 inline __m256i chunk_products(__m256i u, __m256i x) noexcept {
+  __m256i const ones = _mm256_set1_epi16(1);
+  if constexpr (T == WeightType::q4_1 || T == WeightType::q5_1) {  // codes >= 0
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones);
+  } else {
+    __m256i c;  // signed codes: |c| is maddubs' unsigned operand, the sign moves to the activation
+    if constexpr (T == WeightType::q4_0) {
+      c = _mm256_sub_epi8(u, _mm256_set1_epi8(8));
+    } else if constexpr (T == WeightType::q5_0) {
+      c = _mm256_sub_epi8(u, _mm256_set1_epi8(16));
+    } else if constexpr (T == WeightType::iq4_nl) {
+      c = avx2::iq4_lookup(u);
+    } else {
+      static_assert(T == WeightType::q8_0);
+      c = u;
+    }
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(c, c), _mm256_sign_epi8(x, c)), ones);
+  }
+}
+
+/// Nibble register C of a 4-bit group block (elements 4C.. and 16 + 4C.. of the 8 rows) into acc[C], acc[4 + C].
+template <WeightType T, int C>
+PIECRUST_TARGET_AVX2 inline void nibble_chunk(std::uint8_t const* codes, __m256i qh, std::int8_t const* x, __m256 dd,
+                                              __m256* acc) noexcept {
+  __m256i const low = _mm256_set1_epi8(0x0f);
+  __m256i const raw = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(codes + 32 * C));
+  __m256i lo = _mm256_and_si256(raw, low);
+  __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+  if constexpr (InterleavedQuant::has_high_bits(T)) {
+    lo = _mm256_or_si256(lo, fifth_bits<C / 2, C % 2>(qh));
+    hi = _mm256_or_si256(hi, fifth_bits<2 + C / 2, C % 2>(qh));
+  } else {
+    (void)qh;
+  }
+  __m256i const plo = chunk_products<T>(lo, interleaved_chunk(x + 4 * C));
+  __m256i const phi = chunk_products<T>(hi, interleaved_chunk(x + 16 + 4 * C));
+  acc[C] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(plo), acc[C]);
+  acc[4 + C] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(phi), acc[4 + C]);
+}
+
 /// out [8] = the group's 8 row results for activation row i, in quant_dot.hpp's order.
 template <WeightType T>
-__attribute__((target("avx2,fma,f16c"))) inline void interleaved_dot_avx2(InterleavedQuant const& w, std::size_t g,
-                                                                           QuantizedActivations const& a,
-                                                                           std::size_t i, float* out) noexcept {
-  std::size_t const nb = a.cols / 32, gbb = w.group_block_bytes();
+PIECRUST_TARGET_AVX2 inline void interleaved_dot_avx2(InterleavedQuant const& w, std::size_t g,
+                                                      QuantizedActivations const& a, std::size_t i,
+                                                      float* out) noexcept {
+  constexpr std::size_t gbb = InterleavedQuant::group_block_bytes(T), codes = InterleavedQuant::codes_offset(T);
+  constexpr std::size_t qh_at = InterleavedQuant::qh_offset(T);
+  std::size_t const nb = a.cols / 32;
   std::uint8_t const* grp = w.group(g);
   std::int8_t const* xq = a.q.data() + i * a.cols;
   __m256 acc[8];
 #pragma GCC unroll 8
   for (std::size_t t = 0; t < 8; ++t) acc[t] = _mm256_setzero_ps();
   __m256 sm = _mm256_setzero_ps();
-  __m256i const ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(0x0f);
   for (std::size_t b = 0; b < nb; ++b) {
     std::uint8_t const* blk = grp + b * gbb;
     std::int8_t const* x = xq + b * 32;
     // dw * dx rounded per lane: the row-major code's scalar product
     __m256 const dd = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk))),
                                     _mm256_set1_ps(a.d[i * nb + b]));
-    if constexpr (T == WeightType::q4_1) {
-#pragma GCC unroll 4
-      for (std::size_t c = 0; c < 4; ++c) {
-        __m256i const raw = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(blk + 32 + 32 * c));
-        __m256i const lo = _mm256_and_si256(raw, low);
-        __m256i const hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
-        __m256i const plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, interleaved_chunk(x + 4 * c)), ones);
-        __m256i const phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, interleaved_chunk(x + 16 + 4 * c)), ones);
-        acc[c] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(plo), acc[c]);
-        acc[4 + c] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(phi), acc[4 + c]);
-      }
-      __m256 const mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + 16)));
-      sm = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.s[i * nb + b]), sm);
-    } else {
+    if constexpr (T == WeightType::q8_0) {
 #pragma GCC unroll 8
       for (std::size_t t = 0; t < 8; ++t) {
-        __m256i const v = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(blk + 16 + 32 * t));
-        __m256i const p =
-            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(interleaved_chunk(x + 4 * t), v)), ones);
-        acc[t] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(p), acc[t]);
+        __m256i const v = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(blk + codes + 32 * t));
+        acc[t] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(chunk_products<T>(v, interleaved_chunk(x + 4 * t))), acc[t]);
+      }
+    } else {
+      __m256i qh = _mm256_setzero_si256();
+      if constexpr (InterleavedQuant::has_high_bits(T)) {
+        qh = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(blk + qh_at));
+      }
+      nibble_chunk<T, 0>(blk + codes, qh, x, dd, acc);
+      nibble_chunk<T, 1>(blk + codes, qh, x, dd, acc);
+      nibble_chunk<T, 2>(blk + codes, qh, x, dd, acc);
+      nibble_chunk<T, 3>(blk + codes, qh, x, dd, acc);
+      if constexpr (InterleavedQuant::has_min(T)) {
+        __m256 const mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + 16)));
+        sm = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.s[i * nb + b]), sm);
       }
     }
   }
   __m256 h = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6])),
                            _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7])));
-  if constexpr (T == WeightType::q4_1) h = _mm256_add_ps(h, sm);
+  if constexpr (InterleavedQuant::has_min(T)) h = _mm256_add_ps(h, sm);
   _mm256_storeu_ps(out, h);
 }
+
+using InterleavedDotFn = void (*)(InterleavedQuant const&, std::size_t, QuantizedActivations const&, std::size_t,
+                                  float*) noexcept;
+
+[[nodiscard]] inline InterleavedDotFn interleaved_dot_fn(WeightType t) noexcept {
+  switch (t) {
+    case WeightType::q4_0: return &interleaved_dot_avx2<WeightType::q4_0>;
+    case WeightType::q4_1: return &interleaved_dot_avx2<WeightType::q4_1>;
+    case WeightType::q5_0: return &interleaved_dot_avx2<WeightType::q5_0>;
+    case WeightType::q5_1: return &interleaved_dot_avx2<WeightType::q5_1>;
+    case WeightType::iq4_nl: return &interleaved_dot_avx2<WeightType::iq4_nl>;
+    default: return &interleaved_dot_avx2<WeightType::q8_0>;
+  }
+}
+#undef PIECRUST_TARGET_AVX2
 #endif
 
 struct InterleavedQuantOutput {
@@ -155,6 +246,8 @@ void interleaved_quant_gemm_many(ParallelFor&& parallel_for, QuantizedActivation
     start.push_back(start.back() + o.w->groups);
   }
 #if PIECRUST_HOST_X86
+  std::vector<InterleavedDotFn> fns;  // [outs]
+  for (auto const& o : outs) fns.push_back(interleaved_dot_fn(o.w->type));
   parallel_for(start.back(), [&](std::size_t begin, std::size_t end) {
     std::size_t k = 0;
     for (std::size_t gg = begin; gg < end; ++gg) {
@@ -164,11 +257,7 @@ void interleaved_quant_gemm_many(ParallelFor&& parallel_for, QuantizedActivation
       std::size_t const nr = std::min(interleaved_group_rows, o.w->rows - r0);
       for (std::size_t i = 0; i < a.rows; ++i) {
         float tmp[interleaved_group_rows];
-        if (o.w->type == WeightType::q4_1) {
-          interleaved_dot_avx2<WeightType::q4_1>(*o.w, g, a, i, tmp);
-        } else {
-          interleaved_dot_avx2<WeightType::q8_0>(*o.w, g, a, i, tmp);
-        }
+        fns[k](*o.w, g, a, i, tmp);
         float* yr = o.y + i * o.w->rows + r0;
         for (std::size_t r = 0; r < nr; ++r) yr[r] = o.beta == 0.0f ? tmp[r] : o.beta * yr[r] + tmp[r];
       }
