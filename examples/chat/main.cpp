@@ -156,7 +156,8 @@ class Chat {
 
   /// The message as the chat template writes it (the system prompt first in a new conversation).
   void fill_turn(std::string const& user, bool fresh) {
-    if (o_.raw) {
+    if (o_.raw) {  // plain completion: the text as it is, after BOS where the vocabulary starts texts with one
+      if (fresh && tok_.adds_bos() && tok_.bos()) ctx_.fill({static_cast<std::uint32_t>(*tok_.bos())});
       ctx_.fill(user);
       return;
     }

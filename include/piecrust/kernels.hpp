@@ -25,5 +25,6 @@
 #include "piecrust/kernels/rope.hpp"
 #include "piecrust/kernels/sample.hpp"
 #include "piecrust/kernels/sampling_params.hpp"
+#include "piecrust/kernels/geglu.hpp"
 #include "piecrust/kernels/swiglu.hpp"
 #include "piecrust/kernels/weight_matrix.hpp"

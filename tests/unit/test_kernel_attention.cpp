@@ -1,7 +1,7 @@
 // paged_attention on the space under test (test_kernel_support.hpp: Host, or the space a build names; q, the
 // KV pool, out and lse in its memory) against the double-precision reference: causal, window, sink+window,
 // random BRLE rows (with tokens that see nothing: an empty row and an all-masked row), non-causal tree masks,
-// GQA ratios 1/3/4/8, head_dim 64 and 128, page sizes 1, 4 and 16, f32 and bf16 KV, ragged batches mixing
+// GQA ratios 1/3/4/8, head_dim 64, 128 and 256, page sizes 1, 4 and 16, f32 and bf16 KV, ragged batches mixing
 // prefill and decode, soft-cap with an explicit scale, the step planned once and read by several layers
 // (bit for bit the one-shot call), and page-trim (with the dropped pages poisoned with NaN, so reading one
 // would show; on the host bit for bit the untrimmed call). On a space other than Host, also against the
@@ -248,6 +248,12 @@ TEMPLATE_TEST_CASE("paged_attention matches the reference for every mask kind, G
         }
       }
     }
+  }
+  // head_dim 256 (Gemma 3: 4 query heads on one KV head), causal, windowed and random rows.
+  for (MaskKind kind : {MaskKind::causal_default, MaskKind::window, MaskKind::random_rows}) {
+    INFO("head_dim 256, mask kind " << static_cast<int>(kind));
+    Scenario<TestType> const sc(rng, ragged, 16, 1, 4, 256, kind);
+    check_against_reference(sc, {}, {sc.masks, {}});
   }
   // Soft-cap and an explicit scale: random rows with GQA 3 on page size 4, sink + window rows, causal attention.
   Scenario<TestType> const capped(rng, ragged, 4, 1, 3, 64, MaskKind::random_rows);

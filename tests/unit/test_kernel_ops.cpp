@@ -213,7 +213,7 @@ TEST_CASE("rope matches the reference for both pairings, partial rotary and Llam
   CHECK(download(space, xd) == before);  // the refused calls wrote nothing
 }
 
-TEST_CASE("swiglu and add_bias match the reference, in place too", "[kernel][swiglu]") {
+TEST_CASE("swiglu, geglu and add_bias match the reference, in place too", "[kernel][swiglu]") {
   auto const seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -230,6 +230,19 @@ TEST_CASE("swiglu and add_bias match the reference, in place too", "[kernel][swi
   swiglu(space, gd.view(rows, dim), ud.view(rows, dim), gd.view(rows, dim));  // out = gate, as the model calls it
   CHECK(download(space, gd) == out);
   REQUIRE_THROWS_AS(swiglu(space, gd.view(rows, dim), ud.view(rows - 1, dim), od.view(rows, dim)), InvalidArgument);
+  // geglu on the same shapes: 2048 wide (Gemma 3 270M's FFN), with a tail past the host's vector width.
+  std::size_t const gdim = 2048 + 3;
+  auto const ggate = random_floats(rng, rows * gdim, -8, 8);  // [rows][gdim]
+  auto const gup = random_floats(rng, rows * gdim, -2, 2);    // [rows][gdim]
+  auto ggd = upload(space, ggate);
+  auto const gud = upload(space, gup);
+  auto god = filled(space, rows * gdim, nan_f);
+  geglu(space, ggd.view(rows, gdim), gud.view(rows, gdim), god.view(rows, gdim));
+  auto const gout = download(space, god);
+  CHECK(tolerance_ratio(gout, reference::geglu(ggate, gup), 1e-6, 1e-6) <= 1.0);
+  geglu(space, ggd.view(rows, gdim), gud.view(rows, gdim), ggd.view(rows, gdim));  // in place
+  CHECK(download(space, ggd) == gout);
+  REQUIRE_THROWS_AS(geglu(space, ggd.view(rows, gdim), gud.view(rows - 1, gdim), god.view(rows, gdim)), InvalidArgument);
 
   auto const y0 = random_floats(rng, rows * dim);
   auto const bias = random_floats(rng, dim);
@@ -312,6 +325,12 @@ TEST_CASE("embedding and dequantize decode every weight type", "[kernel][embeddi
     for (std::size_t t = 0; t < ids.size(); ++t) {
       for (std::size_t c = 0; c < dim; ++c) REQUIRE(std::abs(out[t * dim + c] - table_f32[ids[t] * dim + c]) <= quant_tol);
     }
+    // A scale (Gemma's sqrt(dim)) multiplies each decoded value once, in f32.
+    float const scale = std::sqrt(static_cast<float>(dim));
+    auto scaled_d = filled(space, ids.size() * dim, nan_f);  // [tokens][dim]
+    embedding(space, WeightMatrix{type, bytes_d.data(), vocab, dim}, ids, scaled_d.view(ids.size(), dim), scale);
+    auto const scaled = download(space, scaled_d);
+    for (std::size_t i = 0; i < scaled.size(); ++i) REQUIRE(scaled[i] == out[i] * scale);
   }
   auto const bytes_d = upload(space, test::quantize(WeightType::f32, table_f32, vocab, dim));
   auto out_d = filled(space, dim, nan_f);          // [1][dim]

@@ -56,7 +56,8 @@ std::vector<float> prefill_all(Llama& m, std::vector<TokenId> const& toks, std::
 }  // namespace
 
 TEST_CASE("model: tiny Llama prefill matches the double-precision reference", "[model]") {
-  for (std::string arch : {"llama", "qwen2"}) {
+  // 37 tokens: past the tiny Gemma 3 / Mistral window of 7, so their local layers see a moving window.
+  for (std::string arch : {"llama", "qwen2", "qwen3", "gemma3", "mistral"}) {
     INFO("arch " << arch);
     auto w = tiny_llama_weights(7, GgmlType::f32, arch);
     auto const toks = some_tokens(37, w.config.vocab_size, 1);
@@ -128,6 +129,58 @@ TEST_CASE("model: decoding token by token equals one prefill", "[model]") {
     CHECK(max_abs_diff(lg, std::span<float const>(all).subspan(t * V, V)) < 1e-4);
   }
   CHECK(r.length(s) == toks.size());
+}
+
+TEST_CASE("model: sliding-window families decode token by token as one prefill, across page boundaries",
+          "[model]") {
+  // Page size 4 < window 7: decode steps drop pages wholly before the window (TrimPlan) on local layers.
+  for (std::string family : {"gemma3", "mistral", "qwen3"}) {
+    INFO("family " << family);
+    auto w = tiny_llama_weights(13, GgmlType::f32, family);
+    auto const toks = some_tokens(30, w.config.vocab_size, 9);
+    auto const ref = detail::reference_llama_logits(w, toks);
+    Llama m(std::move(w), Host{2}, {.llama_cpp_activation_rounding = false});
+    std::size_t const V = m.shape().vocab_size;
+    Runner r(m, 16, 4);
+    auto const s = r.add_sequence();
+    auto first = r.step(s, std::span(toks).first(5));
+    CHECK(max_abs_diff(first, std::span<float const>(ref).subspan(4 * V, V)) < 2e-3);
+    for (std::size_t t = 5; t < toks.size(); ++t) {
+      auto const lg = r.step(s, std::span(toks).subspan(t, 1));
+      INFO("token " << t);
+      CHECK(max_abs_diff(lg, std::span<float const>(ref).subspan(t * V, V)) < 2e-3);
+    }
+  }
+}
+
+TEST_CASE("model: a sliding window meets explicit masks and trims as the reference row would", "[model]") {
+  // The tiny Gemma 3 with explicit causal masks (and the same masks as trims) equals the default causal pass:
+  // the window is applied to whatever rows the step brings.
+  auto w = tiny_llama_weights(17, GgmlType::f32, "gemma3");
+  Llama m(std::move(w), Host{1});
+  auto const toks = some_tokens(20, m.shape().vocab_size, 10);
+  auto const want = prefill_all(m, toks, 4);
+  std::vector<std::uint32_t> pos(20), rows(20);
+  std::iota(pos.begin(), pos.end(), 0u);
+  std::iota(rows.begin(), rows.end(), 0u);
+  std::vector<AttentionMask> masks;
+  for (std::size_t i = 0; i < 20; ++i) masks.push_back(AttentionMask::causal(i + 1));
+  std::vector<std::uint32_t> qo{0, 20}, kvp{0, 5}, idx{3, 9, 1, 7, 0}, last{4};
+  {
+    auto kv = m.make_kv_cache(10, 4);
+    ForwardBatch b{toks, pos, {qo, kvp, idx, last}, {.masks = masks, .trims = {}}, rows};
+    std::vector<float> got(want.size());
+    m.forward(kv, b, got);
+    CHECK(max_abs_diff(got, want) < 1e-5);
+  }
+  {
+    auto kv = m.make_kv_cache(10, 4);
+    std::vector<TrimPlan> trims{TrimPlan::compute(4, 0, 20, masks)};
+    ForwardBatch b{toks, pos, {qo, kvp, idx, last}, {.masks = {}, .trims = trims}, rows};
+    std::vector<float> got(want.size());
+    m.forward(kv, b, got);
+    CHECK(max_abs_diff(got, want) < 1e-5);
+  }
 }
 
 TEST_CASE("model: a ragged batch equals its requests run alone", "[model]") {

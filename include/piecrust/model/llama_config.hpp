@@ -1,6 +1,9 @@
 #pragma once
-// LlamaConfig: the hyper-parameters of a Llama-family model (GGUF architectures `llama` and `qwen2`).
-// Keys: llama.cpp src/llama-arch.cpp (LLM_KV_*), e.g. "{arch}.attention.head_count_kv".
+// LlamaConfig: the hyper-parameters of a decoder of the Llama family (GGUF architectures `llama`, `qwen2`,
+// `qwen3` and `gemma3`): one forward pass, whose family differences are the switches below (QK-norm,
+// sandwich norms, the FFN activation, the embedding scale, sliding-window layers with their own RoPE base).
+// Keys: llama.cpp src/llama-arch.cpp (LLM_KV_*), e.g. "{arch}.attention.head_count_kv"; the per-family
+// constants llama.cpp fixes in code (src/llama-model.cpp, load_hparams) are noted where they are set.
 
 #include <piecrust/core/error.hpp>
 #include <piecrust/kernels/rope.hpp>
@@ -13,6 +16,9 @@
 #include <string>
 
 namespace piecrust {
+
+/// The activation of the gated FFN: silu (SwiGLU: Llama, Qwen) or GELU's tanh form (GeGLU: Gemma).
+enum class FfnActivation { silu, gelu_tanh };
 
 struct LlamaConfig {
   std::string arch = "llama";
@@ -28,6 +34,29 @@ struct LlamaConfig {
   RopeParams rope{};             // theta (rope.freq_base), style, rotary_dim, Llama-3 scaling
   bool tied_embeddings = true;   // no output.weight: the LM head is token_embd
   bool qkv_bias = false;         // qwen2: attn_{q,k,v}.bias
+  // Family switches; the defaults are Llama's.
+  bool qk_norm = false;          // attn_{q,k}_norm: RMSNorm of every query and key head before RoPE (Qwen3, Gemma 3)
+  bool post_norms = false;       // post_attention_norm, post_ffw_norm: RMSNorm of each sublayer's output before
+                                 // it joins the residual stream (Gemma 2 / 3)
+  FfnActivation activation = FfnActivation::silu;
+  float embedding_scale = 1.0f;  // the embedding rows times this (Gemma: sqrt(hidden))
+  std::size_t sliding_window = 0;          // local layers attend to the last this many KV positions; 0: none
+  std::size_t sliding_window_pattern = 0;  // > 0: layer l is global when (l + 1) % pattern == 0 (Gemma 3: 6);
+                                           // 0: every layer is local when sliding_window > 0 (Mistral)
+  float rope_local_theta = 0.0f;           // RoPE base of local layers (Gemma 3: 10000); 0: rope.theta
+
+  /// Whether layer l attends through the sliding window.
+  [[nodiscard]] bool is_local_layer(std::size_t l) const noexcept {
+    return sliding_window > 0 && (sliding_window_pattern == 0 || (l + 1) % sliding_window_pattern != 0);
+  }
+  /// The RoPE of layer l: local layers take their own base (and no frequency scaling, as Gemma 3's).
+  [[nodiscard]] RopeParams layer_rope(std::size_t l) const noexcept {
+    if (!is_local_layer(l) || rope_local_theta == 0.0f) return rope;
+    RopeParams r = rope;
+    r.theta = rope_local_theta;
+    r.llama3 = {};
+    return r;
+  }
 
   /// Throws InvalidArgument naming the first inconsistent field.
   void validate() const {
@@ -42,6 +71,12 @@ struct LlamaConfig {
     need(head_dim > 0 && head_dim % 2 == 0, "head_dim", head_dim);
     need(ffn > 0, "ffn", ffn);
     need(rope.rotary_dim <= head_dim && rope.rotary_dim % 2 == 0, "rope.rotary_dim", rope.rotary_dim);
+    if (!(std::isfinite(embedding_scale) && embedding_scale > 0.0f)) {
+      detail::fail<InvalidArgument>("LlamaConfig: embedding_scale = ", embedding_scale, " is invalid");
+    }
+    if (!(std::isfinite(rope_local_theta) && rope_local_theta >= 0.0f)) {
+      detail::fail<InvalidArgument>("LlamaConfig: rope_local_theta = ", rope_local_theta, " is invalid");
+    }
     // The weights' sizes are these products: each must fit in 64 bits before anything is sized by it.
     auto fits = [](char const* a_name, std::size_t a, char const* b_name, std::size_t b, std::size_t times = 1) {
       auto const ab = detail::checked_mul(a, b);
@@ -59,8 +94,9 @@ struct LlamaConfig {
   [[nodiscard]] static LlamaConfig from_gguf(GgufFile const& f) {
     LlamaConfig c;
     c.arch = f.get<std::string>("general.architecture");
-    if (c.arch != "llama" && c.arch != "qwen2") {
-      detail::fail<Unsupported>(f.source(), ": general.architecture = '", c.arch, "' is not supported (llama, qwen2)");
+    if (c.arch != "llama" && c.arch != "qwen2" && c.arch != "qwen3" && c.arch != "gemma3") {
+      detail::fail<Unsupported>(f.source(), ": general.architecture = '", c.arch,
+                                "' is not supported (llama, qwen2, qwen3, gemma3)");
     }
     auto const key = [&](char const* k) { return c.arch + "." + k; };
     c.hidden = f.get<std::size_t>(key("embedding_length"));
@@ -76,8 +112,22 @@ struct LlamaConfig {
     c.rope.rotary_dim = f.get_or<std::size_t>(key("rope.dimension_count"), c.head_dim);
     if (c.rope.rotary_dim == c.head_dim) c.rope.rotary_dim = 0;
     // llama.cpp llama_model_rope_type: LLM_ARCH_LLAMA -> NORM (adjacent pairs; the converter permuted
-    // Q/K), LLM_ARCH_QWEN2 -> NEOX (half split).
-    c.rope.style = c.arch == "qwen2" ? RopeStyle::half_split : RopeStyle::adjacent_pairs;
+    // Q/K), QWEN2 / QWEN3 / GEMMA3 -> NEOX (half split).
+    c.rope.style = c.arch == "llama" ? RopeStyle::adjacent_pairs : RopeStyle::half_split;
+    c.sliding_window = f.get_or<std::size_t>(key("attention.sliding_window"), 0);
+    if (c.arch == "qwen3" || c.arch == "gemma3") c.qk_norm = true;
+    if (c.arch == "gemma3") {
+      // llama.cpp fixes these for Gemma 3: every 6th layer global, local layers' RoPE base 10000, GELU
+      // (tanh form) FFN, embeddings times sqrt(n_embd); the converter has already added 1 to the norms.
+      c.post_norms = true;
+      c.activation = FfnActivation::gelu_tanh;
+      c.embedding_scale = std::sqrt(static_cast<float>(c.hidden));
+      c.sliding_window_pattern = 6;
+      c.rope_local_theta = f.get_or<float>(key("rope.freq_base_swa"), 10000.0f);
+      if (f.contains(key("final_logit_softcapping")) || f.contains(key("attn_logit_softcapping"))) {
+        detail::fail<Unsupported>(f.source(), ": logit soft-capping (Gemma 2) is not supported for gemma3");
+      }
+    }
     auto const scaling = f.get_or<std::string>(key("rope.scaling.type"), "none");
     if (scaling == "llama3" || f.contains(key("rope.scaling.low_freq_factor"))) {
       c.rope.llama3.factor = f.get_or<float>(key("rope.scaling.factor"), 8.0f);

@@ -1,5 +1,5 @@
 #pragma once
-// LlamaModel: the forward pass of Llama-family models (GGUF `llama`, `qwen2`) over a ragged batch with
+// LlamaModel: the forward pass of Llama-family models (GGUF `llama`, `qwen2`, `qwen3`, `gemma3`) over a ragged batch with
 // paged KV, written once against the kernel interfaces for every execution space (Host, Cuda, any Kokkos
 // space): weights, activations, KV and logits live in the space's memory, and every operation is a
 // piecrust:: kernel call on space(). Fused or exact-arithmetic variants are the backends' KernelImpls
@@ -9,7 +9,12 @@
 //   a = RMSNorm(x) ; q, k, v = a Wq^T (+bq), a Wk^T (+bk), a Wv^T (+bv) ; RoPE(q, k) at `positions`
 //   append k, v to the pages ; o = PagedAttention(q) (GQA) ; x += o Wo^T
 //   a = RMSNorm(x) ; x += (silu(a Wgate^T) * a Wup^T) Wdown^T
-// then RMSNorm and the LM head only for the rows asked for.
+// then RMSNorm and the LM head only for the rows asked for. The family switches of LlamaConfig change
+// this in place (Gemma Team, "Gemma 3 Technical Report", 2025; Qwen Team, "Qwen3", 2025; llama.cpp
+// src/models/gemma3.cpp, qwen3.cpp): x starts as the embedding times embedding_scale; QK-norm is an
+// RMSNorm of each q and k head before RoPE; with post-norms each sublayer's output is RMSNorm-ed before
+// it is added (x += RMSNorm(o Wo^T), x += RMSNorm(FFN)); gelu_tanh replaces silu; local layers attend
+// through the sliding window (detail/sliding_window.hpp) with their own RoPE base.
 
 #include <piecrust/core/error.hpp>
 #include <piecrust/exec/buffer.hpp>
@@ -19,6 +24,7 @@
 #include <piecrust/kernels/kv_cache.hpp>
 #include <piecrust/model/detail/llama_batch_check.hpp>
 #include <piecrust/model/detail/lora_apply.hpp>
+#include <piecrust/model/detail/sliding_window.hpp>
 #include <piecrust/model/forward_batch.hpp>
 #include <piecrust/model/llama_weights.hpp>
 #include <piecrust/model/model_concept.hpp>
@@ -114,6 +120,9 @@ class LlamaModel {
         detail::fail<Unsupported>("LlamaModel: llama_cpp_attention does not reproduce Llama-3 RoPE scaling (factor = ",
                                   c.rope.llama3.factor, ")");
       }
+      if (c.arch != "llama" && c.arch != "qwen2") {
+        detail::fail<Unsupported>("LlamaModel: llama_cpp_attention reproduces llama and qwen2 only, not '", c.arch, "'");
+      }
     }
     LinearOptions const lo{opt_.llama_cpp_activation_rounding, opt_.interleaved_weights};
     auto vec = [&](std::span<float const> v) { return to_space(space_, v); };
@@ -124,6 +133,7 @@ class LlamaModel {
     layers_.reserve(c.num_layers);
     for (auto const& L : w_.layers) {
       Layer d{vec(L.attn_norm), vec(L.ffn_norm), vec(L.bq), vec(L.bk), vec(L.bv),
+              vec(L.q_norm), vec(L.k_norm), vec(L.post_attn_norm), vec(L.post_ffn_norm),
               load_linear(space_, L.wq, lo), load_linear(space_, L.wk, lo), load_linear(space_, L.wv, lo),
               load_linear(space_, L.wo, lo), load_linear(space_, L.gate, lo), load_linear(space_, L.up, lo),
               load_linear(space_, L.down, lo)};
@@ -188,16 +198,26 @@ class LlamaModel {
     auto ck = ShapedView<float const, 3>(s.k.data(), T, KH, D), cv = ShapedView<float const, 3>(s.v.data(), T, KH, D);
 
     // Every layer attends with the same tokens, pages and masks: validated and planned once for the step.
-    std::optional<AttentionPlan<Space>> attention;
+    // Sliding-window layers have a plan of their own, over the same rows with positions before each window
+    // masked (the trims keep it valid for as long as `attention` is).
+    std::optional<AttentionPlan<Space>> attention, local_attention;
+    std::vector<TrimPlan> local_trims;  // [batch]
     if (!llama_cpp_arithmetic()) {
       attention.emplace(plan_attention(space_, AttentionProblem{T, H, D, KH, kv.num_pages(), kv.page_size(), batch.pages,
                                                                 batch.attention}));
+      if (c.sliding_window > 0) {
+        local_trims = detail::sliding_window_trims(c.sliding_window, kv.page_size(), batch.pages, batch.attention);
+        local_attention.emplace(plan_attention(space_, AttentionProblem{T, H, D, KH, kv.num_pages(), kv.page_size(),
+                                                                        batch.pages, AttentionSelection{{}, local_trims}}));
+      }
     }
 
-    embedding(space_, embd().matrix, ids, x);
+    embedding(space_, embd().matrix, ids, x, c.embedding_scale);
+    // With post-norms the normalized input of layer l > 0 comes out of layer l - 1's last residual add.
+    bool a_ready = false;
     for (std::size_t l = 0; l < c.num_layers; ++l) {
       Layer const& L = layers_[l];
-      rms_norm(space_, x, norm(L.attn_norm), a, c.rms_eps);
+      if (!a_ready) rms_norm(space_, x, norm(L.attn_norm), a, c.rms_eps);
       std::array<LinearProduct<weight_type>, 3> const qkv{{{&L.wq, q, 0.0f}, {&L.wk, k, 0.0f}, {&L.wv, v, 0.0f}}};
       linear_many(space_, a, std::span<LinearProduct<weight_type> const>(qkv));
       detail::apply_lora_qkv(space_, lora, batch, l, a, q, k, v);
@@ -216,33 +236,64 @@ class LlamaModel {
           llama_cpp_attention(space_, cq, std::as_const(kv).layer(l), batch.pages, batch.attention, o3);
         }
       } else {
+        if (c.qk_norm) {  // every head of every token: rows of D
+          rms_norm(space_, ShapedView<float const, 2>(s.q.data(), T * H, D), norm(L.q_norm),
+                   ShapedView<float, 2>(s.q.data(), T * H, D), c.rms_eps);
+          rms_norm(space_, ShapedView<float const, 2>(s.k.data(), T * KH, D), norm(L.k_norm),
+                   ShapedView<float, 2>(s.k.data(), T * KH, D), c.rms_eps);
+        }
         QkvBias const bias = c.qkv_bias ? QkvBias{norm(L.bq), norm(L.bk), norm(L.bv)} : QkvBias{};
-        qkv_rope_append(space_, q3, k3, ShapedView<float, 3>(s.v.data(), T, KH, D), bias, batch.positions, c.rope,
-                        kv.layer(l), slots);
-        paged_attention(space_, cq, kv.layer(l), *attention, o3, view(s.lse, T, H));
+        bool const local = c.is_local_layer(l);
+        qkv_rope_append(space_, q3, k3, ShapedView<float, 3>(s.v.data(), T, KH, D), bias, batch.positions,
+                        c.layer_rope(l), kv.layer(l), slots);
+        paged_attention(space_, cq, kv.layer(l), local ? *local_attention : *attention, o3, view(s.lse, T, H));
       }
-      linear(space_, o, L.wo, x, 1.0f);
-      detail::apply_lora(space_, lora, batch, l, LoraTarget::o, o, x);
-      rms_norm(space_, x, norm(L.ffn_norm), a, c.rms_eps);
+      if (c.post_norms) {  // a is free once q, k, v are made: it takes the sublayer outputs
+        linear(space_, o, L.wo, a, 0.0f);
+        detail::apply_lora(space_, lora, batch, l, LoraTarget::o, o, a);
+        rms_norm(space_, a, norm(L.post_attn_norm), a, c.rms_eps);
+        fused_add_rms_norm(space_, a, x, norm(L.ffn_norm), c.rms_eps);  // x += a; a = RMSNorm(x)
+      } else {
+        linear(space_, o, L.wo, x, 1.0f);
+        detail::apply_lora(space_, lora, batch, l, LoraTarget::o, o, x);
+        rms_norm(space_, x, norm(L.ffn_norm), a, c.rms_eps);
+      }
       std::array<LinearProduct<weight_type>, 2> const gu{{{&L.gate, g, 0.0f}, {&L.up, u, 0.0f}}};
       linear_many(space_, a, std::span<LinearProduct<weight_type> const>(gu));
       if (llama_cpp_arithmetic()) {
         if constexpr (has_llama_cpp_arithmetic<Space>) llama_cpp_swiglu(space_, g, u, g);
+      } else if (c.activation == FfnActivation::gelu_tanh) {
+        geglu(space_, g, u, g);
       } else {
         swiglu(space_, g, u, g);
       }
-      linear(space_, g, L.down, x, 1.0f);
+      if (c.post_norms) {
+        linear(space_, g, L.down, a, 0.0f);
+        rms_norm(space_, a, norm(L.post_ffn_norm), a, c.rms_eps);
+        // x += a, and a = the next layer's normalized input (or the output norm's, for the logit rows)
+        bool const last = l + 1 == c.num_layers;
+        fused_add_rms_norm(space_, a, x, norm(last ? output_norm_ : layers_[l + 1].attn_norm), c.rms_eps);
+        a_ready = true;
+      } else {
+        linear(space_, g, L.down, x, 1.0f);
+      }
     }
     if (R == 0) return;
     auto rows = view(s.rows, R, E);
-    embedding(space_, WeightMatrix{WeightType::f32, s.x.data(), T, E}, batch.logit_rows, rows);  // gather the logit rows
-    rms_norm(space_, rows, norm(output_norm_), rows, c.rms_eps);
+    if (a_ready) {  // a holds RMSNorm(x) with the output norm already
+      embedding(space_, WeightMatrix{WeightType::f32, s.a.data(), T, E}, batch.logit_rows, rows);
+    } else {
+      embedding(space_, WeightMatrix{WeightType::f32, s.x.data(), T, E}, batch.logit_rows, rows);  // gather the logit rows
+      rms_norm(space_, rows, norm(output_norm_), rows, c.rms_eps);
+    }
     linear(space_, rows, lm_head_, ShapedView<float, 2>(logits.data(), R, c.vocab_size));
   }
 
  private:
   struct Layer {
     Buffer<float, memory_space> attn_norm, ffn_norm, bq, bk, bv;  // [E], [E], [H D] / [KH D] / [KH D] or empty
+    Buffer<float, memory_space> q_norm, k_norm;                   // [D] each, or empty (no QK-norm)
+    Buffer<float, memory_space> post_attn_norm, post_ffn_norm;    // [E] each, or empty (no post-norms)
     weight_type wq, wk, wv, wo, gate, up, down;
   };
 

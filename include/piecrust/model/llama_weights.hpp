@@ -31,7 +31,10 @@ struct LlamaLayerWeights {
   WeightMatrix wv;                   // [num_kv_heads * head_dim][hidden]
   WeightMatrix wo;                   // [hidden][num_heads * head_dim]
   std::span<float const> bq, bk, bv;  // [rows of wq / wk / wv], empty without QKV bias
+  std::span<float const> q_norm, k_norm;  // [head_dim] each, empty without QK-norm
+  std::span<float const> post_attn_norm;  // [hidden], empty without post-norms
   std::span<float const> ffn_norm;   // [hidden]
+  std::span<float const> post_ffn_norm;   // [hidden], empty without post-norms
   WeightMatrix gate;                 // [ffn][hidden]
   WeightMatrix up;                   // [ffn][hidden]
   WeightMatrix down;                 // [hidden][ffn]
@@ -78,6 +81,14 @@ class LlamaWeights {
         L.bk = w.vector(f, n("attn_k.bias"), kv_dim);
         L.bv = w.vector(f, n("attn_v.bias"), kv_dim);
       }
+      if (c.qk_norm) {
+        L.q_norm = w.vector(f, n("attn_q_norm.weight"), c.head_dim);
+        L.k_norm = w.vector(f, n("attn_k_norm.weight"), c.head_dim);
+      }
+      if (c.post_norms) {
+        L.post_attn_norm = w.vector(f, n("post_attention_norm.weight"), c.hidden);
+        L.post_ffn_norm = w.vector(f, n("post_ffw_norm.weight"), c.hidden);
+      }
       L.ffn_norm = w.vector(f, n("ffn_norm.weight"), c.hidden);
       L.gate = w.matrix(f, n("ffn_gate.weight"), c.ffn, c.hidden);
       L.up = w.matrix(f, n("ffn_up.weight"), c.ffn, c.hidden);
@@ -89,7 +100,8 @@ class LlamaWeights {
   }
 
   /// A model with random weights (no file): matrices ~ U(-a, a), a = 1/sqrt(fan_in), stored as `type`
-  /// (F32, F16, BF16, Q8_0 or Q4_1); norms ~ 1 + U(-0.1, 0.1); biases ~ U(-0.1, 0.1). Deterministic in seed.
+  /// (F32, F16, BF16, Q8_0 or Q4_1); norms (QK and post norms too, where the config has them)
+  /// ~ 1 + U(-0.1, 0.1); biases ~ U(-0.1, 0.1). Deterministic in seed.
   [[nodiscard]] static LlamaWeights random(LlamaConfig const& c, std::uint64_t seed, GgmlType type = GgmlType::f32) {
     c.validate();
     LlamaWeights w;
@@ -129,6 +141,14 @@ class LlamaWeights {
         L.bq = vec(q_dim, 0.0f, 0.1f);
         L.bk = vec(kv_dim, 0.0f, 0.1f);
         L.bv = vec(kv_dim, 0.0f, 0.1f);
+      }
+      if (c.qk_norm) {
+        L.q_norm = vec(c.head_dim, 1.0f, 0.1f);
+        L.k_norm = vec(c.head_dim, 1.0f, 0.1f);
+      }
+      if (c.post_norms) {
+        L.post_attn_norm = vec(c.hidden, 1.0f, 0.1f);
+        L.post_ffn_norm = vec(c.hidden, 1.0f, 0.1f);
       }
       L.ffn_norm = vec(c.hidden, 1.0f, 0.1f);
       L.gate = mat(c.ffn, c.hidden);
@@ -174,6 +194,14 @@ class LlamaWeights {
         check_vector(f, n("attn_q.bias"), q_dim, "[num_heads * head_dim]");
         check_vector(f, n("attn_k.bias"), kv_dim, "[num_kv_heads * head_dim]");
         check_vector(f, n("attn_v.bias"), kv_dim, "[num_kv_heads * head_dim]");
+      }
+      if (c.qk_norm) {
+        check_vector(f, n("attn_q_norm.weight"), c.head_dim, "[head_dim]");
+        check_vector(f, n("attn_k_norm.weight"), c.head_dim, "[head_dim]");
+      }
+      if (c.post_norms) {
+        check_vector(f, n("post_attention_norm.weight"), c.hidden, "[hidden]");
+        check_vector(f, n("post_ffw_norm.weight"), c.hidden, "[hidden]");
       }
       check_vector(f, n("ffn_norm.weight"), c.hidden, "[hidden]");
       check_matrix(f, n("ffn_gate.weight"), c.ffn, c.hidden, "[ffn][hidden]");

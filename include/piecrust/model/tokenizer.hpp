@@ -265,6 +265,8 @@ class Tokenizer {
   [[nodiscard]] TokenizerSpec const& spec() const noexcept { return s_; }
   [[nodiscard]] std::size_t vocab_size() const noexcept { return s_.tokens.size(); }
   [[nodiscard]] std::optional<TokenId> bos() const noexcept { return s_.bos; }
+  /// Whether the vocabulary starts every text with BOS (tokenizer.ggml.add_bos_token; EncodeOptions::add_special).
+  [[nodiscard]] bool adds_bos() const noexcept { return s_.add_bos; }
   [[nodiscard]] std::optional<TokenId> eos() const noexcept { return s_.eos; }
   [[nodiscard]] std::optional<TokenId> eot() const noexcept { return s_.eot; }
   /// Token text as stored in the vocabulary (byte-level or U+2581-escaped).

@@ -58,6 +58,17 @@ inline std::vector<double> swiglu(std::span<float const> gate, std::span<float c
   return out;
 }
 
+/// gelu(gate) * up elementwise, GELU's tanh form.
+inline std::vector<double> geglu(std::span<float const> gate, std::span<float const> up) {
+  std::vector<double> out(gate.size());
+  double const k = std::sqrt(2.0 / 3.14159265358979323846);
+  for (std::size_t i = 0; i < gate.size(); ++i) {
+    double const x = gate[i];
+    out[i] = 0.5 * x * (1.0 + std::tanh(k * (x + 0.044715 * x * x * x))) * up[i];
+  }
+  return out;
+}
+
 /// One weight row in double: codes and sub-block scales read by the one definition of each layout
 /// (kernels/quant_blocks.hpp), the value d * q + m computed in double.
 inline std::vector<double> dequantize_row(WeightMatrix const& w, std::size_t r) {

@@ -20,4 +20,5 @@
 #include "piecrust/backends/cuda/sample.hpp"
 #include "piecrust/backends/cuda/scratch.hpp"
 #include "piecrust/backends/cuda/space.hpp"
+#include "piecrust/backends/cuda/geglu.hpp"
 #include "piecrust/backends/cuda/swiglu.hpp"

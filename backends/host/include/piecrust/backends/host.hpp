@@ -16,5 +16,6 @@
 #include "piecrust/backends/host/rms_norm.hpp"
 #include "piecrust/backends/host/rope.hpp"
 #include "piecrust/backends/host/sample.hpp"
+#include "piecrust/backends/host/geglu.hpp"
 #include "piecrust/backends/host/swiglu.hpp"
 #include "piecrust/backends/host/thread_pool.hpp"

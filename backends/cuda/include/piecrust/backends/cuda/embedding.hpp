@@ -20,24 +20,27 @@
 namespace piecrust {
 namespace gpu::detail {
 
-/// out[r][c] for rows ids[r] (or r when ids is null) of the table.
+/// out[r][c] for rows ids[r] (or r when ids is null) of the table, times scale.
 template <class Out>
 __global__ void gather_rows_kernel(WeightType type, unsigned char const* data, std::size_t row_bytes, std::size_t cols,
-                                   std::uint32_t const* ids, std::size_t first_row, Out* out) {
+                                   std::uint32_t const* ids, std::size_t first_row, float scale, Out* out) {
   std::size_t const r = blockIdx.x;
   std::size_t const src = ids != nullptr ? ids[r] : first_row + r;
   unsigned char const* row = data + src * row_bytes;
   Out* o = out + r * cols;
-  for (std::size_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = from_float<Out>(decode(type, row, c));
+  for (std::size_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    float const v = decode(type, row, c);
+    o[c] = from_float<Out>(scale == 1.0f ? v : v * scale);
+  }
 }
 
 template <class Out>
 void launch_gather(Cuda const& space, WeightMatrix const& w, std::uint32_t const* ids, std::size_t first_row,
-                   std::size_t rows, Out* out) {
+                   std::size_t rows, Out* out, float scale = 1.0f) {
   if (rows == 0 || w.cols == 0) return;
   // Grid dimension x allows 2^31 - 1 blocks: one per row.
   PIECRUST_GPU_LAUNCH(gather_rows_kernel<Out>, static_cast<unsigned>(rows), 256, 0, space.stream(), w.type,
-                      static_cast<unsigned char const*>(w.data), w.row_bytes(), w.cols, ids, first_row, out);
+                      static_cast<unsigned char const*>(w.data), w.row_bytes(), w.cols, ids, first_row, scale, out);
   check_launch("gather_rows_kernel");
 }
 
@@ -48,14 +51,14 @@ void launch_gather(Cuda const& space, WeightMatrix const& w, std::uint32_t const
 template <>
 struct KernelImpl<ops::Embedding, Cuda> {
   static void run(Cuda const& space, WeightMatrix const& table, std::span<std::uint32_t const> ids,
-                  ShapedView<float, 2> out) {
+                  ShapedView<float, 2> out, float scale) {
     if (ids.empty()) return;
     gpu::DeviceGuard guard(space.device());
     gpu::Scratch& scratch = space.scratch();
     scratch.begin();
     auto const d_ids = scratch.upload(ids);
     scratch.commit();
-    gpu::detail::launch_gather<float>(space, table, scratch.get(d_ids), 0, ids.size(), out.data());
+    gpu::detail::launch_gather<float>(space, table, scratch.get(d_ids), 0, ids.size(), out.data(), scale);
   }
 };
 

@@ -17,7 +17,8 @@ namespace piecrust {
 
 template <KokkosSpace S>
 struct KernelImpl<ops::Embedding, S> {
-  static void run(S const& space, WeightMatrix const& table, std::span<std::uint32_t const> ids, ShapedView<float, 2> out) {
+  static void run(S const& space, WeightMatrix const& table, std::span<std::uint32_t const> ids, ShapedView<float, 2> out,
+                  float scale) {
     std::size_t const tokens = ids.size(), dim = table.cols;
     if (tokens == 0 || dim == 0) return;
     auto const idv = kokkos_detail::stage(space, "piecrust::embedding::ids", ids);  // [tokens]
@@ -29,7 +30,10 @@ struct KernelImpl<ops::Embedding, S> {
         "piecrust::embedding", Policy(space, static_cast<int>(tokens), Kokkos::AUTO), KOKKOS_LAMBDA(Member const& team) {
           std::size_t const t = static_cast<std::size_t>(team.league_rank());
           std::size_t const row = idv(t);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, dim), [&](std::size_t c) { ov(t, c) = wr(row, c); });
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, dim), [&](std::size_t c) {
+            float const v = wr(row, c);
+            ov(t, c) = scale == 1.0f ? v : v * scale;
+          });
         });
     space.fence();
   }

@@ -4,7 +4,7 @@
 // (RangePolicy, MDRangePolicy, TeamPolicy with team scratch) over unmanaged Views of piecrust's pointers:
 //   memory      copy (to / from / within the space's memory), zero_fill; hence KvCache and the KV page ops
 //   model       embedding, gemm (f32, f16, bf16, q8_0, q4_1 weights), dequantize, rms_norm,
-//               fused_add_rms_norm, rope, add_bias, swiglu, append_kv
+//               fused_add_rms_norm, rope, add_bias, swiglu, geglu, append_kv
 //   attention   plan_attention, paged_attention (masks, page-trim, GQA, soft-cap, f32 / bf16 KV), merge_states
 //   logits      sample and the probes (per-row host code; device memory is staged through the host)
 // Host spans of the interfaces (ids, positions, slots, page tables, masks) are staged into the space by
@@ -27,5 +27,6 @@
 #include "piecrust/backends/kokkos/rope.hpp"
 #include "piecrust/backends/kokkos/sample.hpp"
 #include "piecrust/backends/kokkos/space.hpp"
+#include "piecrust/backends/kokkos/geglu.hpp"
 #include "piecrust/backends/kokkos/swiglu.hpp"
 #include "piecrust/backends/kokkos/weight_reader.hpp"

@@ -40,9 +40,9 @@ struct CpuFeatures {
   if (!osxsave || !avx) return f;
   unsigned lo = 0, hi = 0;
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  (void)hi;
-  bool const ymm = (lo & 0x6u) == 0x6u;     // SSE and AVX state
-  bool const zmm = (lo & 0xe6u) == 0xe6u;   // plus opmask and both halves of zmm
+  std::uint64_t const xcr0 = (std::uint64_t{hi} << 32) | lo;
+  bool const ymm = (xcr0 & 0x6u) == 0x6u;     // SSE and AVX state
+  bool const zmm = (xcr0 & 0xe6u) == 0xe6u;   // plus opmask and both halves of zmm
   if (!ymm) return f;
   f.fma = (c & (1u << 12)) != 0;
   f.f16c = (c & (1u << 29)) != 0;
