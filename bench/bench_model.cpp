@@ -1,4 +1,4 @@
-// SmolLM2-135M-Instruct (Q4_1) throughput on the host backend: prefill of 512 tokens, decode at batch 1
+// Model throughput (SmolLM2-135M-Instruct Q4_1 unless --model) on the host backend: prefill of 512 tokens, decode at batch 1
 // and batch 8 (8 sequences, one token each per step). Prints one JSON object; bench/bench_model.py runs
 // it beside llama.cpp (llama-cpp-python, same file, same thread count) and writes the ratios.
 //   bench_model [--model FILE] [--threads N] [--repeats R]

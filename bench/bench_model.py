@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""SmolLM2-135M-Instruct (Q4_1) throughput: piecrust beside llama.cpp in one run.
+"""Model throughput (SmolLM2-135M-Instruct Q4_1 by default, any --model): piecrust beside llama.cpp in one run.
 
 Measures prefill of 512 tokens and decode at batch 1 and batch 8 (8 sequences, one token each per step),
 tokens/s, best of --repeats, with the same model file and thread count for both engines:
@@ -191,7 +191,7 @@ def main():
     print(json.dumps(ref))
     print(json.dumps(ours))
     print()
-    print(f"| SmolLM2-135M Q4_1, {args.threads} threads | piecrust tok/s | llama.cpp tok/s | ratio |")
+    print(f"| {os.path.basename(args.model)}, {args.threads} threads | piecrust tok/s | llama.cpp tok/s | ratio |")
     print("|---|---|---|---|")
     for key, name in [("prefill_512_tok_s", "prefill 512 tokens"), ("decode_b1_tok_s", "decode, batch 1"),
                       ("decode_b8_tok_s", "decode, batch 8")]:

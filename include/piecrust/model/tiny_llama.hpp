@@ -14,10 +14,11 @@ namespace piecrust {
 /// head_dim 64 is the smallest size the attention kernels are built for. `family` picks the switches:
 ///   llama, qwen2 (QKV bias, half-split RoPE), qwen3 (QK-norm, half-split RoPE, untied head),
 ///   gemma3 (QK-norm, post-norms, GELU, scaled embeddings; layer 0 local with a window of 7 positions and
-///   RoPE base 10000, layer 1 global with base 1e6), mistral (llama with a window of 7 on every layer).
+///   RoPE base 10000, layer 1 global with base 1e6), mistral (llama with a window of 7 on every layer),
+///   llama3 (llama with Llama-3 RoPE frequency scaling, factor 8 over an original context of 64).
 [[nodiscard]] inline LlamaConfig tiny_llama_config(std::string family = "llama") {
   LlamaConfig c;
-  std::string const arch = family == "mistral" ? "llama" : family;
+  std::string const arch = family == "mistral" || family == "llama3" ? "llama" : family;
   c.arch = arch;
   c.vocab_size = 512;
   c.hidden = 128;
@@ -43,6 +44,12 @@ namespace piecrust {
     c.sliding_window_pattern = 2;
   }
   if (family == "mistral") c.sliding_window = 7;
+  if (family == "llama3") {  // a short original context, so that the tiny model's positions see the scaling
+    c.rope.llama3.factor = 8.0f;
+    c.rope.llama3.low_freq_factor = 1.0f;
+    c.rope.llama3.high_freq_factor = 4.0f;
+    c.rope.llama3.original_max_position = 64;
+  }
   return c;
 }
 
