@@ -11,6 +11,7 @@
 #include <piecrust/model/gguf_value.hpp>
 #include <piecrust/model/gguf_writer.hpp>
 #include <piecrust/model/llama_config.hpp>
+#include <piecrust/model/llama_gguf.hpp>
 #include <piecrust/model/llama_model.hpp>
 #include <piecrust/model/llama_weights.hpp>
 #include <piecrust/model/lora_adapter.hpp>

@@ -73,6 +73,33 @@ auto run(Program program, EngineOptions const& o = testing::engine_options(64, 4
 
 }  // namespace
 
+TEST_CASE("families: a tiny model written as GGUF loads back as the same model", "[families]") {
+  // The file path of each family: its architecture keys and tensor names (llama_to_gguf, then from_gguf).
+  auto const p = testing::random_prompt(4, 20);
+  std::vector<std::int32_t> const ids(p.begin(), p.end());
+  for (char const* name : families) {
+    INFO("family " << name);
+    Family& f = family(name);
+    auto const file = std::make_shared<GgufFile const>(GgufFile::parse(llama_to_gguf(f.reference), name));
+    auto const loaded = LlamaWeights::from_gguf(file);
+    auto const& a = loaded.config;
+    auto const& b = f.reference.config;
+    CHECK(a.arch == b.arch);
+    CHECK(a.qk_norm == b.qk_norm);
+    CHECK(a.post_norms == b.post_norms);
+    CHECK(a.activation == b.activation);
+    CHECK(a.embedding_scale == b.embedding_scale);
+    CHECK(a.sliding_window == b.sliding_window);
+    CHECK(a.sliding_window_pattern == b.sliding_window_pattern);
+    CHECK(a.rope_local_theta == b.rope_local_theta);
+    CHECK(a.rope.style == b.rope.style);
+    CHECK(a.rope.llama3.enabled() == b.rope.llama3.enabled());
+    CHECK(a.tied_embeddings == b.tied_embeddings);
+    for (std::size_t l = 0; l < b.num_layers; ++l) CHECK(a.is_local_layer(l) == b.is_local_layer(l));
+    CHECK(detail::reference_llama_logits(loaded, ids) == detail::reference_llama_logits(f.reference, ids));
+  }
+}
+
 TEST_CASE("families: logits through Engine match the double-precision reference", "[families]") {
   auto const p = testing::random_prompt(3, 30);
   for (char const* name : families) {

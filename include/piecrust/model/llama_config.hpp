@@ -117,12 +117,13 @@ struct LlamaConfig {
     c.sliding_window = f.get_or<std::size_t>(key("attention.sliding_window"), 0);
     if (c.arch == "qwen3" || c.arch == "gemma3") c.qk_norm = true;
     if (c.arch == "gemma3") {
-      // llama.cpp fixes these for Gemma 3: every 6th layer global, local layers' RoPE base 10000, GELU
-      // (tanh form) FFN, embeddings times sqrt(n_embd); the converter has already added 1 to the norms.
+      // llama.cpp fixes these for Gemma 3: every 6th layer global (a sliding_window_pattern key, as other
+      // architectures have, may say otherwise), local layers' RoPE base 10000, GELU (tanh form) FFN,
+      // embeddings times sqrt(n_embd); the converter has already added 1 to the norms.
       c.post_norms = true;
       c.activation = FfnActivation::gelu_tanh;
       c.embedding_scale = std::sqrt(static_cast<float>(c.hidden));
-      c.sliding_window_pattern = 6;
+      c.sliding_window_pattern = f.get_or<std::size_t>(key("attention.sliding_window_pattern"), 6);
       c.rope_local_theta = f.get_or<float>(key("rope.freq_base_swa"), 10000.0f);
       if (f.contains(key("final_logit_softcapping")) || f.contains(key("attn_logit_softcapping"))) {
         detail::fail<Unsupported>(f.source(), ": logit soft-capping (Gemma 2) is not supported for gemma3");
