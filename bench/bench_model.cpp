@@ -2,6 +2,9 @@
 // and batch 8 (8 sequences, one token each per step). Prints one JSON object; bench/bench_model.py runs
 // it beside llama.cpp (llama-cpp-python, same file, same thread count) and writes the ratios.
 //   bench_model [--model FILE] [--threads N] [--repeats R]
+//   bench_model --long N [--model FILE] [--threads N]   decode at batch 1 after N cached positions, for a model
+//       with sliding-window layers: with the window (local layers read only the pages it touches) and with
+//       every layer global (what reading the whole cache costs); plus the KV bytes of the full cache
 #include <piecrust/backends/host.hpp>
 #include <piecrust/model.hpp>
 #include <piecrust/model/detail/sequence_runner.hpp>
@@ -36,12 +39,43 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoul(argv[i + 1]);
     else if (a == "--repeats") repeats = std::stoul(argv[i + 1]);
   }
+  std::size_t long_context = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::string(argv[i]) == "--long") long_context = std::stoul(argv[i + 1]);
+  }
   if (!std::filesystem::exists(model)) {
     std::fprintf(stderr, "bench_model: model file %s is missing: %s\n", model.c_str(), fetch_model_hint);
     return 1;
   }
   auto const file = std::make_shared<GgufFile const>(GgufFile::open(model));
   auto const tok = Tokenizer::from_gguf(*file);
+  if (long_context > 0) {
+    std::printf("{\"engine\": \"piecrust\", \"threads\": %zu, \"context\": %zu", threads, long_context);
+    for (bool window : {true, false}) {
+      auto w = LlamaWeights::from_gguf(file);
+      if (!window) w.config.sliding_window = 0;
+      Llama lm(std::move(w), Host{threads});
+      std::size_t const V = lm.shape().vocab_size, page = 16;
+      detail::SequenceRunner<Llama> run(lm, long_context / page + 8, page);
+      auto const s = run.add_sequence();
+      std::vector<TokenId> chunk(512);
+      std::vector<float> lg;
+      for (std::size_t done = 0; done < long_context; done += chunk.size()) {
+        chunk.resize(std::min<std::size_t>(512, long_context - done));
+        for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<TokenId>(100 + ((done + i) * 37) % 30000);
+        lg = run.step(s, chunk);
+      }
+      TokenId next = argmax(lg);
+      std::size_t const steps = 32;
+      auto const t0 = Clock::now();
+      for (std::size_t i = 0; i < steps; ++i) next = argmax(run.step(s, std::span(&next, 1)));
+      std::printf(", \"decode_b1_tok_s_%s\": %.2f", window ? "window" : "all_global", steps / seconds_since(t0));
+      (void)V;
+    }
+    auto const& c = LlamaWeights::from_gguf(file).config;
+    std::printf(", \"kv_bytes_full_f32\": %zu}\n", long_context * c.num_layers * c.num_kv_heads * c.head_dim * 2 * 4);
+    return 0;
+  }
   Llama m(LlamaWeights::from_gguf(file), Host{threads});
   std::size_t const V = m.shape().vocab_size;
 

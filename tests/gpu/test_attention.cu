@@ -1,7 +1,7 @@
 // GPU paged_attention and merge_states against the host implementation (the semantics oracle), on fresh
 // random inputs every run: causal (implicit and as rows), window, sink + window, random BRLE rows, tree
 // masks; with and without page-trim; ragged batches mixing prefill and decode rows; GQA 1 / 3 / 4 / 8
-// (and 12: two decode head blocks); f32 and bf16 KV; head_dim 64 and 128; soft-cap; split-KV.
+// (and 12: two decode head blocks); f32 and bf16 KV; head_dim 64, 128 and 256; soft-cap; split-KV.
 //
 // Tolerances (values in [-1, 1]):
 //  * decode-only batches (CUDA-core kernel, f32 arithmetic, bf16 KV widened exactly): |out - host| and
@@ -284,6 +284,35 @@ PIECRUST_GPU_TEST(attention_matches_host_on_random_batches) {
             });
             t.check(why.empty(), label, ": ", why);
           }
+        }
+      }
+    }
+  }
+}
+
+PIECRUST_GPU_TEST(attention_head_dim_256_matches_host) {
+  // Gemma 3: 4 query heads on one KV head of 256 (f32 rows take two 16-byte loads per lane in the decode
+  // kernel); decode and mixed batches, causal and windowed, trimmed and not, f32 and bf16.
+  for (test::MaskKind const kind : {test::MaskKind::implicit_causal, test::MaskKind::window}) {
+    for (bool const trim : {false, true}) {
+      for (bool const bf16 : {false, true}) {
+        for (double const decode_share : {1.0, 0.5}) {
+          test::CaseSpec spec;
+          spec.mask = kind;
+          spec.trim = trim;
+          spec.head_dim = 256;
+          spec.group = 4;
+          spec.num_kv_heads = 1;
+          spec.batch = 3;
+          spec.decode_share = decode_share;
+          spec.page_size = 16;
+          std::string const label = std::string(test::name(kind)) + (trim ? " +trim" : "") + " D256" +
+                                    (bf16 ? " bf16" : " f32") + (decode_share == 1.0 ? " decode" : " mixed");
+          std::string const why = guarded([&] {
+            test::Case const c = test::make_case(emulation_sized(spec), t.rng());
+            return bf16 ? run_case<BFloat16>(t.space(), c, t.rng()) : run_case<float>(t.space(), c, t.rng());
+          });
+          t.check(why.empty(), label, ": ", why);
         }
       }
     }

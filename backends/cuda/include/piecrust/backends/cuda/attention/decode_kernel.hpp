@@ -45,12 +45,14 @@ struct DecodeConfig {
   static constexpr int threads = decode_threads;
   static constexpr int warps = threads / gpu::warp_size;
   static constexpr int vec = detail::vec_elems<T>;     // elements per 16-byte load
-  static constexpr int tpr = D / vec;                  // lanes per K/V row
+  static constexpr int tpr = D / vec < gpu::warp_size ? D / vec : gpu::warp_size;  // lanes per K/V row
+  static constexpr int chunks = D / (vec * tpr);       // 16-byte loads per lane per row (2 for f32 at D = 256)
+  static constexpr int elems = chunks * vec;           // the lane's contiguous slice of a row
   static constexpr int rows = gpu::warp_size / tpr;    // positions one warp covers per load
   static constexpr int groups = warps * rows;          // row groups of the CTA
   static constexpr int unroll = GMax >= 8 ? 2 : 4;     // loads in flight per thread (register budget)
   static constexpr int step = groups * unroll;         // positions per CTA step
-  static_assert(tpr >= 1 && tpr <= gpu::warp_size && gpu::warp_size % tpr == 0);
+  static_assert(tpr >= 1 && tpr <= gpu::warp_size && gpu::warp_size % tpr == 0 && chunks * vec * tpr == D);
   /// Shared memory of the final merge: [groups][GMax] m and l, [groups][GMax][D] accumulators.
   static constexpr std::size_t smem_floats = std::size_t{groups} * GMax * (D + 2);
 };
@@ -77,6 +79,8 @@ template <int D, class T, int GMax>
 __global__ void __launch_bounds__(decode_threads) decode_kernel(KernelArgs<T> a) {
   using C = DecodeConfig<D, T, GMax>;
   constexpr int vec = C::vec;
+  constexpr int chunks = C::chunks;
+  constexpr int elems = C::elems;
   constexpr int unroll = C::unroll;
   __shared__ float smem[C::smem_floats];  // [groups][GMax] m, [groups][GMax] l, [groups][GMax][D] acc
 
@@ -93,15 +97,15 @@ __global__ void __launch_bounds__(decode_threads) decode_kernel(KernelArgs<T> a)
   int const warp = tid / gpu::warp_size;
   int const lane = tid % gpu::warp_size;
   int const r = lane / C::tpr;    // row inside the warp
-  int const sub = lane % C::tpr;  // 16-byte slice of the row
+  int const sub = lane % C::tpr;  // slice of the row: elements sub * elems .. + elems
 
-  // q of the CTA's heads, this thread's slice: [GMax][vec]
-  float qv[GMax][vec];
+  // q of the CTA's heads, this thread's slice: [GMax][elems]
+  float qv[GMax][elems];
 #pragma unroll
   for (int g = 0; g < GMax; ++g) {
-    float const* src = a.q + (static_cast<std::size_t>(token) * a.qo_heads + head0 + g) * D + sub * vec;
+    float const* src = a.q + (static_cast<std::size_t>(token) * a.qo_heads + head0 + g) * D + sub * elems;
 #pragma unroll
-    for (int k = 0; k < vec; k += 4) {
+    for (int k = 0; k < elems; k += 4) {
       float4 const x = g < static_cast<int>(gcount) ? *reinterpret_cast<float4 const*>(src + k) : make_float4(0, 0, 0, 0);
       qv[g][k] = x.x;
       qv[g][k + 1] = x.y;
@@ -109,19 +113,19 @@ __global__ void __launch_bounds__(decode_threads) decode_kernel(KernelArgs<T> a)
       qv[g][k + 3] = x.w;
     }
   }
-  float m[GMax], l[GMax], acc[GMax][vec];
+  float m[GMax], l[GMax], acc[GMax][elems];
 #pragma unroll
   for (int g = 0; g < GMax; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.0f;
 #pragma unroll
-    for (int k = 0; k < vec; ++k) acc[g][k] = 0.0f;
+    for (int k = 0; k < elems; ++k) acc[g][k] = 0.0f;
   }
 
   std::size_t const slot_stride = std::size_t{a.num_kv_heads} * D;
   std::size_t const page_stride = 2 * std::size_t{a.page_size} * slot_stride;
   std::size_t const v_offset = std::size_t{a.page_size} * slot_stride;
-  T const* const base = a.kv + std::size_t{kv_head} * D + sub * vec;
+  T const* const base = a.kv + std::size_t{kv_head} * D + sub * elems;
   std::uint32_t const* const pages = a.pages + req.page_begin;
 
   for (std::uint32_t e = w.begin; e < w.end; ++e) {
@@ -137,7 +141,7 @@ __global__ void __launch_bounds__(decode_threads) decode_kernel(KernelArgs<T> a)
     word &= detail::bound_word(tile, req.kv_len);
     std::uint32_t const c0 = tile * kv_tile;
     for (int step0 = 0; step0 < static_cast<int>(kv_tile); step0 += C::step) {
-      uint4 kr[unroll], vr[unroll];
+      uint4 kr[unroll][chunks], vr[unroll][chunks];
       bool ok[unroll];
 #pragma unroll
       for (int u = 0; u < unroll; ++u) {
@@ -148,19 +152,23 @@ __global__ void __launch_bounds__(decode_threads) decode_kernel(KernelArgs<T> a)
           std::uint32_t const pos = c0 + static_cast<std::uint32_t>(j);
           p = base + pages[pos / a.page_size] * page_stride + (pos % a.page_size) * slot_stride;
         }
-        kr[u] = detail::load16(p, ok[u]);
-        vr[u] = detail::load16(p + v_offset, ok[u]);
+#pragma unroll
+        for (int c = 0; c < chunks; ++c) {
+          kr[u][c] = detail::load16(p + c * vec, ok[u]);
+          vr[u][c] = detail::load16(p + v_offset + c * vec, ok[u]);
+        }
       }
       float s[unroll][GMax];
 #pragma unroll
       for (int u = 0; u < unroll; ++u) {
-        float kf[vec];
-        detail::unpack<T>(kr[u], kf);
+        float kf[elems];
+#pragma unroll
+        for (int c = 0; c < chunks; ++c) detail::unpack<T>(kr[u][c], kf + c * vec);
 #pragma unroll
         for (int g = 0; g < GMax; ++g) {
           float d = 0.0f;
 #pragma unroll
-          for (int k = 0; k < vec; ++k) d = fmaf(qv[g][k], kf[k], d);
+          for (int k = 0; k < elems; ++k) d = fmaf(qv[g][k], kf[k], d);
           s[u][g] = d;
         }
       }
@@ -173,9 +181,12 @@ __global__ void __launch_bounds__(decode_threads) decode_kernel(KernelArgs<T> a)
           for (int g = 0; g < GMax; ++g) s[u][g] += gpu::shfl_xor(s[u][g], off);
         }
       }
-      float vf[unroll][vec];
+      float vf[unroll][elems];
 #pragma unroll
-      for (int u = 0; u < unroll; ++u) detail::unpack<T>(vr[u], vf[u]);
+      for (int u = 0; u < unroll; ++u) {
+#pragma unroll
+        for (int c = 0; c < chunks; ++c) detail::unpack<T>(vr[u][c], vf[u] + c * vec);
+      }
 #pragma unroll
       for (int g = 0; g < GMax; ++g) {
         float mx = -INFINITY;
@@ -189,13 +200,13 @@ __global__ void __launch_bounds__(decode_threads) decode_kernel(KernelArgs<T> a)
         float const corr = exp2f(m[g] - m_new);  // 0 on the first visible position (m = -inf)
         float sum = 0.0f;
 #pragma unroll
-        for (int k = 0; k < vec; ++k) acc[g][k] *= corr;
+        for (int k = 0; k < elems; ++k) acc[g][k] *= corr;
 #pragma unroll
         for (int u = 0; u < unroll; ++u) {
           float const p = exp2f(s[u][g] - m_new);  // 0 for a masked slot
           sum += p;
 #pragma unroll
-          for (int k = 0; k < vec; ++k) acc[g][k] = fmaf(p, vf[u][k], acc[g][k]);
+          for (int k = 0; k < elems; ++k) acc[g][k] = fmaf(p, vf[u][k], acc[g][k]);
         }
         l[g] = l[g] * corr + sum;
         m[g] = m_new;
@@ -215,7 +226,7 @@ __global__ void __launch_bounds__(decode_threads) decode_kernel(KernelArgs<T> a)
       sm_l[grp * GMax + g] = l[g];
     }
 #pragma unroll
-    for (int k = 0; k < vec; ++k) sm_acc[(grp * GMax + g) * D + sub * vec + k] = acc[g][k];
+    for (int k = 0; k < elems; ++k) sm_acc[(grp * GMax + g) * D + sub * elems + k] = acc[g][k];
   }
   __syncthreads();
   bool const split = w.num_splits > 1;
