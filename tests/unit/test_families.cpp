@@ -100,6 +100,17 @@ TEST_CASE("families: a tiny model written as GGUF loads back as the same model",
   }
 }
 
+TEST_CASE("families: the llama.cpp-arithmetic mode refuses what it does not reproduce", "[families]") {
+  if constexpr (has_llama_cpp_arithmetic<testing::TestSpace>) {
+    for (char const* name : {"gemma3", "qwen3", "mistral"}) {
+      INFO("family " << name);
+      REQUIRE_THROWS_AS(FamilyModel(tiny_llama_weights(1, GgmlType::f32, name), testing::make_test_space(),
+                                    {.llama_cpp_attention = true}),
+                        Unsupported);
+    }
+  }
+}
+
 TEST_CASE("families: logits through Engine match the double-precision reference", "[families]") {
   auto const p = testing::random_prompt(3, 30);
   for (char const* name : families) {

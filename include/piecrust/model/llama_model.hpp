@@ -120,8 +120,9 @@ class LlamaModel {
         detail::fail<Unsupported>("LlamaModel: llama_cpp_attention does not reproduce Llama-3 RoPE scaling (factor = ",
                                   c.rope.llama3.factor, ")");
       }
-      if (c.arch != "llama" && c.arch != "qwen2") {
-        detail::fail<Unsupported>("LlamaModel: llama_cpp_attention reproduces llama and qwen2 only, not '", c.arch, "'");
+      if ((c.arch != "llama" && c.arch != "qwen2") || c.sliding_window > 0) {
+        detail::fail<Unsupported>("LlamaModel: llama_cpp_attention reproduces llama and qwen2 without a sliding window "
+                                  "only, not '", c.arch, "' with sliding_window = ", c.sliding_window);
       }
     }
     LinearOptions const lo{opt_.llama_cpp_activation_rounding, opt_.interleaved_weights};
