@@ -8,6 +8,14 @@
 //  * Llama-3: "<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>", preceded once by
 //    "<|begin_of_text|>"; generation prompt "<|start_header_id|>assistant<|end_header_id|>\n\n".
 //    Source: Meta-Llama-3-8B-Instruct tokenizer_config.json chat_template.
+//  * Gemma (Gemma, Gemma 2, Gemma 3): "<start_of_turn>{role}\n{content}<end_of_turn>\n" with "assistant"
+//    written "model" and content trimmed of surrounding whitespace, preceded once by "<bos>"; a leading system
+//    message is not a turn of its own: its content and "\n\n" open the first turn's content. Generation prompt
+//    "<start_of_turn>model\n". Source: the chat_template of google/gemma-3-270m-it (llama.cpp's built-in
+//    "gemma" template renders the same without "<bos>", which its tokenizer adds instead). One message at a
+//    time (append_message) has no first turn to merge into, so there a system message is a user turn.
+//
+// The begin markup is the BOS token written as text: encode the spans without add_special, or BOS comes twice.
 //
 // Role injection. The span forms (message_spans, render_spans) keep the template's markup apart from the
 // caller's role and content: Tokenizer::encode_spans turns markup into control tokens and role and content
@@ -19,6 +27,9 @@
 #include <piecrust/model/gguf_file.hpp>
 #include <piecrust/model/tokenizer.hpp>
 
+#include <algorithm>
+#include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,7 +37,7 @@
 
 namespace piecrust {
 
-enum class ChatFamily { chatml, llama3 };
+enum class ChatFamily { chatml, llama3, gemma };
 
 struct ChatMessage {
   std::string role;  // "system", "user", "assistant" (any role string is passed through)
@@ -53,9 +64,18 @@ class ChatTemplate {
       return ChatTemplate(ChatFamily::chatml, std::move(sys));
     }
     if (tmpl.find("<|start_header_id|>") != std::string::npos) return ChatTemplate(ChatFamily::llama3);
+    if (tmpl.find("<start_of_turn>") != std::string::npos) return ChatTemplate(ChatFamily::gemma);
     auto const arch = f.get_or<std::string>("general.architecture", "");
-    if (tmpl.empty() && arch == "qwen2") return ChatTemplate(ChatFamily::chatml);
-    detail::fail<Unsupported>(f.source(), ": no supported chat template (ChatML, Llama-3) for architecture '", arch, "'");
+    if (!tmpl.empty()) {
+      auto const first = std::string_view(tmpl).substr(0, std::min(tmpl.find('\n'), std::size_t{120}));
+      detail::fail<Unsupported>(f.source(), ": tokenizer.chat_template starting '", first,
+                                "' is not a supported family (ChatML, Llama-3, Gemma)");
+    }
+    // Files without a template: the family their architecture's vocabulary was trained with.
+    if (arch == "qwen2") return ChatTemplate(ChatFamily::chatml);
+    if (arch == "gemma" || arch == "gemma2" || arch == "gemma3") return ChatTemplate(ChatFamily::gemma);
+    detail::fail<Unsupported>(f.source(), ": no tokenizer.chat_template and no supported chat template (ChatML, Llama-3, "
+                              "Gemma) for architecture '", arch, "'");
   }
 
   [[nodiscard]] ChatFamily family() const noexcept { return family_; }
@@ -72,6 +92,7 @@ class ChatTemplate {
         out.insert(out.end(), {{"<|start_header_id|>", true}, {role, false}, {"<|end_header_id|>\n\n", true},
                                {content, false}, {"<|eot_id|>", true}});
         break;
+      case ChatFamily::gemma: append_gemma(out, role == "system" ? std::string_view("user") : role, std::nullopt, content); break;
     }
   }
 
@@ -85,19 +106,35 @@ class ChatTemplate {
   /// One message as text (message_spans joined).
   [[nodiscard]] std::string message(std::string_view role, std::string_view content) const { return join(message_spans(role, content)); }
 
-  /// Markup that starts a conversation (before the first message): Llama-3's BOS marker, else nothing.
-  [[nodiscard]] std::string_view begin_markup() const noexcept { return family_ == ChatFamily::llama3 ? "<|begin_of_text|>" : ""; }
+  /// Markup that starts a conversation (before the first message): Llama-3's and Gemma's BOS, else nothing.
+  [[nodiscard]] std::string_view begin_markup() const noexcept {
+    switch (family_) {
+      case ChatFamily::llama3: return "<|begin_of_text|>";
+      case ChatFamily::gemma: return "<bos>";
+      default: return "";
+    }
+  }
   [[nodiscard]] std::string begin() const { return std::string(begin_markup()); }
 
   /// Markup that opens the assistant's turn.
   [[nodiscard]] std::string_view generation_prompt_markup() const noexcept {
-    return family_ == ChatFamily::chatml ? "<|im_start|>assistant\n" : "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    switch (family_) {
+      case ChatFamily::chatml: return "<|im_start|>assistant\n";
+      case ChatFamily::llama3: return "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      case ChatFamily::gemma: return "<start_of_turn>model\n";
+    }
+    return "";
   }
   [[nodiscard]] std::string generation_prompt() const { return std::string(generation_prompt_markup()); }
 
   /// The token text that ends an assistant turn.
   [[nodiscard]] std::string_view end_of_turn() const noexcept {
-    return family_ == ChatFamily::chatml ? "<|im_end|>" : "<|eot_id|>";
+    switch (family_) {
+      case ChatFamily::chatml: return "<|im_end|>";
+      case ChatFamily::llama3: return "<|eot_id|>";
+      case ChatFamily::gemma: return "<end_of_turn>";
+    }
+    return "";
   }
 
   /// A whole conversation as spans; inserts the default system message when the first message is not
@@ -108,6 +145,16 @@ class ChatTemplate {
     if (!begin_markup().empty()) out.push_back({begin_markup(), true});
     if (!default_system_.empty() && (messages.empty() || messages.front().role != "system")) {
       append_message(out, "system", default_system_);
+    }
+    if (family_ == ChatFamily::gemma && !messages.empty() && messages.front().role == "system") {
+      // The system content (untrimmed, as the template's first_user_prefix) opens the first turn.
+      for (std::size_t k = 1; k < messages.size(); ++k) {
+        auto const prefix = k == 1 ? std::optional<std::string_view>(messages.front().content) : std::nullopt;
+        append_gemma(out, messages[k].role, prefix, messages[k].content);
+      }
+      if (messages.size() == 1) return out;  // the template renders no turn for a lone system message
+      if (add_generation_prompt) out.push_back({generation_prompt_markup(), true});
+      return out;
     }
     for (auto const& m : messages) append_message(out, m.role, m.content);
     if (add_generation_prompt) out.push_back({generation_prompt_markup(), true});
@@ -120,6 +167,19 @@ class ChatTemplate {
   }
 
  private:
+  // One Gemma turn; `prefix` (a system message's content), when given, comes first, followed by "\n\n".
+  // Content is trimmed as the template's `| trim` does (ASCII whitespace here).
+  static void append_gemma(std::vector<TextSpan>& out, std::string_view role, std::optional<std::string_view> prefix,
+                           std::string_view content) {
+    std::string_view const ws = " \t\n\r\f\v";
+    auto const b = content.find_first_not_of(ws);
+    content = b == std::string_view::npos ? std::string_view() : content.substr(b, content.find_last_not_of(ws) - b + 1);
+    out.insert(out.end(), {{"<start_of_turn>", true}, {role == "assistant" ? std::string_view("model") : role, false},
+                           {"\n", true}});
+    if (prefix) out.insert(out.end(), {{*prefix, false}, {"\n\n", false}});
+    out.insert(out.end(), {{content, false}, {"<end_of_turn>\n", true}});
+  }
+
   [[nodiscard]] static std::string join(std::vector<TextSpan> const& spans) {
     std::string out;
     for (auto const& s : spans) out += s.text;

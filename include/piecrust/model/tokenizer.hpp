@@ -135,10 +135,12 @@ class Tokenizer {
 
   /// Token texts that chat templates use as markup. A file that types one of them normal or user-defined gets
   /// it treated as control, so that plain text cannot produce it (llama.cpp's llama_vocab::load overrides
-  /// such "control-looking" tokens the same way).
-  static constexpr std::array<std::string_view, 12> chat_markup_tokens = {
+  /// such "control-looking" tokens the same way). "</s>" is on llama.cpp's end-of-generation list too, so
+  /// Gemma's user-defined "</s>" is control and ends generation there; piecrust follows for token parity.
+  static constexpr std::array<std::string_view, 13> chat_markup_tokens = {
       "<|im_start|>", "<|im_end|>",    "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-      "<|eom_id|>",   "<|endoftext|>", "<|end|>",           "<start_of_turn>",     "<end_of_turn>",     "<EOT>"};
+      "<|eom_id|>",   "<|endoftext|>", "<|end|>",           "<start_of_turn>",     "<end_of_turn>",     "<EOT>",
+      "</s>"};
 
   /// Reads tokenizer.ggml.{model,pre,tokens,token_type,scores,merges,*_token_id,add_*} from a GGUF file.
   [[nodiscard]] static Tokenizer from_gguf(GgufFile const& f) {
@@ -285,7 +287,7 @@ class Tokenizer {
     // As llama.cpp's llama_vocab::load collects special_eog_ids from these names.
     auto const& t = s_.tokens[static_cast<std::size_t>(id)];
     return t == "<|eot_id|>" || t == "<|im_end|>" || t == "<|end|>" || t == "<end_of_turn>" || t == "<|endoftext|>" ||
-           t == "<|eom_id|>" || t == "<EOT>";
+           t == "<|eom_id|>" || t == "<EOT>" || t == "</s>";
   }
 
   /// Text to ids. Control tokens written in the text are recognised only with opt.parse_special; without
