@@ -349,44 +349,50 @@ PIECRUST_TARGET_AVX2 inline void dotk_rows(std::uint8_t const* w0, std::size_t r
   }
 }
 
-/// All rows of `a` against nw consecutive weight rows: out [nw][a.rows].
+/// NW weight rows against M activation rows from r0: the kernel of T's block size.
+template <WeightType T, std::size_t M, std::size_t NW>
+PIECRUST_TARGET_AVX2 inline void block_rows(std::uint8_t const* w0, std::size_t row_bytes, QuantizedActivations const& a,
+                                            std::size_t r0, float* out, std::size_t out_stride) noexcept {
+  if constexpr (uses_q8k(T)) {
+    dotk_rows<T, M, NW>(w0, row_bytes, a, r0, out, out_stride);
+  } else {
+    dot32_rows<T, M, NW>(w0, row_bytes, a, r0, out, out_stride);
+  }
+}
+
+/// All rows of `a` against NW weight rows at wr, G activation rows per pass (and the rest): o [NW][a.rows].
+template <WeightType T, std::size_t NW, std::size_t G>
+PIECRUST_TARGET_AVX2 inline void rows_of(std::uint8_t const* wr, std::size_t row_bytes, QuantizedActivations const& a,
+                                         float* o) noexcept {
+  std::size_t const m = a.rows;
+  std::size_t r = 0;
+  for (; r + G <= m; r += G) block_rows<T, G, NW>(wr, row_bytes, a, r, o + r, m);
+  if constexpr (G > 1) {
+    switch (m - r) {
+      case 3: block_rows<T, 3, NW>(wr, row_bytes, a, r, o + r, m); break;
+      case 2: block_rows<T, 2, NW>(wr, row_bytes, a, r, o + r, m); break;
+      case 1: block_rows<T, 1, NW>(wr, row_bytes, a, r, o + r, m); break;
+      default: break;
+    }
+  }
+}
+
+/// All rows of `a` against nw consecutive weight rows: out [nw][a.rows]. Pairs of weight rows share each
+/// activation load (the 256-blocks only at decode, where their chains are short); the rest go one by one,
+/// four activation rows per pass.
 template <WeightType T>
 PIECRUST_TARGET_AVX2 void quant_rows(std::uint8_t const* w0, std::size_t row_bytes, std::size_t nw,
                                      QuantizedActivations const& a, float* out) noexcept {
   std::size_t const m = a.rows;
+  std::size_t w = 0;
   if constexpr (uses_q8k(T)) {
-    auto rows = [&]<std::size_t NW, std::size_t G>(std::uint8_t const* wr, float* o) {
-      std::size_t r = 0;
-      for (; r + G <= m; r += G) dotk_rows<T, G, NW>(wr, row_bytes, a, r, o + r, m);
-      if constexpr (G > 1) {
-        switch (m - r) {
-          case 3: dotk_rows<T, 3, NW>(wr, row_bytes, a, r, o + r, m); break;
-          case 2: dotk_rows<T, 2, NW>(wr, row_bytes, a, r, o + r, m); break;
-          case 1: dotk_rows<T, 1, NW>(wr, row_bytes, a, r, o + r, m); break;
-          default: break;
-        }
-      }
-    };
-    std::size_t w = 0;
-    if (m < 4) {  // decode: two weight rows share each activation load and overlap their chains
-      for (; w + 2 <= nw; w += 2) rows.template operator()<2, 1>(w0 + w * row_bytes, out + w * m);
+    if (m < 4) {
+      for (; w + 2 <= nw; w += 2) rows_of<T, 2, 1>(w0 + w * row_bytes, row_bytes, a, out + w * m);
     }
-    for (; w < nw; ++w) rows.template operator()<1, 4>(w0 + w * row_bytes, out + w * m);
   } else {
-    auto rows = [&]<std::size_t NW, std::size_t G>(std::uint8_t const* wr, float* o) {
-      std::size_t r = 0;
-      for (; r + G <= m; r += G) dot32_rows<T, G, NW>(wr, row_bytes, a, r, o + r, m);
-      switch (m - r) {
-        case 3: dot32_rows<T, 3, NW>(wr, row_bytes, a, r, o + r, m); break;
-        case 2: dot32_rows<T, 2, NW>(wr, row_bytes, a, r, o + r, m); break;
-        case 1: dot32_rows<T, 1, NW>(wr, row_bytes, a, r, o + r, m); break;
-        default: break;
-      }
-    };
-    std::size_t w = 0;
-    for (; w + 2 <= nw; w += 2) rows.template operator()<2, 3>(w0 + w * row_bytes, out + w * m);
-    for (; w < nw; ++w) rows.template operator()<1, 4>(w0 + w * row_bytes, out + w * m);
+    for (; w + 2 <= nw; w += 2) rows_of<T, 2, 3>(w0 + w * row_bytes, row_bytes, a, out + w * m);
   }
+  for (; w < nw; ++w) rows_of<T, 1, 4>(w0 + w * row_bytes, row_bytes, a, out + w * m);
 }
 
 /// Every code of one block (weight_block_size(T) values) as this path unpacks them (tests compare them
