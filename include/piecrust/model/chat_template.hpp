@@ -174,10 +174,16 @@ class ChatTemplate {
     std::string_view const ws = " \t\n\r\f\v";
     auto const b = content.find_first_not_of(ws);
     content = b == std::string_view::npos ? std::string_view() : content.substr(b, content.find_last_not_of(ws) - b + 1);
-    out.insert(out.end(), {{"<start_of_turn>", true}, {role == "assistant" ? std::string_view("model") : role, false},
-                           {"\n", true}});
-    if (prefix) out.insert(out.end(), {{*prefix, false}, {"\n\n", false}});
-    out.insert(out.end(), {{content, false}, {"<end_of_turn>\n", true}});
+    // One push_back per span: GCC 12 at -O3 misreads insert(initializer_list) here (a bogus stringop-overflow).
+    out.push_back({"<start_of_turn>", true});
+    out.push_back({role == "assistant" ? std::string_view("model") : role, false});
+    out.push_back({"\n", true});
+    if (prefix) {
+      out.push_back({*prefix, false});
+      out.push_back({"\n\n", false});
+    }
+    out.push_back({content, false});
+    out.push_back({"<end_of_turn>\n", true});
   }
 
   [[nodiscard]] static std::string join(std::vector<TextSpan> const& spans) {
