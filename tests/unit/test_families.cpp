@@ -33,7 +33,9 @@ struct Family {
 };
 
 Family& family(std::string const& name) {
-  static std::map<std::string, Family> all;
+  // Never destroyed: the models live in the space's memory, and the map is made before the space's runtime
+  // (the CUDA emulation's state), so destroying it at exit would free into a runtime already gone.
+  static auto& all = *new std::map<std::string, Family>;
   auto it = all.find(name);
   if (it == all.end()) {
     std::uint64_t const seed = 41 + name.size();
