@@ -53,7 +53,8 @@ struct LlamaModelOptions {
   /// cache, no flash attention) bit for bit, so greedy continuations are the same ids. Slower (a naive
   /// attention loop) and f32 KV only; meant for conformance checks. Off by default.
   bool llama_cpp_attention = false;
-  /// With activation rounding on: keep a copy of every Q4_1 / Q8_0 matrix with its rows interleaved in
+  /// With activation rounding on: keep a copy of every block-of-32 matrix (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+  /// IQ4_NL) with its rows interleaved in
   /// groups of 8 (LinearOptions::interleave of the host backend), made once at construction: a faster matmul
   /// for the price of a second copy of those weights in memory, with the same bits as the GGUF-order one.
   bool interleaved_weights = true;

@@ -18,10 +18,6 @@
 
 namespace piecrust::detail::avx2 {
 
-[[nodiscard]] constexpr bool has_float_rows(WeightType t) noexcept {
-  return t == WeightType::f32 || t == WeightType::f16 || t == WeightType::bf16;
-}
-
 /// Weights j .. j + 7 of a row as f32.
 template <WeightType T>
 PIECRUST_TARGET_AVX2 inline __m256 load_weights8(std::uint8_t const* row, std::size_t j) noexcept {

@@ -42,14 +42,11 @@ struct InterleavedQuant {
     return t == WeightType::q4_0 || t == WeightType::q4_1 || t == WeightType::q5_0 || t == WeightType::q5_1 ||
            t == WeightType::q8_0 || t == WeightType::iq4_nl;
   }
-  [[nodiscard]] static constexpr bool has_min(WeightType t) noexcept {
-    return t == WeightType::q4_1 || t == WeightType::q5_1;
-  }
   [[nodiscard]] static constexpr bool has_high_bits(WeightType t) noexcept {
     return t == WeightType::q5_0 || t == WeightType::q5_1;
   }
   /// Byte offsets inside a group block.
-  [[nodiscard]] static constexpr std::size_t qh_offset(WeightType t) noexcept { return has_min(t) ? 32 : 16; }
+  [[nodiscard]] static constexpr std::size_t qh_offset(WeightType t) noexcept { return has_min_add(t) ? 32 : 16; }
   [[nodiscard]] static constexpr std::size_t codes_offset(WeightType t) noexcept {
     return qh_offset(t) + (has_high_bits(t) ? 32 : 0);
   }
@@ -73,7 +70,7 @@ struct InterleavedQuant {
     p.groups = (w.rows + interleaved_group_rows - 1) / interleaved_group_rows;
     std::size_t const nb = w.cols / 32, gbb = p.group_block_bytes(), src_block = weight_block_bytes(w.type);
     // source block: d, then m, then qh (where present), then the codes
-    std::size_t const src_qh = has_min(w.type) ? 4 : 2;
+    std::size_t const src_qh = has_min_add(w.type) ? 4 : 2;
     std::size_t const src_codes = src_qh + (has_high_bits(w.type) ? 4 : 0);
     std::size_t const qh = qh_offset(w.type), codes = codes_offset(w.type);
     std::size_t const chunks = w.type == WeightType::q8_0 ? 8 : 4;
@@ -84,7 +81,7 @@ struct InterleavedQuant {
         auto const* src = reinterpret_cast<std::uint8_t const*>(w.row(row)) + b * src_block;
         std::uint8_t* dst = p.data.data() + (g * nb + b) * gbb;
         std::memcpy(dst + 2 * r, src, 2);
-        if (has_min(w.type)) std::memcpy(dst + 16 + 2 * r, src + 2, 2);
+        if (has_min_add(w.type)) std::memcpy(dst + 16 + 2 * r, src + 2, 2);
         if (has_high_bits(w.type)) std::memcpy(dst + qh + 4 * r, src + src_qh, 4);
         for (std::size_t c = 0; c < chunks; ++c) std::memcpy(dst + codes + (c * 8 + r) * 4, src + src_codes + 4 * c, 4);
       }
@@ -119,23 +116,16 @@ PIECRUST_TARGET_AVX2 inline __m256i fifth_bits(__m256i qh) noexcept {
 /// or Q8_0 bytes) against the broadcast activation chunk x.
 template <WeightType T>
 PIECRUST_TARGET_AVX2 inline __m256i chunk_products(__m256i u, __m256i x) noexcept {
-  __m256i const ones = _mm256_set1_epi16(1);
-  if constexpr (T == WeightType::q4_1 || T == WeightType::q5_1) {  // codes >= 0
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones);
-  } else {
-    __m256i c;  // signed codes: |c| is maddubs' unsigned operand, the sign moves to the activation
-    if constexpr (T == WeightType::q4_0) {
-      c = _mm256_sub_epi8(u, _mm256_set1_epi8(8));
-    } else if constexpr (T == WeightType::q5_0) {
-      c = _mm256_sub_epi8(u, _mm256_set1_epi8(16));
-    } else if constexpr (T == WeightType::iq4_nl) {
-      c = avx2::iq4_lookup(u);
-    } else {
-      static_assert(T == WeightType::q8_0);
-      c = u;
-    }
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(c, c), _mm256_sign_epi8(x, c)), ones);
+  __m256i c = u;  // the codes as quant::code gives them
+  if constexpr (T == WeightType::q4_0) {
+    c = _mm256_sub_epi8(u, _mm256_set1_epi8(8));
+  } else if constexpr (T == WeightType::q5_0) {
+    c = _mm256_sub_epi8(u, _mm256_set1_epi8(16));
+  } else if constexpr (T == WeightType::iq4_nl) {
+    c = avx2::iq4_lookup(u);
   }
+  __m256i const p = _mm256_maddubs_epi16(avx2::weight_operand<T>(c), avx2::activation_operand<T>(x, c));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
 /// Nibble register C of a 4-bit group block (elements 4C.. and 16 + 4C.. of the 8 rows) into acc[C], acc[4 + C].
@@ -193,7 +183,7 @@ PIECRUST_TARGET_AVX2 inline void interleaved_dot_avx2(InterleavedQuant const& w,
       nibble_chunk<T, 1>(blk + codes, qh, x, dd, acc);
       nibble_chunk<T, 2>(blk + codes, qh, x, dd, acc);
       nibble_chunk<T, 3>(blk + codes, qh, x, dd, acc);
-      if constexpr (InterleavedQuant::has_min(T)) {
+      if constexpr (has_min_add(T)) {
         __m256 const mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + 16)));
         sm = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.s[i * nb + b]), sm);
       }
@@ -201,7 +191,7 @@ PIECRUST_TARGET_AVX2 inline void interleaved_dot_avx2(InterleavedQuant const& w,
   }
   __m256 h = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6])),
                            _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7])));
-  if constexpr (InterleavedQuant::has_min(T)) h = _mm256_add_ps(h, sm);
+  if constexpr (has_min_add(T)) h = _mm256_add_ps(h, sm);
   _mm256_storeu_ps(out, h);
 }
 
