@@ -219,30 +219,24 @@ TEST_CASE("swiglu, geglu and add_bias match the reference, in place too", "[kern
   std::mt19937_64 rng(seed);
   Space const space = test::make_space();
   std::size_t const rows = 5, dim = 1536;
-  auto const gate = random_floats(rng, rows * dim, -8, 8);  // [rows][dim]
-  auto const up = random_floats(rng, rows * dim, -2, 2);    // [rows][dim]
-  auto gd = upload(space, gate);
-  auto const ud = upload(space, up);
-  auto od = filled(space, rows * dim, nan_f);
-  swiglu(space, gd.view(rows, dim), ud.view(rows, dim), od.view(rows, dim));
-  auto const out = download(space, od);
-  CHECK(tolerance_ratio(out, reference::swiglu(gate, up), 1e-6, 1e-6) <= 1.0);
-  swiglu(space, gd.view(rows, dim), ud.view(rows, dim), gd.view(rows, dim));  // out = gate, as the model calls it
-  CHECK(download(space, gd) == out);
-  REQUIRE_THROWS_AS(swiglu(space, gd.view(rows, dim), ud.view(rows - 1, dim), od.view(rows, dim)), InvalidArgument);
-  // geglu on the same shapes: 2048 wide (Gemma 3 270M's FFN), with a tail past the host's vector width.
-  std::size_t const gdim = 2048 + 3;
-  auto const ggate = random_floats(rng, rows * gdim, -8, 8);  // [rows][gdim]
-  auto const gup = random_floats(rng, rows * gdim, -2, 2);    // [rows][gdim]
-  auto ggd = upload(space, ggate);
-  auto const gud = upload(space, gup);
-  auto god = filled(space, rows * gdim, nan_f);
-  geglu(space, ggd.view(rows, gdim), gud.view(rows, gdim), god.view(rows, gdim));
-  auto const gout = download(space, god);
-  CHECK(tolerance_ratio(gout, reference::geglu(ggate, gup), 1e-6, 1e-6) <= 1.0);
-  geglu(space, ggd.view(rows, gdim), gud.view(rows, gdim), ggd.view(rows, gdim));  // in place
-  CHECK(download(space, ggd) == gout);
-  REQUIRE_THROWS_AS(geglu(space, ggd.view(rows, gdim), gud.view(rows - 1, gdim), god.view(rows, gdim)), InvalidArgument);
+  // One gated activation: against its reference, in place (out = gate, as the model calls it), and a
+  // mismatched shape refused.
+  auto check_gated = [&](auto op, auto ref, std::size_t width) {
+    auto const gate = random_floats(rng, rows * width, -8, 8);  // [rows][width]
+    auto const up = random_floats(rng, rows * width, -2, 2);    // [rows][width]
+    auto gd = upload(space, gate);
+    auto const ud = upload(space, up);
+    auto od = filled(space, rows * width, nan_f);
+    op(space, gd.view(rows, width), ud.view(rows, width), od.view(rows, width));
+    auto const out = download(space, od);
+    CHECK(tolerance_ratio(out, ref(gate, up), 1e-6, 1e-6) <= 1.0);
+    op(space, gd.view(rows, width), ud.view(rows, width), gd.view(rows, width));
+    CHECK(download(space, gd) == out);
+    REQUIRE_THROWS_AS(op(space, gd.view(rows, width), ud.view(rows - 1, width), od.view(rows, width)), InvalidArgument);
+  };
+  check_gated([](auto const&... a) { swiglu(a...); }, [](auto const&... a) { return reference::swiglu(a...); }, dim);
+  // geglu 2048 wide (Gemma 3 270M's FFN), with a tail past the host's vector width.
+  check_gated([](auto const&... a) { geglu(a...); }, [](auto const&... a) { return reference::geglu(a...); }, 2048 + 3);
 
   auto const y0 = random_floats(rng, rows * dim);
   auto const bias = random_floats(rng, dim);
