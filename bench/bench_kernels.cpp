@@ -249,11 +249,11 @@ BENCHMARK(BM_AttentionMicroKernel_bf16)->Arg(0)->Arg(1)->Unit(benchmark::kMicros
 // args: vocab, batch, sampler (0 top_k_top_p(50, 0.9), 1 top_p(0.9), 2 multinomial, 3 greedy, 4 min_p(0.05))
 SamplingParams sampler_of(std::int64_t s) {
   switch (s) {
-    case 0: return SamplingParams::top_k_top_p_of(50, 0.9f);
-    case 1: return SamplingParams::top_p_of(0.9f);
+    case 0: return SamplingParams::top_k_top_p_of(TopK{50}, TopP{0.9f});
+    case 1: return SamplingParams::top_p_of(TopP{0.9f});
     case 2: return SamplingParams::multinomial();
     case 3: return SamplingParams::greedy();
-    default: return SamplingParams::min_p_of(0.05f);
+    default: return SamplingParams::min_p_of(MinP{0.05f});
   }
 }
 // Logits ~ N(0, 3^2): a long-tailed, LLM-like spread (top-p 0.9 keeps tens to hundreds of tokens).

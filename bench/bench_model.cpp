@@ -3,11 +3,13 @@
 // it beside llama.cpp (llama-cpp-python, same file, same thread count) and writes the ratios.
 //   bench_model [--model FILE] [--threads N] [--repeats R]
 //   bench_model --long N [--model FILE] [--threads N]   decode at batch 1 after N cached positions, for a model
-//       with sliding-window layers: with the window (local layers read only the pages it touches) and with
-//       every layer global (what reading the whole cache costs); plus the KV bytes of the full cache
+//       with sliding-window layers, through the Engine: with the window (local layers read only the pages it
+//       touches and keep only those in the window store) and with every layer global (what reading the whole
+//       cache costs; `--window-only 1` skips it); plus the KV bytes the engine holds against a full cache
 #include <piecrust/backends/host.hpp>
 #include <piecrust/model.hpp>
 #include <piecrust/model/detail/sequence_runner.hpp>
+#include <piecrust/runtime.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -40,8 +42,10 @@ int main(int argc, char** argv) {
     else if (a == "--repeats") repeats = std::stoul(argv[i + 1]);
   }
   std::size_t long_context = 0;
+  bool window_only = false;  // --long N --window-only 1: skip the (slow) every-layer-global run
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::string(argv[i]) == "--long") long_context = std::stoul(argv[i + 1]);
+    if (std::string(argv[i]) == "--window-only") window_only = std::string(argv[i + 1]) != "0";
   }
   if (!std::filesystem::exists(model)) {
     std::fprintf(stderr, "bench_model: model file %s is missing: %s\n", model.c_str(), fetch_model_hint);
@@ -52,28 +56,46 @@ int main(int argc, char** argv) {
   if (long_context > 0) {
     std::printf("{\"engine\": \"piecrust\", \"threads\": %zu, \"context\": %zu", threads, long_context);
     for (bool window : {true, false}) {
+      if (!window && window_only) break;
       auto w = LlamaWeights::from_gguf(file);
       if (!window) w.config.sliding_window = 0;
       Llama lm(std::move(w), Host{threads});
-      std::size_t const V = lm.shape().vocab_size, page = 16;
-      detail::SequenceRunner<Llama> run(lm, long_context / page + 8, page);
-      auto const s = run.add_sequence();
-      std::vector<TokenId> chunk(512);
-      std::vector<float> lg;
-      for (std::size_t done = 0; done < long_context; done += chunk.size()) {
-        chunk.resize(std::min<std::size_t>(512, long_context - done));
-        for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<TokenId>(100 + ((done + i) * 37) % 30000);
-        lg = run.step(s, chunk);
-      }
-      TokenId next = argmax(lg);
-      std::size_t const steps = 32;
-      auto const t0 = Clock::now();
-      for (std::size_t i = 0; i < steps; ++i) next = argmax(run.step(s, std::span(&next, 1)));
-      std::printf(", \"decode_b1_tok_s_%s\": %.2f", window ? "window" : "all_global", steps / seconds_since(t0));
-      (void)V;
+      std::size_t const page = 16, chunk_len = 512;
+      EngineOptions o;
+      o.page_size = page;
+      o.num_pages = long_context / page + 64;
+      // The window's pages, one prefill chunk's and a few spare: all a single context ever holds at once.
+      o.window_pages = lm.config().sliding_window / page + chunk_len / page + 8;
+      Engine<Llama> e(lm, o);
+      char const* const name = window ? "window" : "all_global";
+      auto const report = e.block_on([&]() -> Task<std::string> {
+        auto ctx = e.create_context();
+        std::vector<std::uint32_t> chunk;  // [chunk_len] a deterministic spread of ids
+        for (std::size_t done = 0; done < long_context; done += chunk.size()) {
+          chunk.resize(std::min(chunk_len, long_context - done));
+          for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<std::uint32_t>(100 + ((done + i) * 37) % 30000);
+          ctx.fill(chunk);
+          co_await ctx.flush(Flush::keep_last);
+        }
+        auto const t0 = Clock::now();
+        Generation const g = co_await ctx.generate(samplers::greedy(), max_len(32));
+        double const tok_s = static_cast<double>(g.tokens.size()) / seconds_since(t0);
+        // Bytes held: the main pages in every full-attention layer, the window pages in every window layer.
+        auto const& kv = e.kv_cache();
+        auto const st = e.pool().stats();
+        std::size_t held = 0, full = 0;
+        for (std::size_t l = 0; l < kv.num_layers(); ++l) {
+          held += (kv.is_window_layer(l) ? st.window_used : st.used) * kv.page_bytes();
+          full += st.used * kv.page_bytes();
+        }
+        char buf[256];
+        std::snprintf(buf, sizeof buf, ", \"decode_b1_tok_s_%s\": %.2f, \"kv_bytes_held_%s\": %zu, \"kv_bytes_full_%s\": %zu",
+                      name, tok_s, name, held, name, full);
+        co_return std::string(buf);
+      }());
+      std::printf("%s", report.c_str());
     }
-    auto const& c = LlamaWeights::from_gguf(file).config;
-    std::printf(", \"kv_bytes_full_f32\": %zu}\n", long_context * c.num_layers * c.num_kv_heads * c.head_dim * 2 * 4);
+    std::printf("}\n");
     return 0;
   }
   Llama m(LlamaWeights::from_gguf(file), Host{threads});

@@ -123,7 +123,7 @@ void BM_forks(benchmark::State& state) {
   for (auto _ : state) {
     Engine<Llama> e(*loaded()->model, engine_options());
     auto branch = [](Context<Llama> ctx, std::size_t t) -> Task<Generation> {
-      co_return co_await ctx.generate(samplers::top_k(40, 0.8f), max_len(t));
+      co_return co_await ctx.generate(samplers::top_k(TopK{40}, Temperature{0.8f}), max_len(t));
     };
     auto prog = [&](Engine<Llama>& e) -> Task<std::vector<Generation>> {
       auto root = e.create_context();

@@ -23,7 +23,8 @@ fi
 targets=()
 for n in "${names[@]}"; do targets+=("fuzz_$n"); done
 
-cmake -S "$root/tests/fuzz" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S "$root/tests/fuzz" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" >/dev/null
 cmake --build "$build" -j"${FUZZ_JOBS:-$(nproc)}" --target "${targets[@]}"
 
 export PIECRUST_MODEL="${PIECRUST_MODEL:-${PIECRUST_CACHE_DIR:-$HOME/.cache/piecrust}/models/SmolLM2-135M-Instruct.Q4_1.gguf}"

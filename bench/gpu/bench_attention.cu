@@ -162,7 +162,7 @@ void bench_sampling(Cuda const& space, std::size_t rows, std::size_t vocab) {
   fill_f32<<<1024, 256, 0, space.stream()>>>(logits.data(), logits.size(), 3u, 8.0f);
   gpu::check_launch("fill");
   space.fence();
-  std::vector<SamplingParams> const params(rows, SamplingParams::top_k_top_p_of(50, 0.9f));
+  std::vector<SamplingParams> const params(rows, SamplingParams::top_k_top_p_of(TopK{50}, TopP{0.9f}));
   std::vector<SampleKey> keys(rows);
   for (std::size_t r = 0; r < rows; ++r) keys[r] = SampleKey{42, r, 0};
   double const us = median_us(space, [&] {

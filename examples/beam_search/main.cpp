@@ -13,7 +13,7 @@ using namespace piecrust::examples;
 
 int main(int argc, char** argv) {
   std::size_t k = 4, steps = 24;
-  std::string prompt = "Complete the sentence: The best thing about autumn is";
+  Prompt prompt{"Complete the sentence: The best thing about autumn is", "The best thing about autumn is"};
   auto const o = parse_common(argc, argv, "piecrust-beam_search", " [--k K] [--steps N] [--prompt TEXT]",
                               {{"--k", integer(k, 1, 64)},
                                {"--steps", integer(steps, 1, 4096)},
@@ -21,9 +21,9 @@ int main(int argc, char** argv) {
   try {
     auto const m = load_model(o, "piecrust-beam_search");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);
-    std::vector<std::uint32_t> const ids = m.has_text() ? m.chat_prompt("", prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
+    std::vector<std::uint32_t> const ids = m.has_text() ? m.prompt(prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
     auto root = engine.create_context();
-    auto const beams = engine.block_on(beam_search(engine, root, std::span(ids), k, steps, m.eos_ids()));
+    auto const beams = engine.block_on(beam_search(engine, root, std::span(ids), k, steps, m.answer_end_ids()));
     for (Beam const& b : beams) {
       std::printf("%8.3f %s %s\n", b.score, b.finished ? "(end)" : "     ", m.show(b.tokens).c_str());
     }

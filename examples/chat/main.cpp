@@ -4,7 +4,8 @@
 //   piecrust-chat                                               interactive (/reset, /quit)
 //
 // It runs on piecrust's runtime: an Engine owns the model and the KV pages, the conversation is a Context,
-// and each token is one Forward pass (input_pending + sample), streamed as it is produced.
+// and each token is one Forward pass (input_pending + sample), streamed as it is produced. Sampling: the
+// model file's recommendation, else llama.cpp-like defaults with a repeat penalty (chat_options.hpp).
 
 #include "chat/chat_options.hpp"
 
@@ -54,17 +55,6 @@ Options parse(int argc, char** argv) {
   }
 }
 
-/// Greedy at temperature 0; otherwise the runtime's top-k / top-p samplers at the given temperature
-/// (Holtzman et al. 2019, "The Curious Case of Neural Text Degeneration").
-SamplerSpec make_sampler(Options const& o) {
-  if (o.temperature == 0.0f) return samplers::greedy();
-  auto const k = static_cast<std::uint32_t>(o.top_k);
-  if (k > 0 && o.top_p < 1.0f) return samplers::top_k_top_p(k, o.top_p, o.temperature);
-  if (k > 0) return samplers::top_k(k, o.temperature);
-  if (o.top_p < 1.0f) return samplers::top_p(o.top_p, o.temperature);
-  return samplers::temperature(o.temperature);
-}
-
 struct Stats {
   std::size_t prompt_tokens = 0, generated = 0;
   double prompt_s = 0, gen_s = 0;
@@ -91,13 +81,15 @@ class Chat {
         model_(LlamaWeights::from_gguf(file), o.threads == 0 ? Host{} : Host{o.threads}),
         engine_(model_, engine_options(o, model_, tok_), &tok_, tmpl_),
         ctx_(engine_.create_context()),
-        sampler_(make_sampler(o)) {}
+        sampling_(examples::chat::chat_sampling(o, examples::chat::recommended_sampling(*file))),
+        sampler_(examples::chat::make_sampler(sampling_)) {}
 
   /// Sends one user message (or raw text) and streams the reply to stdout. False when the message cannot fit
   /// the context even in a new conversation: the chat should end.
   bool turn(std::string const& user) { return engine_.block_on(run_turn(user)); }
 
   void reset() { ctx_ = engine_.create_context(); }
+  [[nodiscard]] examples::chat::ChatSampling const& sampling() const { return sampling_; }
   [[nodiscard]] Stats const& stats() const { return stats_; }
 
  private:
@@ -175,6 +167,7 @@ class Chat {
   Llama model_;
   Engine<Llama> engine_;
   Context<Llama> ctx_;
+  examples::chat::ChatSampling sampling_;
   SamplerSpec sampler_;
   Stats stats_;
 };
@@ -191,6 +184,15 @@ int main(int argc, char** argv) {
   try {
     auto const file = std::make_shared<piecrust::GgufFile const>(piecrust::GgufFile::open(o.model));
     Chat chat(o, file);
+    auto const& sm = chat.sampling();
+    if (sm.greedy) {
+      std::fprintf(stderr, "[sampling: greedy]\n");
+    } else {
+      std::fprintf(stderr, "[sampling%s: temperature %.2f, top-k %u, top-p %.2f, min-p %.2f, repeat penalty %.2f over %u tokens, seed %llu]\n",
+                   sm.from_model ? " (the model's)" : "", static_cast<double>(sm.temperature), sm.top_k,
+                   static_cast<double>(sm.top_p), static_cast<double>(sm.min_p), static_cast<double>(sm.repeat_penalty),
+                   sm.repeat_last_n, static_cast<unsigned long long>(o.seed));
+    }
     if (o.prompt) {
       if (!chat.turn(*o.prompt)) status = 1;
     } else {

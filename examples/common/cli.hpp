@@ -1,9 +1,15 @@
 #pragma once
 // Command-line plumbing the example programs share: `--model FILE.gguf` (default: piecrust::default_model_path())
-// or `--tiny` (the tiny random Llama, no file, token ids instead of text), `--seed`, `--threads`, plus each
-// example's own options. Every number is parsed strictly and bounded (integer(), real()); a bad command line
-// exits with status 2 and a message naming the option and the value. Loads the model, tokenizer and chat
-// template the way examples/chat does.
+// or `--tiny` (the tiny random Llama, no file, token ids instead of text), `--seed`, `--threads`, `--raw` /
+// `--chat` (the prompt style, below), plus each example's own options. Every number is parsed strictly and
+// bounded (integer(), real()); a bad command line exits with status 2 and a message naming the option and the
+// value. Loads the model, tokenizer and chat template the way examples/chat does.
+//
+// Prompt style. An instruction-tuned model answers a chat turn; a base model was never trained on chat markup
+// and does better continuing a text. A GGUF file carries tokenizer.chat_template when its model was tuned to
+// chat (SmolLM2-135M-Instruct does; the base Gemma 3 270M does not), so by default the examples write a chat
+// turn when the file has a template and a plain completion prompt when it has none. `--chat` and `--raw`
+// force one style.
 
 #include <piecrust/backends/host.hpp>
 #include <piecrust/model.hpp>
@@ -99,6 +105,18 @@ inline OptionSetter text(std::string& out) {
   return [&out](std::string const&, std::string const& value) { out = value; };
 }
 
+/// An example's prompt in both styles: the message an instruction-tuned model answers, and the text a base
+/// model continues toward the same kind of answer.
+struct Prompt {
+  std::string message;
+  std::string completion;
+};
+
+/// A prompt option: the user's text is both the message and the text to complete.
+inline OptionSetter text(Prompt& out) {
+  return [&out](std::string const&, std::string const& value) { out = {value, value}; };
+}
+
 /// The most threads --threads accepts: four per hardware thread (more only adds contention; far more makes
 /// thread creation itself fail).
 inline std::size_t max_threads() { return 4 * std::max<std::size_t>(1, std::thread::hardware_concurrency()); }
@@ -108,8 +126,12 @@ inline constexpr std::size_t max_generation = 65536;
 
 // ---- the common options ----
 
+/// How prompts are written: from the file (a chat turn when it carries a chat template), or forced.
+enum class PromptStyle { automatic, chat, completion };
+
 struct CommonOptions {
   std::string model = default_model_path();
+  PromptStyle style = PromptStyle::automatic;  // --chat / --raw
   bool tiny = false;
   std::uint64_t seed = 0;
   std::size_t threads = 0;  // 0 = one per hardware thread (the default; --threads takes 1..max_threads())
@@ -131,6 +153,12 @@ inline CommonOptions parse_common_args(std::span<char const* const> args,
     std::string const a = args[i];
     if (a == "--tiny") {
       o.tiny = true;
+    } else if (a == "--raw" || a == "--chat") {
+      PromptStyle const s = a == "--raw" ? PromptStyle::completion : PromptStyle::chat;
+      if (o.style != PromptStyle::automatic && o.style != s) {
+        piecrust::detail::fail<InvalidArgument>("--raw and --chat exclude each other");
+      }
+      o.style = s;
     } else if (a == "--help" || a == "-h") {
       o.help = true;
     } else if (auto const f = flags.find(a); f != flags.end()) {
@@ -151,7 +179,8 @@ inline CommonOptions parse_common(int argc, char** argv, char const* program, ch
                                   std::map<std::string, OptionSetter> const& extra = {},
                                   std::map<std::string, std::function<void()>> const& flags = {}) {
   auto usage = [&] {
-    std::fprintf(stderr, "usage: %s [--model FILE.gguf | --tiny] [--seed S] [--threads N]%s\n", program, usage_extra);
+    std::fprintf(stderr, "usage: %s [--model FILE.gguf | --tiny] [--raw | --chat] [--seed S] [--threads N]%s\n", program,
+                 usage_extra);
   };
   try {
     CommonOptions o = parse_common_args(std::span<char const* const>(argv + 1, static_cast<std::size_t>(argc > 0 ? argc - 1 : 0)),
@@ -175,6 +204,7 @@ struct LoadedModel {
   std::optional<ChatTemplate> chat;
   std::unique_ptr<Llama> model;
   std::string name;
+  bool completion = false;  // prompts are plain text to continue, not chat turns (see "Prompt style" above)
 
   [[nodiscard]] bool has_text() const { return tokenizer.has_value(); }
   [[nodiscard]] Tokenizer const* tokenizer_ptr() const { return tokenizer ? &*tokenizer : nullptr; }
@@ -206,7 +236,24 @@ struct LoadedModel {
     return chat_ids(messages, true, true);
   }
 
-  /// Ids decoded to text (special tokens left out), or the ids themselves without a tokenizer.
+  /// The prompt as ids, in this model's style: `system` and the message as a chat turn followed by the
+  /// assistant's generation prompt; or BOS (where the vocabulary starts a text with one) and `system`, a blank
+  /// line and the completion text, as plain text.
+  [[nodiscard]] std::vector<std::uint32_t> prompt(Prompt const& p, std::string const& system = {}) const {
+    if (!completion) return chat_prompt(system, p.message);
+    return text_ids(system.empty() ? p.completion : system + "\n\n" + p.completion, true);
+  }
+
+  /// Plain text as ids, after BOS when `first` and the vocabulary starts a text with one.
+  [[nodiscard]] std::vector<std::uint32_t> text_ids(std::string const& text, bool first) const {
+    std::vector<std::uint32_t> ids;
+    if (first && tokenizer->adds_bos() && tokenizer->bos()) ids.push_back(static_cast<std::uint32_t>(*tokenizer->bos()));
+    for (std::uint32_t const id : encode(text)) ids.push_back(id);
+    return ids;
+  }
+
+  /// Ids decoded to text (special tokens and a final line end left out), or the ids themselves without a
+  /// tokenizer.
   [[nodiscard]] std::string show(std::span<std::uint32_t const> ids) const {
     if (!tokenizer) {
       std::string s = "[";
@@ -214,7 +261,9 @@ struct LoadedModel {
       return s + "]";
     }
     std::vector<TokenId> t(ids.begin(), ids.end());
-    return tokenizer->decode(t);
+    std::string s = tokenizer->decode(t);
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
   }
 
   /// Every end-of-generation id of the vocabulary (EOS, EOT, <|im_end|>, ...); empty for the tiny model.
@@ -231,6 +280,34 @@ struct LoadedModel {
   [[nodiscard]] StopCondition stop(std::size_t max_tokens) const {
     auto const eos = eos_ids();
     return eos.empty() ? max_len(max_tokens) : max_len(max_tokens) || ends_with_any(eos);
+  }
+
+  /// Every id whose bytes hold a line end; empty for the tiny model.
+  [[nodiscard]] std::vector<std::uint32_t> newline_ids() const {
+    std::vector<std::uint32_t> ids;
+    if (!tokenizer) return ids;
+    for (std::size_t i = 0; i < tokenizer->vocab_size(); ++i) {
+      if (tokenizer->token_to_bytes(static_cast<TokenId>(i)).find('\n') != std::string::npos) {
+        ids.push_back(static_cast<std::uint32_t>(i));
+      }
+    }
+    return ids;
+  }
+
+  /// The ids that end a one-line answer: end-of-generation, and for a completion prompt also a line end (a
+  /// base model does not stop after its answer; it goes on with the next line of the text).
+  [[nodiscard]] std::vector<std::uint32_t> answer_end_ids() const {
+    auto ids = eos_ids();
+    if (completion) {
+      for (std::uint32_t const id : newline_ids()) ids.push_back(id);
+    }
+    return ids;
+  }
+
+  /// stop() for a one-line answer: also at a line end after a completion prompt (answer_end_ids).
+  [[nodiscard]] StopCondition answer_stop(std::size_t max_tokens) const {
+    auto const ids = answer_end_ids();
+    return ids.empty() ? max_len(max_tokens) : max_len(max_tokens) || ends_with_any(ids);
   }
 };
 
@@ -250,7 +327,21 @@ inline LoadedModel load_model(CommonOptions const& o, char const* program) {
   }
   m.file = std::make_shared<GgufFile const>(GgufFile::open(o.model));
   m.tokenizer.emplace(Tokenizer::from_gguf(*m.file));
-  m.chat.emplace(ChatTemplate::from_gguf(*m.file));
+  m.completion = o.style == PromptStyle::completion ||
+                 (o.style == PromptStyle::automatic && m.file->get_or<std::string>("tokenizer.chat_template", "").empty());
+  if (m.completion) {
+    // A completion prompt needs no template: one the file's family lacks (or an unknown one) is no error here.
+    try {
+      m.chat.emplace(ChatTemplate::from_gguf(*m.file));
+    } catch (Unsupported const&) {
+    }
+    if (o.style == PromptStyle::automatic) {
+      std::fprintf(stderr, "%s: the file has no chat template (a base model): prompts are text to complete"
+                   " (--chat for chat turns)\n", program);
+    }
+  } else {
+    m.chat.emplace(ChatTemplate::from_gguf(*m.file));
+  }
   m.model = std::make_unique<Llama>(LlamaWeights::from_gguf(m.file), space);
   m.name = m.file->get_or<std::string>("general.name", o.model);
   return m;

@@ -13,7 +13,7 @@ using namespace piecrust::examples;
 
 int main(int argc, char** argv) {
   std::string pattern = R"(\{"name": "[A-Z][a-z]+", "age": [1-9][0-9]?\})";
-  std::string prompt = "Invent a person. Reply with JSON only: name and age.";
+  Prompt prompt{"Invent a person. Reply with JSON only: name and age.", "A person, as JSON with a name and an age:\n"};
   std::size_t max_tokens = 40;
   auto const o = parse_common(argc, argv, "piecrust-constrained", " [--pattern REGEX] [--max-tokens N] [--prompt TEXT]",
                               {{"--pattern", text(pattern)},
@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> bytes;
     std::vector<std::uint32_t> eos;
     if (m.has_text()) {
-      ids = m.chat_prompt("", prompt);
+      ids = m.prompt(prompt);
       bytes = token_bytes(*m.tokenizer);
       eos = m.eos_ids();
     } else {
@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
       eos = {0};
     }
     auto const r = engine.block_on(
-        constrained_generate(engine, std::span(ids), pattern, bytes, eos, samplers::top_k(50, 1.0f), max_tokens));
+        constrained_generate(engine, std::span(ids), pattern, bytes, eos, samplers::top_k(TopK{50}, Temperature{1.0f}), max_tokens));
     std::printf("pattern %s\noutput  %s\n%zu tokens, %s\n", pattern.c_str(), r.text.c_str(), r.generation.tokens.size(),
                 r.complete ? "a complete match (ended with end-of-sequence)" : "stopped at the token limit");
   } catch (Error const& e) {

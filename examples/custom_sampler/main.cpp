@@ -22,7 +22,7 @@ Task<Generation> generate_with(Engine<Llama>& engine, std::vector<std::uint32_t>
 int main(int argc, char** argv) {
   float mass = 0.9f;
   std::size_t max_tokens = 48;
-  std::string prompt = "Describe a sunset in two sentences.";
+  Prompt prompt{"Describe a sunset in two sentences.", "The sunset over the harbour was"};
   auto const o = parse_common(argc, argv, "piecrust-custom_sampler", " [--mass P] [--max-tokens N] [--prompt TEXT]",
                               {{"--mass", real(mass, 0.0, 1.0, Lower::open)},
                                {"--max-tokens", integer(max_tokens, 1, max_generation)},
@@ -30,10 +30,10 @@ int main(int argc, char** argv) {
   try {
     auto const m = load_model(o, "piecrust-custom_sampler");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);
-    std::vector<std::uint32_t> const ids = m.has_text() ? m.chat_prompt("", prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
+    std::vector<std::uint32_t> const ids = m.has_text() ? m.prompt(prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
     auto const typical = engine.block_on(
-        generate_with(engine, ids, SamplerSpec::custom(TypicalSampler(mass, o.seed)), m.stop(max_tokens)));
-    auto const greedy = engine.block_on(generate_with(engine, ids, samplers::greedy(), m.stop(max_tokens)));
+        generate_with(engine, ids, SamplerSpec::custom(TypicalSampler(mass, o.seed)), m.answer_stop(max_tokens)));
+    auto const greedy = engine.block_on(generate_with(engine, ids, samplers::greedy(), m.answer_stop(max_tokens)));
     std::printf("typical (mass %.2f): %s\n", mass, m.show(typical.tokens).c_str());
     std::printf("greedy:              %s\n", m.show(greedy.tokens).c_str());
   } catch (Error const& e) {

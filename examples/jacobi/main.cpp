@@ -27,7 +27,7 @@ Task<JacobiResult> jacobi(Engine<Llama>& engine, std::vector<std::uint32_t> prom
 
 int main(int argc, char** argv) {
   std::size_t n = 8, max_tokens = 96;
-  std::string prompt = "Count from 1 to 30, separated by commas.";
+  Prompt prompt{"Count from 1 to 30, separated by commas.", "The numbers from 1 to 30, separated by commas: 1, 2, 3,"};
   auto const o = parse_common(argc, argv, "piecrust-jacobi", " [--n N] [--max-tokens N] [--prompt TEXT]",
                               {{"--n", integer(n, 1, 64)},
                                {"--max-tokens", integer(max_tokens, 1, max_generation)},
@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
   try {
     auto const m = load_model(o, "piecrust-jacobi");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);
-    std::vector<std::uint32_t> const ids = m.has_text() ? m.chat_prompt("", prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
+    std::vector<std::uint32_t> const ids = m.has_text() ? m.prompt(prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
     using Clock = std::chrono::steady_clock;
     auto t0 = Clock::now();
     auto const plain = engine.block_on(greedy(engine, ids, m.stop(max_tokens)));

@@ -20,10 +20,10 @@ Task<void> run(Engine<Llama>& engine, LoadedModel const& m, std::vector<std::uin
   co_await prefill_all_but_last(ctx, std::span(prompt));
   // The answer, from a fork so that `ctx` stays at the prompt for validation.
   auto gen_ctx = ctx.fork();
-  Generation const answer = co_await gen_ctx.generate(samplers::greedy(), m.stop(32));
+  Generation const answer = co_await gen_ctx.generate(samplers::greedy(), m.answer_stop(32));
   std::vector<std::uint32_t> out = answer.tokens;
-  auto const eos = m.eos_ids();
-  if (!out.empty() && std::find(eos.begin(), eos.end(), out.back()) != eos.end()) out.pop_back();
+  auto const end = m.answer_end_ids();  // the answer without the token that ended it
+  if (!out.empty() && std::find(end.begin(), end.end(), out.back()) != end.end()) out.pop_back();
 
   std::vector<std::pair<std::string, std::vector<std::uint32_t>>> candidates{{"model answer", out}};
   if (m.has_text()) {
@@ -46,7 +46,7 @@ Task<void> run(Engine<Llama>& engine, LoadedModel const& m, std::vector<std::uin
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string prompt = "What is the capital of France? Answer in one short sentence.";
+  Prompt prompt{"What is the capital of France? Answer in one short sentence.", "Question: What is the capital of France?\nAnswer:"};
   // Thresholds for SmolLM2-135M: its own answers score a mean above -1 with no token below -5.
   ValidationThresholds th{-1.5, -8.0};
   auto const o = parse_common(argc, argv, "piecrust-logprob_validation", " [--prompt TEXT] [--min-mean X] [--min-token X]",
@@ -56,9 +56,12 @@ int main(int argc, char** argv) {
   try {
     auto const m = load_model(o, "piecrust-logprob_validation");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);
-    std::vector<std::uint32_t> const ids = m.has_text() ? m.chat_prompt("", prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
+    std::vector<std::uint32_t> const ids = m.has_text() ? m.prompt(prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
+    // After "Answer:" a completion's first word follows a space, as the model writes it.
+    std::string const lead = m.completion ? " " : "";
     engine.block_on(run(engine, m, ids,
-                        {"The capital of France is Berlin.", "The capital of France is Paris, a city on the Moon."}, th));
+                        {lead + "The capital of France is Berlin.", lead + "The capital of France is Paris, a city on the Moon."},
+                        th));
   } catch (Error const& e) {
     std::fprintf(stderr, "piecrust-logprob_validation: %s\n", e.what());
     return 1;

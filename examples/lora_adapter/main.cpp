@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   std::string adapter_file;
   std::size_t rank = 8, max_tokens = 32;
   float alpha = 16.0f, strength = 0.05f;
-  std::string prompt = "Write one sentence about the sea.";
+  Prompt prompt{"Write one sentence about the sea.", "The sea is"};
   auto const o = parse_common(
       argc, argv, "piecrust-lora_adapter",
       " [--adapter FILE.gguf] [--rank R] [--alpha A] [--strength S] [--max-tokens N] [--prompt TEXT]",
@@ -52,8 +52,8 @@ int main(int argc, char** argv) {
       std::filesystem::remove(path);
       variants.push_back({"random q,k,v,o", engine.load_adapter("b", b)});
     }
-    std::vector<std::uint32_t> const ids = m.has_text() ? m.chat_prompt("", prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
-    auto const answers = engine.block_on(answer_with_adapters(engine, std::span(ids), variants, samplers::greedy(), m.stop(max_tokens)));
+    std::vector<std::uint32_t> const ids = m.has_text() ? m.prompt(prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
+    auto const answers = engine.block_on(answer_with_adapters(engine, std::span(ids), variants, samplers::greedy(), m.answer_stop(max_tokens)));
     for (LoraAnswer const& a : answers) {
       std::printf("%-24s mean log p %7.3f  %s\n", a.name.c_str(), a.mean_logprob(), m.show(a.generation.tokens).c_str());
     }

@@ -14,7 +14,7 @@ using namespace piecrust::examples;
 
 int main(int argc, char** argv) {
   std::size_t n = 4, max_tokens = 48;
-  std::string prompt = "Write a one-line slogan for a bakery.";
+  Prompt prompt{"Write a one-line slogan for a bakery.", "Slogan of the bakery on Main Street: \""};
   auto const o = parse_common(argc, argv, "piecrust-parallel_generation", " [--n N] [--max-tokens N] [--prompt TEXT]",
                               {{"--n", integer(n, 1, 64)},
                                {"--max-tokens", integer(max_tokens, 1, max_generation)},
@@ -22,11 +22,11 @@ int main(int argc, char** argv) {
   try {
     auto const m = load_model(o, "piecrust-parallel_generation");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);
-    std::vector<std::uint32_t> const ids = m.has_text() ? m.chat_prompt("", prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
+    std::vector<std::uint32_t> const ids = m.has_text() ? m.prompt(prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
     auto root = engine.create_context();
     auto const t0 = std::chrono::steady_clock::now();
     auto const gens = engine.block_on(
-        parallel_generation(engine, root, std::span(ids), n, samplers::top_p(0.9f, 0.8f), m.stop(max_tokens)));
+        parallel_generation(engine, root, std::span(ids), n, samplers::top_p(TopP{0.9f}, Temperature{0.8f}), m.answer_stop(max_tokens)));
     double const s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::size_t total = 0;
     for (std::size_t i = 0; i < gens.size(); ++i) {

@@ -36,15 +36,20 @@ int main(int argc, char** argv) {
           "accurate sentence. The planets, in order from the Sun, are Mercury, Venus, Earth, Mars, Jupiter, "
           "Saturn, Uranus and Neptune. Mars looks red because of iron oxide dust on its surface. Jupiter is the "
           "largest planet; Saturn has the most visible rings.";
-      prefix = m.chat_ids({{"system", system}}, true, false);
-      q = m.chat_ids({{"user", question}}, false, true);
+      if (m.completion) {  // the text to continue: the system text, then the question and "Answer:"
+        prefix = m.text_ids(system + "\n\n", true);
+        q = m.text_ids("Question: " + question + "\nAnswer:", false);
+      } else {
+        prefix = m.chat_ids({{"system", system}}, true, false);
+        q = m.chat_ids({{"user", question}}, false, true);
+      }
     } else {
       for (std::uint32_t i = 0; i < 100; ++i) prefix.push_back((i * 37 + 11) % 512);
       q = {5, 6, 7};
     }
     auto const t0 = std::chrono::steady_clock::now();
     auto const r = engine.block_on(
-        answer_with_prefix_cache(engine, store, prefix, q, samplers::greedy(), m.stop(48)));
+        answer_with_prefix_cache(engine, store, prefix, q, samplers::greedy(), m.answer_stop(48)));
     double const s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%s\n", m.show(r.answer.tokens).c_str());
     if (r.imported) {

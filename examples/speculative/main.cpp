@@ -22,11 +22,13 @@ int main(int argc, char** argv) {
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);
     std::vector<std::uint32_t> ids;
     if (m.has_text()) {
-      ids = m.chat_prompt("", "Repeat this list exactly, one item per line:\n"
-                              "- apples, 3 kg, from the market on Monday\n"
-                              "- pears, 2 kg, from the market on Tuesday\n"
-                              "- plums, 1 kg, from the market on Wednesday\n"
-                              "- grapes, 4 kg, from the market on Thursday\n");
+      std::string const list =
+          "- apples, 3 kg, from the market on Monday\n"
+          "- pears, 2 kg, from the market on Tuesday\n"
+          "- plums, 1 kg, from the market on Wednesday\n"
+          "- grapes, 4 kg, from the market on Thursday\n";
+      ids = m.prompt({"Repeat this list exactly, one item per line:\n" + list,
+                      "Shopping list:\n" + list + "\nThe same shopping list, copied exactly:\n"});
     } else {
       for (int r = 0; r < 8; ++r) {
         for (std::uint32_t t : {11u, 22u, 33u, 44u, 55u, 66u}) ids.push_back(t);

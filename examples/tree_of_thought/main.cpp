@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   TreeOfThoughtOptions t;
   t.thought_len = 16;
   t.depth = 4;
-  std::string prompt = "Give three steps to make tea, one short step per line.";
+  Prompt prompt{"Give three steps to make tea, one short step per line.", "How to make tea, in three short steps:\n"};
   auto const o = parse_common(argc, argv, "piecrust-tree_of_thought",
                               " [--breadth B] [--keep K] [--depth D] [--len N] [--prompt TEXT]",
                               {{"--breadth", integer(t.breadth, 1, 16)},
@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   try {
     auto const m = load_model(o, "piecrust-tree_of_thought");
     Engine<Llama> engine(*m.model, engine_options(o), m.tokenizer_ptr(), m.chat);
-    std::vector<std::uint32_t> const ids = m.has_text() ? m.chat_prompt("", prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
+    std::vector<std::uint32_t> const ids = m.has_text() ? m.prompt(prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
     if (m.has_text()) {
       // A thought is one line: it ends at any token whose bytes hold a newline; the path ends at end-of-turn.
       for (std::size_t i = 0; i < m.tokenizer->vocab_size(); ++i) {

@@ -25,7 +25,7 @@ struct TreeOfThoughtOptions {
   std::size_t keep = 2;         // nodes kept per level
   std::size_t depth = 3;        // levels
   std::size_t thought_len = 8;  // tokens per thought
-  SamplerSpec sampler = samplers::top_p(0.9f, 1.0f);
+  SamplerSpec sampler = samplers::top_p(TopP{0.9f}, Temperature{1.0f});
   std::vector<std::uint32_t> thought_end;  // ids that end a thought early (e.g. every token holding a newline)
   std::vector<std::uint32_t> eos;          // ids that end the whole path: such a node is not expanded again
 };

@@ -16,8 +16,8 @@ int main(int argc, char** argv) {
   WindowOptions w;
   w.window = 64;
   w.steps = 400;
-  w.sampler = samplers::top_k(40, 0.8f);
-  std::string prompt = "Tell me a long story about a lighthouse keeper.";
+  w.sampler = samplers::top_k(TopK{40}, Temperature{0.8f});
+  Prompt prompt{"Tell me a long story about a lighthouse keeper.", "Once upon a time, there lived a lighthouse keeper"};
   auto const o = parse_common(argc, argv, "piecrust-windowed_attention", " [--window N] [--steps N] [--prompt TEXT]",
                               {{"--window", integer(w.window, 1, 8192)},
                                {"--steps", integer(w.steps, 1, max_generation)},
@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   try {
     auto const m = load_model(o, "piecrust-windowed_attention");
     Engine<Llama> engine(*m.model, engine_options(o, 64), m.tokenizer_ptr(), m.chat);
-    std::vector<std::uint32_t> const ids = m.has_text() ? m.chat_prompt("", prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
+    std::vector<std::uint32_t> const ids = m.has_text() ? m.prompt(prompt) : std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8};
     auto ctx = engine.create_context();
     auto progress = [&](std::size_t step, Context<Llama> const& c) {
       if ((step + 1) % 50 != 0) return;

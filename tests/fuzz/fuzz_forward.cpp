@@ -76,9 +76,9 @@ piecrust::SamplerSpec random_sampler(Bytes& in) {
   switch (in.u8() % 5) {
     case 0: return piecrust::samplers::greedy();
     case 1: return piecrust::samplers::multinomial();
-    case 2: return piecrust::samplers::top_k(1 + in.u8() % 600, 0.1f + static_cast<float>(in.u8()) / 64.0f);
-    case 3: return piecrust::samplers::top_p(static_cast<float>(in.u8()) / 200.0f);
-    default: return piecrust::samplers::min_p(static_cast<float>(in.u8()) / 200.0f);
+    case 2: return piecrust::samplers::top_k(piecrust::TopK(1 + in.u8() % 600), piecrust::Temperature(0.1f + static_cast<float>(in.u8()) / 64.0f));
+    case 3: return piecrust::samplers::top_p(piecrust::TopP(static_cast<float>(in.u8()) / 200.0f));
+    default: return piecrust::samplers::min_p(piecrust::MinP(static_cast<float>(in.u8()) / 200.0f));
   }
 }
 

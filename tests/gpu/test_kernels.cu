@@ -364,15 +364,15 @@ namespace {
 std::vector<SamplingParams> all_samplers() {
   return {SamplingParams::greedy(),
           SamplingParams::multinomial(),
-          SamplingParams::with_temperature(0.7f),
-          SamplingParams::top_k_of(7, 0.8f),
-          SamplingParams::top_k_of(1),
-          SamplingParams::top_p_of(0.8f, 1.3f),
-          SamplingParams::top_p_of(0.999f),
-          SamplingParams::min_p_of(0.1f, 1.0f),
-          SamplingParams::min_p_of(0.0f),
-          SamplingParams::top_k_top_p_of(12, 0.7f, 1.1f),
-          SamplingParams::top_k_top_p_of(200, 0.95f)};
+          SamplingParams::with_temperature(Temperature{0.7f}),
+          SamplingParams::top_k_of(TopK{7}, Temperature{0.8f}),
+          SamplingParams::top_k_of(TopK{1}),
+          SamplingParams::top_p_of(TopP{0.8f}, Temperature{1.3f}),
+          SamplingParams::top_p_of(TopP{0.999f}),
+          SamplingParams::min_p_of(MinP{0.1f}, Temperature{1.0f}),
+          SamplingParams::min_p_of(MinP{0.0f}),
+          SamplingParams::top_k_top_p_of(TopK{12}, TopP{0.7f}, Temperature{1.1f}),
+          SamplingParams::top_k_top_p_of(TopK{200}, TopP{0.95f})};
 }
 
 /// A mask allowing each id with probability allow_fraction. With `row` (that row's logits), at least one
@@ -543,10 +543,51 @@ PIECRUST_GPU_TEST(sample_is_reproducible) {
   }
 }
 
+// Logit bias and penalties (LogitEdits applied to a device copy of each edited row): the host's tokens, with
+// the same allowance as above. Each row's window holds its largest logits, so the penalties change the draw.
+PIECRUST_GPU_TEST(sample_with_penalties_and_bias_matches_host) {
+  std::vector<std::size_t> const vocabs = emulated ? std::vector<std::size_t>{50, 3000} : std::vector<std::size_t>{50, 5000, 128256};
+  for (std::size_t vocab : vocabs) {
+    std::size_t const rows = emulated ? 6 : 64;
+    auto const logits = random_logits(t, rows, vocab, true);
+    std::vector<std::vector<std::uint32_t>> recent(rows);
+    std::vector<std::vector<LogitBias>> bias(rows);
+    std::vector<SampleRowInputs> inputs(rows);
+    std::uniform_int_distribution<std::uint32_t> any_id(0, static_cast<std::uint32_t>(vocab - 1));
+    for (std::size_t r = 0; r < rows; ++r) {
+      for (std::uint32_t i = 0; i < vocab; ++i) {
+        if (logits[r * vocab + i] >= 3.5f) recent[r].push_back(i);
+      }
+      for (int j = 0; j < 20; ++j) recent[r].push_back(any_id(t.rng()));
+      if (r % 2 == 0) {
+        std::uint32_t const a = any_id(t.rng());
+        bias[r].push_back({a, 1.5f});
+        if (a + 1 < vocab) bias[r].push_back({a + 1, -std::numeric_limits<float>::infinity()});
+      }
+      inputs[r] = SampleRowInputs{recent[r], bias[r]};
+    }
+    for (SamplingParams const& base : all_samplers()) {
+      std::vector<SamplingParams> params(rows, base.with_penalties(Penalties{1.6f, 0.4f, 0.3f, 64}));
+      params[rows - 1] = base;  // one row without penalties (and maybe no bias) in the same call
+      std::vector<SampleKey> keys(rows);
+      for (std::size_t r = 0; r < rows; ++r) keys[r] = {t.rng()(), t.rng()(), r};
+      std::vector<std::uint32_t> want(rows), got(rows);
+      sample(host_space(), ShapedView<float const, 2>(logits.data(), rows, vocab), params, {}, keys, inputs, want);
+      auto const dl = dev(t.space(), logits);
+      sample(t.space(), dl.view(rows, vocab), params, {}, keys, inputs, got);
+      std::size_t mismatches = 0;
+      for (std::size_t r = 0; r < rows; ++r) mismatches += got[r] != want[r] ? 1 : 0;
+      std::size_t const allowed_mismatches = base.kind == SamplingKind::greedy ? 0 : rows / 500;
+      t.check(mismatches <= allowed_mismatches, "sample with penalties ", sampling_kind_name(base.kind), " vocab ", vocab, ": ",
+              mismatches, " of ", rows, " rows differ from the host");
+    }
+  }
+}
+
 PIECRUST_GPU_TEST(sample_rejects_host_logits_and_bad_params) {
   std::size_t const rows = 2, vocab = 100;
   auto const logits = t.random_floats(rows * vocab);
-  std::vector<SamplingParams> params(rows, SamplingParams::top_k_of(5));
+  std::vector<SamplingParams> params(rows, SamplingParams::top_k_of(TopK{5}));
   std::vector<SampleKey> keys(rows);
   std::vector<std::uint32_t> out(rows);
   bool threw = false;

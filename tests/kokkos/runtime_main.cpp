@@ -1,4 +1,4 @@
-// Catch2 runner for the tests compiled again for a Kokkos space (tests/unit/test_<area>.cpp): Kokkos is finalized
+// Catch2 runner of every Kokkos test executable (tests/kokkos and tests/unit/test_<area>.cpp): Kokkos is finalized
 // at exit, after the tests' static models (constructed later, so destroyed earlier) have freed their Kokkos memory.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>

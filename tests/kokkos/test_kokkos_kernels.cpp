@@ -113,9 +113,9 @@ TEST_CASE("Kokkos sample and probes give the host's bits", "[kokkos]") {
   auto const logits_d = upload(kspace, logits);
   // Host memory: params, masks, keys (and probe_logprobs' ids) are host inputs of the interfaces.
   std::vector<SamplingParams> params{SamplingParams::greedy(),         SamplingParams::multinomial(),
-                                     SamplingParams::with_temperature(0.5f), SamplingParams::top_k_of(20),
-                                     SamplingParams::top_p_of(0.9f),    SamplingParams::min_p_of(0.05f),
-                                     SamplingParams::top_k_top_p_of(40, 0.8f), SamplingParams::top_p_of(0.5f, 2.0f)};
+                                     SamplingParams::with_temperature(Temperature{0.5f}), SamplingParams::top_k_of(TopK{20}),
+                                     SamplingParams::top_p_of(TopP{0.9f}),    SamplingParams::min_p_of(MinP{0.05f}),
+                                     SamplingParams::top_k_top_p_of(TopK{40}, TopP{0.8f}), SamplingParams::top_p_of(TopP{0.5f}, Temperature{2.0f})};
   std::vector<LogitMask> masks(rows);
   masks[3] = LogitMask::allow({5, 77, 1999}, vocab);
   ShapedView<float const, 2> const lv(logits.data(), rows, vocab);

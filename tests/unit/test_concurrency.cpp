@@ -64,7 +64,7 @@ Task<Work> workload(Engine<Tiny>& e, std::uint32_t seed, AdapterId adapter) {
   ctxs[2].set_adapter(adapter);
   std::vector<Task<std::vector<std::uint32_t>>> gens;
   gens.push_back(generate_tokens(ctxs[0], samplers::multinomial(), 20));
-  gens.push_back(generate_tokens(ctxs[1], samplers::top_k(40, 1.2f), 20));
+  gens.push_back(generate_tokens(ctxs[1], samplers::top_k(TopK{40}, Temperature{1.2f}), 20));
   gens.push_back(generate_tokens(ctxs[2], samplers::greedy(), 20));
   w.tokens = co_await e.when_all(std::move(gens));
   co_return w;

@@ -88,8 +88,8 @@ TEST_CASE("the subject space computes the oracle's logits", "[spaces]") {
 
 TEST_CASE("greedy and seeded sampling give identical tokens on every space", "[spaces]") {
   auto const p = prompt(2, 29);
-  for (SamplerSpec const& s : {samplers::greedy(), samplers::multinomial(), samplers::top_p(0.9f), samplers::min_p(0.05f),
-                              samplers::top_k_top_p(40, 0.95f, 0.7f)}) {
+  for (SamplerSpec const& s : {samplers::greedy(), samplers::multinomial(), samplers::top_p(TopP{0.9f}), samplers::min_p(MinP{0.05f}),
+                              samplers::top_k_top_p(TopK{40}, TopP{0.95f}, Temperature{0.7f})}) {
     auto const [want, got] = on_both([&]<class M>(Engine<M>& e) { return generate_tokens(e, p, s, 16); });
     CHECK(got == want);
     CHECK(want.size() == 16);
@@ -104,7 +104,7 @@ TEST_CASE("forks decoded together and a truncated branch give identical tokens o
     co_await ctx.flush(Flush::keep_last);
     auto a = ctx.fork(), b = ctx.fork();
     std::vector<Task<Generation>> branches;
-    branches.push_back(a.generate(samplers::top_p(0.9f), max_len(12)));
+    branches.push_back(a.generate(samplers::top_p(TopP{0.9f}), max_len(12)));
     branches.push_back(b.generate(samplers::greedy(), max_len(12)));
     auto gens = co_await e.when_all(std::move(branches));
     // Truncate branch a back into its working page (copy-on-write of a shared page on the next pass).

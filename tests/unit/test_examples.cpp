@@ -63,7 +63,7 @@ TEST_CASE("parallel_generation: N forks decode in the same steps; the root keeps
     auto root = e.create_context();
     // The tiny random model's distributions are sharply peaked: sample the top 8 nearly uniformly so that the
     // branches' independent random streams show.
-    auto const gens = co_await parallel_generation(e, root, std::span(p), 6, samplers::top_k(8, 100.0f), max_len(10));
+    auto const gens = co_await parallel_generation(e, root, std::span(p), 6, samplers::top_k(TopK{8}, Temperature{100.0f}), max_len(10));
     REQUIRE(gens.size() == 6);
     std::set<std::vector<std::uint32_t>> distinct;
     for (auto const& g : gens) {
@@ -416,7 +416,7 @@ TEST_CASE("constrained: every sampler's output stays in the regular language", "
   std::string const pattern = "(ab-)+c";
   std::vector<std::uint32_t> const eos{0};
   std::size_t complete = 0;
-  std::vector<SamplerSpec> const kinds{samplers::multinomial(), samplers::top_k(5, 2.0f), samplers::top_p(0.9f),
+  std::vector<SamplerSpec> const kinds{samplers::multinomial(), samplers::top_k(TopK{5}, Temperature{2.0f}), samplers::top_p(TopP{0.9f}),
                                        samplers::greedy(), SamplerSpec::custom(TypicalSampler(0.9f, 3))};
   for (std::size_t k = 0; k < kinds.size(); ++k) {
     Engine<Tiny> e(tiny(), opts(256, k));
@@ -481,7 +481,7 @@ TEST_CASE("lora_adapter: base and adapters answer in the same steps, each as it 
   std::filesystem::remove(path);
   // The tiny random model is so peaked that greedy log-probabilities are 0: sample at a high temperature, where
   // they show the adapters' effect.
-  SamplerSpec const hot = samplers::temperature(50.0f);
+  SamplerSpec const hot = samplers::temperature(Temperature{50.0f});
   auto const answers = e.block_on(answer_with_adapters(e, std::span(p), variants, hot, max_len(n)));
   REQUIRE(answers.size() == 3);
   CHECK(e.stats().steps == n);  // the three prefills share step 1, every decode step holds all three
@@ -571,6 +571,11 @@ TEST_CASE("cli: the common options refuse what they cannot use", "[examples][cli
   CHECK(o.threads == 2);
   CHECK(steps == 64);
   CHECK(parse({"-h"}).help);
+  // The prompt style: from the file unless --raw or --chat forces it; the two contradict each other.
+  CHECK(parse({"--tiny"}).style == PromptStyle::automatic);
+  CHECK(parse({"--raw"}).style == PromptStyle::completion);
+  CHECK(parse({"--chat", "--chat"}).style == PromptStyle::chat);
+  CHECK_THROWS_WITH(parse({"--raw", "--chat"}), Contains("--raw and --chat exclude each other"));
   CHECK_THROWS_WITH(parse({"--threads", "100000"}), Contains("--threads = 100000 is out of range") &&
                                                         Contains("[1, " + std::to_string(max_threads()) + "]"));
   CHECK_THROWS_AS(parse({"--threads", "0"}), OutOfRange);
@@ -579,6 +584,54 @@ TEST_CASE("cli: the common options refuse what they cannot use", "[examples][cli
   CHECK_THROWS_WITH(parse({"--steps"}), Contains("--steps needs a value"));
   CHECK_THROWS_WITH(parse({"--bogus", "1"}), Contains("unknown option --bogus"));
   CHECK(max_threads() >= 4);
+}
+
+TEST_CASE("cli: a prompt is a chat turn or BOS and plain text; a line end ends an answer only after the latter", "[examples][cli]") {
+  // A byte-level vocabulary with Gemma's markup as control tokens: 256 = <bos>, 257 = <eos>.
+  TokenizerSpec s;
+  s.model = TokenizerModel::gpt2;
+  s.pre = "gpt2";
+  for (int b = 0; b < 256; ++b) s.tokens.push_back(piecrust::detail::ByteLevel::get().byte_to_text[b]);
+  s.types.assign(256, TokenType::normal);
+  for (char const* t : {"<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"}) {
+    s.tokens.push_back(t);
+    s.types.push_back(TokenType::control);
+  }
+  s.bos = 256;
+  s.eos = 257;
+  s.add_bos = true;
+  LoadedModel m;
+  m.tokenizer.emplace(std::move(s));
+  m.chat.emplace(ChatFamily::gemma);
+  auto decode = [&](std::vector<std::uint32_t> const& ids) {
+    return m.tokenizer->decode(std::vector<TokenId>(ids.begin(), ids.end()), {.special = true});
+  };
+  std::mt19937 rng(Catch::rngSeed() + 17);
+  auto words = [&](std::size_t n) {
+    std::string out;
+    for (std::size_t i = 0; i < n; ++i) out += std::string(i ? " " : "") + static_cast<char>('a' + rng() % 26) + "xy";
+    return out;
+  };
+  Prompt const p{words(5) + "?", words(4) + ":"};
+  std::string const system = words(3);
+
+  m.completion = true;
+  auto const plain = m.prompt(p, system);
+  REQUIRE(plain.size() > 1);
+  CHECK(plain.front() == 256);  // BOS, then the text with no markup
+  CHECK(decode(plain) == "<bos>" + system + "\n\n" + p.completion);
+  CHECK(decode(m.prompt(p)) == "<bos>" + p.completion);
+  auto const ends = m.answer_end_ids();
+  CHECK(std::count(ends.begin(), ends.end(), 257u) == 1);
+  CHECK(std::count(ends.begin(), ends.end(), std::uint32_t{'\n'}) == 1);  // the byte token of a line end
+  CHECK(std::count(ends.begin(), ends.end(), std::uint32_t{'a'}) == 0);
+
+  m.completion = false;
+  CHECK(decode(m.prompt(p)) == "<bos><start_of_turn>user\n" + p.message + "<end_of_turn>\n<start_of_turn>model\n");
+  auto const eos = m.eos_ids();
+  CHECK(m.answer_end_ids() == eos);  // a chat turn ends with its end-of-turn, not at a line end
+  CHECK(std::count(eos.begin(), eos.end(), std::uint32_t{'\n'}) == 0);
+  CHECK(std::count(eos.begin(), eos.end(), 257u) == 1);
 }
 
 TEST_CASE("cli: the chat's command line is strict and bounded", "[examples][cli]") {

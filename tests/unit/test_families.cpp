@@ -199,3 +199,75 @@ TEST_CASE("families: greedy, forks, speculative decoding and masked passes give 
     CHECK(masked == want);
   }
 }
+
+TEST_CASE("families: a small window store holds the local layers' K/V and keeps the reference's tokens",
+          "[families][window]") {
+  // Window 7, pages of 4: a context needs the window's pages plus the pass's (the 15-token prompt: 4); 8
+  // window pages serve one context of any length and a fork beside it, while the main pages keep growing.
+  auto const p = testing::random_prompt(5, 15);
+  std::size_t const n = 40;
+  EngineOptions o = testing::engine_options(64, 4);
+  o.window_pages = 8;
+  for (char const* name : {"gemma3", "mistral"}) {
+    INFO("family " << name);
+    Family& f = family(name);
+    auto const want = reference_greedy(f.reference, p, n);
+    auto const got = run(
+        [&](Engine<FamilyModel>& e) -> Task<std::vector<std::uint32_t>> {
+          REQUIRE(e.pool().has_window_store());
+          auto ctx = e.create_context();
+          ctx.fill(p);
+          std::vector<std::uint32_t> out;
+          std::size_t peak = 0;
+          for (std::size_t i = 0; i < n; ++i) {
+            auto fw = ctx.forward();
+            fw.input_pending();
+            auto const h = fw.sample({ctx.pending_tokens().size() - 1}, samplers::greedy());
+            ForwardOutput const r = co_await fw.execute();
+            out.push_back(r.token(h));
+            ctx.fill({out.back()});
+            peak = std::max(peak, e.pool().stats().window_used);
+            if (i == n / 2) {  // a fork in the middle continues exactly like its parent
+              auto child = ctx.fork();
+              Generation const g = co_await child.generate(samplers::greedy(), max_len(n - i - 1));
+              std::vector<std::uint32_t> const tail(want.begin() + static_cast<std::ptrdiff_t>(i + 1), want.end());
+              CHECK(g.tokens == tail);
+            }
+          }
+          CHECK(peak <= 8);
+          CHECK(ctx.page_table().window_released_pages() > 0);
+          CHECK(ctx.page_table().window_released_pages() + 4 >= ctx.page_table().committed_pages().size());
+          CHECK(e.pool().stats().used > 8);  // the main pages held the whole context
+          co_return out;
+        },
+        o)(*f.model);
+    CHECK(got == want);
+  }
+}
+
+TEST_CASE("families: exported pages keep what the window layers gave back; the import continues the same",
+          "[families][window]") {
+  auto const p = testing::random_prompt(6, 26);
+  std::size_t const n = 12;
+  for (char const* name : {"gemma3", "mistral"}) {
+    INFO("family " << name);
+    Family& f = family(name);
+    auto const want = reference_greedy(f.reference, p, n);
+    auto const got = run([&](Engine<FamilyModel>& e) -> Task<std::vector<std::uint32_t>> {
+      auto ctx = e.create_context();
+      ctx.fill(p);
+      co_await ctx.flush(Flush::keep_last);
+      REQUIRE(ctx.page_table().window_released_pages() > 0);
+      MemoryStore store;
+      ctx.export_kv_pages(store, "prompt");
+      auto imported = Context<FamilyModel>::from_imported(e, store, "prompt", KvTrust::trusted);
+      CHECK(imported.page_table().window_released_pages() == ctx.page_table().window_released_pages());
+      // The import holds the committed pages; the rest of the prompt is fed again.
+      std::vector<std::uint32_t> const rest(p.begin() + static_cast<std::ptrdiff_t>(imported.seq_len()), p.end());
+      imported.fill(rest);
+      Generation const g = co_await imported.generate(samplers::greedy(), max_len(n));
+      co_return g.tokens;
+    })(*f.model);
+    CHECK(got == want);
+  }
+}

@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <numeric>
 #include <random>
 #include <set>
 #include <span>
@@ -68,10 +70,52 @@ std::vector<std::uint32_t> draw(S const& space, std::vector<float> const& row, S
   return download(space, out);
 }
 
+/// n draws as `draw`, every row with the same recent tokens and logit bias.
+template <ExecutionSpace S>
+std::vector<std::uint32_t> draw_with(S const& space, std::vector<float> const& row, SamplingParams const& p, LogitMask const& mask,
+                                     SampleRowInputs const& in, std::uint64_t seed, std::size_t n) {
+  std::size_t const vocab = row.size();
+  std::vector<float> logits(n * vocab);  // [n][vocab] the same row n times
+  for (std::size_t i = 0; i < n; ++i) std::copy(row.begin(), row.end(), logits.begin() + static_cast<std::ptrdiff_t>(i * vocab));
+  std::vector<SamplingParams> params(n, p);
+  std::vector<LogitMask> masks(mask.empty() ? 0 : n, mask);
+  std::vector<SampleKey> keys(n);
+  for (std::size_t i = 0; i < n; ++i) keys[i] = {seed, 7, i};
+  std::vector<SampleRowInputs> inputs(n, in);  // [n] host memory
+  auto const ld = upload(space, logits);
+  auto out = filled(space, n, std::uint32_t{0xffffffff});  // [n]
+  sample(space, ld.view(n, vocab), params, masks, keys, inputs, std::span<std::uint32_t>(out.data(), n));
+  return download(space, out);
+}
+
+/// Random penalties with both signs of logit in play: repeat in [1.2, 2], presence and frequency in [0, 1].
+Penalties random_penalties(std::mt19937_64& rng, std::uint32_t last_n) {
+  std::uniform_real_distribution<float> rep(1.2f, 2.0f), pf(0.0f, 1.0f);
+  return Penalties{rep(rng), pf(rng), pf(rng), last_n};
+}
+
+/// `count` distinct ids with random biases in [-2, 2]; the first one -inf (a banned id).
+std::vector<LogitBias> random_bias(std::mt19937_64& rng, std::size_t vocab, std::size_t count) {
+  std::vector<std::uint32_t> ids(vocab);
+  std::iota(ids.begin(), ids.end(), 0u);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  std::uniform_real_distribution<float> b(-2.0f, 2.0f);
+  std::vector<LogitBias> out;
+  for (std::size_t i = 0; i < count; ++i) out.push_back({ids[i], i == 0 ? -std::numeric_limits<float>::infinity() : b(rng)});
+  return out;
+}
+
+std::vector<std::uint32_t> random_tokens(std::mt19937_64& rng, std::size_t n, std::uint32_t below) {
+  std::uniform_int_distribution<std::uint32_t> d(0, below - 1);
+  std::vector<std::uint32_t> out(n);
+  for (auto& t : out) t = d(rng);
+  return out;
+}
+
 std::vector<SamplingParams> all_samplers() {
-  return {SamplingParams::multinomial(),       SamplingParams::with_temperature(0.7f), SamplingParams::top_k_of(7, 0.8f),
-          SamplingParams::top_p_of(0.8f, 1.3f), SamplingParams::min_p_of(0.1f, 1.0f),  SamplingParams::top_k_top_p_of(12, 0.7f, 1.1f),
-          SamplingParams::top_p_of(0.999f)};
+  return {SamplingParams::multinomial(),       SamplingParams::with_temperature(Temperature{0.7f}), SamplingParams::top_k_of(TopK{7}, Temperature{0.8f}),
+          SamplingParams::top_p_of(TopP{0.8f}, Temperature{1.3f}), SamplingParams::min_p_of(MinP{0.1f}, Temperature{1.0f}),  SamplingParams::top_k_top_p_of(TopK{12}, TopP{0.7f}, Temperature{1.1f}),
+          SamplingParams::top_p_of(TopP{0.999f}), SamplingParams::top_k_top_p_of(TopK{20}, TopP{0.9f}, MinP{0.1f}, Temperature{0.8f})};
 }
 
 }  // namespace
@@ -146,13 +190,13 @@ TEST_CASE("sampling is reproducible from (seed, row, step) and independent of th
   std::copy(row.begin(), row.end(), logits.begin() + vocab);
   std::copy(other.begin(), other.end(), logits.begin() + 2 * vocab);
   auto const ld = upload(space, logits);
-  std::vector<SamplingParams> params(3, SamplingParams::top_p_of(0.9f));
+  std::vector<SamplingParams> params(3, SamplingParams::top_p_of(TopP{0.9f}));
   std::vector<SampleKey> keys{{1, 5, 0}, {9, 9, 9}, {1, 6, 0}};
   auto out = filled(space, 3, std::uint32_t{0xffffffff});
   sample(space, ld.view(3, vocab), params, {}, keys, std::span<std::uint32_t>(out.data(), 3));
   auto single = filled(space, 1, std::uint32_t{0xffffffff});
   std::vector<SampleKey> key1{{9, 9, 9}};
-  std::vector<SamplingParams> p1(1, SamplingParams::top_p_of(0.9f));
+  std::vector<SamplingParams> p1(1, SamplingParams::top_p_of(TopP{0.9f}));
   sample(space, ShapedView<float const, 2>(ld.data() + vocab, 1, vocab), p1, {}, key1,
          std::span<std::uint32_t>(single.data(), 1));
   CHECK(download(space, single)[0] == download(space, out)[1]);
@@ -178,7 +222,7 @@ TEST_CASE("a LogitMask is always respected and ties break toward the lower id", 
   row[5] = 2.0f;
   row[9] = 2.0f;
   CHECK(draw(space, row, SamplingParams::greedy(), {}, 1, 1)[0] == 5);
-  CHECK(draw(space, row, SamplingParams::top_k_of(1), {}, 1, 1)[0] == 5);
+  CHECK(draw(space, row, SamplingParams::top_k_of(TopK{1}), {}, 1, 1)[0] == 5);
   CHECK(draw(space, row, SamplingParams::greedy(), LogitMask::forbid({5}, 10), 1, 1)[0] == 9);
   // Only one allowed id: every sampler returns it.
   for (SamplingParams const& p : samplers) CHECK(draw(space, row, p, LogitMask::allow({3}, 10), 3, 5) == std::vector<std::uint32_t>(5, 3));
@@ -193,10 +237,10 @@ TEST_CASE("sample rejects bad params and masks, naming the row", "[kernel][sampl
     sample(space, logits.view(2, 8), params, masks, keys, std::span<std::uint32_t>(out.data(), 2));
   };
   SamplingParams const ok = SamplingParams::multinomial();
-  REQUIRE_THROWS_WITH(call({ok, SamplingParams::with_temperature(0.0f)}), Catch::Contains("params[1].temperature = 0"));
-  REQUIRE_THROWS_WITH(call({SamplingParams::top_k_of(0), ok}), Catch::Contains("params[0].top_k = 0"));
-  REQUIRE_THROWS_WITH(call({ok, SamplingParams::top_p_of(1.5f)}), Catch::Contains("params[1].top_p = 1.5"));
-  REQUIRE_THROWS_WITH(call({ok, SamplingParams::min_p_of(-0.1f)}), Catch::Contains("params[1].min_p = -0.1"));
+  REQUIRE_THROWS_WITH(call({ok, SamplingParams::with_temperature(Temperature{0.0f})}), Catch::Contains("params[1].temperature = 0"));
+  REQUIRE_THROWS_WITH(call({SamplingParams::top_k_of(TopK{0}), ok}), Catch::Contains("params[0].top_k = 0"));
+  REQUIRE_THROWS_WITH(call({ok, SamplingParams::top_p_of(TopP{1.5f})}), Catch::Contains("params[1].top_p = 1.5"));
+  REQUIRE_THROWS_WITH(call({ok, SamplingParams::min_p_of(MinP{-0.1f})}), Catch::Contains("params[1].min_p = -0.1"));
   REQUIRE_THROWS_WITH(call({ok}), Catch::Contains("params.size() (rows) = 1"));
   REQUIRE_THROWS_WITH(call({ok, ok}, {LogitMask{}, LogitMask::allow({1}, 9)}), Catch::Contains("masks[1].size() = 9"));
   Brle none;
@@ -293,4 +337,136 @@ TEST_CASE("probes match the reference and agree with each other and with greedy"
   REQUIRE_THROWS_WITH(probe_distribution(space, one_row, vocab + 1, 1.0f, {}, ids.view(1, vocab + 1), probs.view(1, vocab + 1)),
                       Catch::Contains("k = 501 > vocab = 500"));
   REQUIRE_THROWS_WITH(probe_entropy(space, one_row, 0.0f, {}, std::span<float>(h.data(), 1)), Catch::Contains("temperature = 0"));
+}
+
+TEST_CASE("the reference applies logit bias, then repetition, presence and frequency penalties, as llama.cpp", "[kernel][sample]") {
+  // Pinned by hand: ids 0..4, recent {3, 1, 3, 4, 0} with last_n = 4 (id 0, the oldest, is outside the window).
+  std::vector<float> const logits{2.0f, -1.0f, 0.5f, 3.0f, 1.0f};
+  std::vector<std::uint32_t> const recent{0, 3, 1, 3, 4};
+  std::vector<LogitBias> const bias{{4, -1.5f}, {2, 0.25f}};
+  SamplingParams const p = SamplingParams::greedy().with_penalties(Penalties{2.0f, 0.5f, 0.25f, 4});
+  auto const l = reference::penalized_logits(logits, p, SampleRowInputs{recent, bias});
+  CHECK(l[0] == 2.0f);                            // outside the window
+  CHECK(l[1] == -1.0f * 2.0f - (0.25f + 0.5f));   // negative: multiplied; seen once
+  CHECK(l[2] == 0.75f);                           // biased, not seen
+  CHECK(l[3] == 3.0f / 2.0f - (2 * 0.25f + 0.5f));  // positive: divided; seen twice
+  CHECK(l[4] == (1.0f - 1.5f) * 2.0f - (0.25f + 0.5f));  // bias first, so the sign is the biased logit's
+  // The kernel's edits give the same logits (host and every space apply these).
+  std::vector<SamplingParams> const params{p};
+  std::vector<SampleRowInputs> const in{SampleRowInputs{recent, bias}};
+  LogitEdits const e = make_logit_edits("test", params, in, logits.size());
+  std::vector<float> applied = logits;
+  for (LogitEdit const& x : e.row(0)) applied[x.id] = apply_logit_edit(x, applied[x.id]);
+  CHECK(applied == l);
+}
+
+TEST_CASE("logit bias and penalties: every sampler draws from the reference's penalized distribution (chi-square)",
+          "[kernel][sample]") {
+  auto const seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  Space const space = test::make_space();
+  std::size_t const vocab = 48, draws = 8000;
+  auto const row = random_floats(rng, vocab, -3.0f, 3.0f);
+  auto const recent = random_tokens(rng, 40, 16);  // repeats among the first 16 ids; last_n = 24 cuts the window
+  auto const bias = random_bias(rng, vocab, 6);
+  SampleRowInputs const in{recent, bias};
+  Penalties const pen = random_penalties(rng, 24);
+  INFO("repeat " << pen.repeat << " presence " << pen.presence << " frequency " << pen.frequency);
+  for (bool masked : {false, true}) {
+    LogitMask const mask = masked ? random_mask(rng, vocab, 0.7) : LogitMask{};
+    for (SamplingParams const& base : all_samplers()) {
+      SamplingParams const p = base.with_penalties(pen);
+      INFO("sampler " << sampling_kind_name(p.kind) << " masked " << masked);
+      auto const dist = reference::filtered_distribution(row, p, mask, in);
+      auto const got = draw_with(space, row, p, mask, in, rng(), draws);
+      std::vector<double> counts(vocab, 0.0);
+      for (auto id : got) counts[id] += 1;
+      double chi = 0;
+      double df = -1;
+      for (std::size_t i = 0; i < vocab; ++i) {
+        if (dist[i] == 0.0) {
+          REQUIRE(counts[i] == 0.0);  // outside the support (the banned id included): never drawn
+          continue;
+        }
+        double const e = dist[i] * draws;
+        chi += (counts[i] - e) * (counts[i] - e) / e;
+        df += 1;
+      }
+      if (df >= 1) CHECK(chi < chi_square_critical(df));
+    }
+  }
+}
+
+TEST_CASE("greedy with penalties is the argmax of the penalized logits, per row of a batch", "[kernel][sample]") {
+  auto const seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  Space const space = test::make_space();
+  std::size_t const rows = 12, vocab = 700;
+  auto logits = random_floats(rng, rows * vocab, -4.0f, 4.0f);  // [rows][vocab]
+  std::vector<std::vector<std::uint32_t>> recent(rows);
+  std::vector<std::vector<LogitBias>> bias(rows);
+  std::vector<SamplingParams> params(rows);
+  std::vector<SampleRowInputs> inputs(rows);
+  for (std::size_t r = 0; r < rows; ++r) {
+    // The row's best ids recur in its window, so the penalties change the argmax on most rows.
+    auto const order = reference::token_order(std::span<float const>(logits.data() + r * vocab, vocab), LogitMask{});
+    for (std::size_t j = 0; j < 30; ++j) recent[r].push_back(order[j % 5]);
+    if (r % 3 == 1) bias[r] = random_bias(rng, vocab, 8);
+    params[r] = SamplingParams::greedy().with_penalties(r % 4 == 3 ? Penalties{} : random_penalties(rng, 16 + static_cast<std::uint32_t>(r)));
+    inputs[r] = SampleRowInputs{recent[r], bias[r]};
+  }
+  auto const ld = upload(space, logits);
+  auto out = filled(space, rows, std::uint32_t{0xffffffff});
+  std::vector<SampleKey> keys(rows);
+  sample(space, ld.view(rows, vocab), params, {}, keys, inputs, std::span<std::uint32_t>(out.data(), rows));
+  auto const got = download(space, out);
+  std::size_t changed = 0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    std::span<float const> const row(logits.data() + r * vocab, vocab);
+    auto const pen = reference::penalized_logits(row, params[r], inputs[r]);
+    auto const want = reference::token_order(pen, LogitMask{}).front();
+    CHECK(got[r] == want);
+    changed += want != reference::token_order(row, LogitMask{}).front() ? 1 : 0;
+  }
+  CHECK(changed >= rows / 2);  // the check above is not vacuous
+  // Only the last last_n tokens count: the best id seen just outside the window is not penalized.
+  std::vector<float> const one(logits.begin(), logits.begin() + static_cast<std::ptrdiff_t>(vocab));
+  auto const best = reference::token_order(one, LogitMask{}).front();
+  std::vector<std::uint32_t> const window{best, (best + 1) % 700, (best + 2) % 700};
+  SampleRowInputs const in{window, {}};
+  SamplingParams const far = SamplingParams::greedy().with_penalties(Penalties{1.0f, 100.0f, 0.0f, 2});
+  SamplingParams const near = SamplingParams::greedy().with_penalties(Penalties{1.0f, 100.0f, 0.0f, 3});
+  CHECK(draw_with(space, one, far, {}, in, 1, 1)[0] == best);
+  CHECK(draw_with(space, one, near, {}, in, 1, 1)[0] != best);
+}
+
+TEST_CASE("sample rejects bad penalties and penalty inputs, naming the row and the entry", "[kernel][sample]") {
+  Space const space = test::make_space();
+  std::mt19937_64 rng(test::fresh_seed());
+  auto const logits = upload(space, random_floats(rng, 2 * 8, -1.0f, 1.0f));  // [2][8]
+  std::vector<SampleKey> keys(2);
+  auto out = filled(space, 2, std::uint32_t{99});
+  std::vector<SamplingParams> params(2, SamplingParams::multinomial().with_penalties(Penalties{1.3f, 0.0f, 0.0f, 8}));
+  auto call = [&](std::vector<SampleRowInputs> const& in, std::vector<SamplingParams> const& p) {
+    sample(space, logits.view(2, 8), p, {}, keys, in, std::span<std::uint32_t>(out.data(), 2));
+  };
+  std::vector<std::uint32_t> const ok_recent{1, 2, 2}, bad_recent{1, 8};
+  std::vector<LogitBias> const ok_bias{{3, 1.0f}}, bad_id{{8, 1.0f}}, twice{{3, 1.0f}, {3, -1.0f}},
+      nan_bias{{2, std::numeric_limits<float>::quiet_NaN()}};
+  SampleRowInputs const ok{ok_recent, ok_bias};
+  REQUIRE_THROWS_AS(call({ok, {bad_recent, {}}}, params), OutOfRange);
+  REQUIRE_THROWS_WITH(call({ok, {bad_recent, {}}}, params), Catch::Contains("inputs[1].recent[1] = 8 >= vocab = 8"));
+  REQUIRE_THROWS_WITH(call({{ok_recent, bad_id}, ok}, params), Catch::Contains("inputs[0].logit_bias[0].id = 8"));
+  REQUIRE_THROWS_WITH(call({ok, {ok_recent, twice}}, params), Catch::Contains("inputs[1].logit_bias lists id 3 twice"));
+  REQUIRE_THROWS_WITH(call({{ok_recent, nan_bias}, ok}, params), Catch::Contains("inputs[0].logit_bias[0].bias = nan"));
+  REQUIRE_THROWS_WITH(call({ok}, params), Catch::Contains("inputs.size() (rows) = 1"));
+  auto bad = params;
+  bad[1].penalties.repeat = 0.0f;
+  REQUIRE_THROWS_WITH(call({ok, ok}, bad), Catch::Contains("params[1].penalties.repeat = 0"));
+  bad = params;
+  bad[0].penalties.frequency = std::numeric_limits<float>::infinity();
+  REQUIRE_THROWS_WITH(call({ok, ok}, bad), Catch::Contains("params[0].penalties.frequency = inf"));
+  CHECK(download(space, out) == std::vector<std::uint32_t>{99, 99});  // nothing written
 }

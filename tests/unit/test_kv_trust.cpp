@@ -285,7 +285,8 @@ TEST_CASE("kv trust: forged records with a valid checksum are refused with typed
 
   // A masked flag other than 0 or 1 (format), and K/V sizes whose product overflows 64 bits.
   auto raw = genuine;
-  std::size_t const records = 8 + 4 + 4 + e.model_identity().to_string().size() + 5 * 4 + 8;  // first record
+  std::size_t const fields = 8 + 4 + 4 + e.model_identity().to_string().size() + 5 * 4;  // num_pages is next
+  std::size_t const records = fields + 8 + 8;  // first record, after num_pages and window_released_pages
   raw[records + 8] = 2;
   auto const resum = [](std::vector<std::uint8_t> b) {
     std::uint64_t const sum = detail::fnv1a(std::span(b).first(b.size() - 8));
@@ -306,17 +307,37 @@ TEST_CASE("kv trust: forged records with a valid checksum are refused with typed
   CHECK(snapshot(e, store, bystander).pool.free == before.pool.free);
   CHECK(snapshot(e, store, bystander).other_tokens == before.other_tokens);
 
+  // More window-released pages than pages (format).
+  raw = genuine;
+  raw[fields + 8] = 3;  // 2 pages
+  store.set("forged", resum(raw));
+  CHECK_THROWS_WITH(Context<Tiny>::from_imported(e, store, "forged"),
+                    Catch::Contains("window_released_pages = 3 > num_pages = 2"));
+  CHECK(snapshot(e, store, bystander).pool.free == before.pool.free);
+
+
   // A refused import does not consume a context id: later contexts draw the same random numbers.
   auto draws = [](Engine<Tiny>& eng) -> Task<std::vector<std::uint32_t>> {
     auto c = eng.create_context();
     c.fill(prompt(5, 8));
-    co_return (co_await c.generate(samplers::top_k(50, 1.0f), max_len(8))).tokens;
+    co_return (co_await c.generate(samplers::top_k(TopK{50}, Temperature{1.0f}), max_len(8))).tokens;
   };
   Engine<Tiny> clean(tiny(), opts());
   (void)clean.create_context();  // as e did: compute_and_export's context and the bystander
   (void)clean.create_context();
   auto const expected = clean.block_on(draws(clean));
   CHECK(e.block_on(draws(e)) == expected);
+
+  // Format version 1 (no window_released_pages) is still read: the same pages.
+  raw = genuine;
+  raw[8] = 1;
+  raw.erase(raw.begin() + static_cast<std::ptrdiff_t>(fields + 8), raw.begin() + static_cast<std::ptrdiff_t>(fields + 16));
+  store.set("v1", resum(raw));
+  {
+    auto const old = Context<Tiny>::from_imported(e, store, "v1");
+    auto const want = prompt(3, 33);
+    CHECK(old.token_ids() == std::vector<std::uint32_t>(want.begin(), want.begin() + 32));
+  }
 }
 
 TEST_CASE("kv trust: forged K/V claiming a computed prefix never reaches another context", "[kv_trust][sharing]") {

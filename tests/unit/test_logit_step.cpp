@@ -107,17 +107,17 @@ TEST_CASE("logit_step gives every row what its kernel gives that row alone", "[k
       {lt::Sample{SamplingParams::multinomial(), {seed, 1, 0}}, nullptr},
       {lt::Raw{}, &masks[0]},  // a raw row ignores its mask
       {lt::TopK{5, 0.8f}, nullptr},
-      {lt::Sample{SamplingParams::top_k_of(7, 0.7f), {seed, 2, 0}}, &masks[1]},
+      {lt::Sample{SamplingParams::top_k_of(TopK{7}, Temperature{0.7f}), {seed, 2, 0}}, &masks[1]},
       {lt::Logprobs{{3, 17, 300}, 1.0f}, nullptr},
       {lt::Entropy{1.3f}, &masks[2]},
       {lt::Sample{SamplingParams::greedy(), {seed, 3, 0}}, nullptr},
       {lt::TopK{0, 1.0f}, &masks[0]},
       {lt::Logprobs{{}, 1.0f}, nullptr},
-      {lt::Sample{SamplingParams::top_p_of(0.9f, 1.0f), {seed, 1, 1}}, &masks[2]},
+      {lt::Sample{SamplingParams::top_p_of(TopP{0.9f}, Temperature{1.0f}), {seed, 1, 1}}, &masks[2]},
       {lt::Entropy{1.0f}, nullptr},
       {lt::Logprobs{{5}, 2.0f}, &masks[1]},
       {lt::TopK{5, 0.8f}, &masks[1]},
-      {lt::Sample{SamplingParams::min_p_of(0.05f, 0.7f), {seed, 4, 9}}, nullptr},
+      {lt::Sample{SamplingParams::min_p_of(MinP{0.05f}, Temperature{0.7f}), {seed, 4, 9}}, nullptr},
       {lt::Raw{}, nullptr},
   };
   std::vector<float> const host_logits = peaked_logits(rng, plan.size());
@@ -174,7 +174,7 @@ TEST_CASE("logit_step rejects a bad plan before any kernel runs, naming the row"
   REQUIRE_THROWS_AS(logit_step(space, view, with_row1({lt::TopK{4, -1.0f}, nullptr}), arena), InvalidArgument);
   REQUIRE_THROWS_WITH(logit_step(space, view, with_row1({lt::TopK{4, 1.0f}, &short_mask}), arena), Catch::Contains("plan[1].mask"));
   REQUIRE_THROWS_WITH(logit_step(space, view, with_row1({lt::TopK{4, 1.0f}, &none}), arena), Catch::Contains("allows no token"));
-  REQUIRE_THROWS_AS(logit_step(space, view, with_row1({lt::Sample{SamplingParams::top_k_of(0), {seed, 1, 0}}, nullptr}), arena),
+  REQUIRE_THROWS_AS(logit_step(space, view, with_row1({lt::Sample{SamplingParams::top_k_of(TopK{0}), {seed, 1, 0}}, nullptr}), arena),
                     InvalidArgument);
   auto const too_short = std::vector<LogitRowPlan>(good.begin(), good.begin() + 2);
   REQUIRE_THROWS_AS(logit_step(space, view, too_short, arena), InvalidArgument);

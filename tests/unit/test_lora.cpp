@@ -161,7 +161,7 @@ TEST_CASE("a batch mixing adapter X, adapter Y and no adapter equals each run al
     ForwardOutput const out = co_await f.execute();
     Result r{{out.logits(h).begin(), out.logits(h).end()}, {}};
     ctx.fill({static_cast<std::uint32_t>(std::max_element(r.logits.begin(), r.logits.end()) - r.logits.begin())});
-    r.generation = co_await ctx.generate(samplers::top_k(4, 1.0f), max_len(10));
+    r.generation = co_await ctx.generate(samplers::top_k(TopK{4}, Temperature{1.0f}), max_len(10));
     co_return r;
   };
   std::vector<std::vector<std::uint32_t>> const prompts{testing::random_prompt(seed, 19), testing::random_prompt(seed + 7, 8),

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <vector>
 
 using piecrust::PageId;
@@ -278,6 +279,100 @@ TEST_CASE("destroying tables returns every page", "[pages]") {
   CHECK(pool.free_count() == 8);
 }
 
+TEST_CASE("a window store gives each page a window page until no holder needs it", "[pages][window]") {
+  PagePool pool(8, 4, piecrust::WindowStore{3, 6});
+  CHECK(pool.has_window_store());
+  auto const pages = pool.allocate(2);
+  CHECK(pool.window_page(pages[0]) != pool.window_page(pages[1]));
+  CHECK(pool.window_free_count() == 1);
+  CHECK_THROWS_AS(pool.allocate(2), piecrust::OutOfPages);  // pages are free, window pages are not
+  CHECK_THROWS_WITH(pool.allocate(2), Catch::Contains("1 of 3 window pages free"));
+  CHECK(pool.free_count() == 6);  // the refused allocation took nothing
+  pool.retain(pages[0]);                             // a second holder of page 0 and of its window page
+  pool.retain(pages[0], piecrust::WindowHold::no);   // a third that has left its window
+  CHECK(pool.window_holds(pages[0]) == 2);
+  pool.release_window(pages[0]);
+  CHECK(pool.window_page(pages[0]) != piecrust::no_window_page);
+  pool.release_window(pages[0]);
+  CHECK(pool.window_page(pages[0]) == piecrust::no_window_page);  // nobody needs it: back in the store
+  CHECK(pool.window_free_count() == 2);
+  CHECK(pool.refcount(pages[0]) == 3);  // the page itself stays
+  CHECK_THROWS_AS(pool.release_window(pages[0]), piecrust::InvalidState);
+  CHECK_THROWS_AS(pool.retain(pages[0]), piecrust::InvalidState);  // no window page left to hold
+  CHECK(pool.refcount(pages[0]) == 3);
+  for (int i = 0; i < 3; ++i) pool.release(pages[0], piecrust::WindowHold::no);
+  pool.release(pages[1]);
+  CHECK(pool.free_count() == 8);
+  CHECK(pool.window_free_count() == 3);
+  CHECK_THROWS_WITH(PagePool(4, 4, piecrust::WindowStore{2, 0}), Catch::Contains("window.window = 0"));
+}
+
+TEST_CASE("a table gives back the window pages of pages no future token's window reaches", "[pages][window]") {
+  // Window 6, pages of 4: page i leaves every window once (i + 1) * 4 - 1 + 6 <= committed slots.
+  PagePool pool(32, 4, piecrust::WindowStore{32, 6});
+  PageTable t(pool);
+  t.reserve_working_pages(4);
+  t.append_working_tokens(make_tokens(0, 16));
+  t.commit_working_pages(2);  // 8 committed slots: page 0 needs 9
+  CHECK(t.window_released_pages() == 0);
+  t.commit_working_pages(1);  // 12: page 0 leaves, page 1 needs 13
+  CHECK(t.window_released_pages() == 1);
+  CHECK(t.window_floor() == 4);
+  CHECK(pool.window_page(t.committed_pages()[0]) == piecrust::no_window_page);
+  auto const window = t.kv_window_indices();
+  CHECK(window[0] == 0);  // never read: before the floor
+  CHECK(window[1] == pool.window_page(t.kv_indices()[1]));
+
+  // A fork shares the released state; the pages it shares that are still in the window are held twice.
+  auto f = t.fork();
+  CHECK(f.table.window_released_pages() == 1);
+  CHECK(pool.window_holds(t.committed_pages()[1]) == 2);
+  REQUIRE(f.copies.size() == 1);
+  CHECK(f.copies[0].window_from == pool.window_page(t.working_pages()[0]));
+  CHECK(f.copies[0].window_to == pool.window_page(f.table.working_pages()[0]));
+
+  // Another table with the same first page finds it by content only while it still has its window page.
+  PageTable other(pool);
+  other.reserve_working_pages(1);
+  other.append_working_tokens(make_tokens(0, 4));
+  other.commit_working_pages(1);
+  CHECK(other.committed_pages()[0] != t.committed_pages()[0]);
+  PageTable again(pool);
+  again.reserve_working_pages(2);
+  again.append_working_tokens(make_tokens(0, 8));
+  again.commit_working_pages(2);
+  CHECK(again.committed_pages()[0] == other.committed_pages()[0]);  // other's page 0 still has one
+  CHECK(pool.window_holds(other.committed_pages()[0]) == 2);
+
+  // Dropping masked pages moves later slots closer, but a released page stays released.
+  t.mask_token_range(4, 8, true);
+  CHECK(t.drop_masked_kv_pages() == 1);
+  CHECK(t.window_released_pages() == 1);
+  t.mask_token_range(0, 4, true);
+  CHECK(t.drop_masked_kv_pages() == 1);
+  CHECK(t.window_released_pages() == 0);
+  CHECK_THROWS_AS(t.release_window_pages_before(5), piecrust::InvalidState);
+  t.release_window_pages_before(1);
+  CHECK(t.window_released_pages() == 1);
+}
+
+TEST_CASE("tables with a window store return every page and window page", "[pages][window]") {
+  PagePool pool(16, 4, piecrust::WindowStore{16, 4});
+  {
+    PageTable t(pool);
+    t.reserve_working_pages(6);
+    t.append_working_tokens(make_tokens(0, 22));
+    t.commit_working_pages(5);
+    CHECK(t.window_released_pages() == 4);
+    CHECK(pool.stats().window_used == 2);  // committed page 4 and the working page
+    auto f = t.fork();
+    PageTable moved = std::move(f.table);
+    CHECK(pool.stats().window_used == 3);
+  }
+  CHECK(pool.free_count() == 16);
+  CHECK(pool.window_free_count() == 16);
+}
+
 // ---- randomized model-based test ----
 namespace {
 
@@ -287,12 +382,13 @@ struct ModelContext {
   std::size_t working_pages = 0;
   std::uint32_t next_position = 0;
   std::optional<std::uint32_t> max_committed;
+  std::size_t window_released = 0;  // leading committed pages past every window (with a window store)
 };
 
 void check_invariants(PagePool const& pool, std::vector<std::unique_ptr<PageTable>> const& tables,
                       std::vector<ModelContext> const& models) {
   std::uint32_t const ps = pool.page_size();
-  std::map<PageId, std::uint32_t> refs;
+  std::map<PageId, std::uint32_t> refs, holds;  // references, and window holds, per page
   for (std::size_t i = 0; i < tables.size(); ++i) {
     PageTable const& t = *tables[i];
     ModelContext const& m = models[i];
@@ -302,21 +398,45 @@ void check_invariants(PagePool const& pool, std::vector<std::unique_ptr<PageTabl
     expected.insert(expected.end(), m.working.begin(), m.working.end());
     REQUIRE(t.tokens() == expected);
     REQUIRE(t.kv_indices().size() == (t.seq_len() + ps - 1) / ps);
+    REQUIRE(t.window_released_pages() == m.window_released);
     for (PageId const p : t.committed_pages()) ++refs[p];
     for (PageId const p : t.working_pages()) ++refs[p];
+    for (std::size_t c = m.window_released; c < t.committed_pages().size(); ++c) ++holds[t.committed_pages()[c]];
+    for (PageId const p : t.working_pages()) ++holds[p];
   }
   for (auto const& [page, count] : refs) REQUIRE(pool.refcount(page) == count);
   REQUIRE(pool.free_count() == pool.num_pages() - refs.size());
+  if (!pool.has_window_store()) return;
+  // Exactly the pages some holder still needs have a window page, each its own.
+  std::set<piecrust::WindowPageId> window_pages;
+  for (auto const& [page, count] : refs) {
+    auto const it = holds.find(page);
+    std::uint32_t const h = it == holds.end() ? 0 : it->second;
+    REQUIRE(pool.window_holds(page) == h);
+    REQUIRE((pool.window_page(page) != piecrust::no_window_page) == (h > 0));
+    if (h > 0) REQUIRE(window_pages.insert(pool.window_page(page)).second);
+  }
+  REQUIRE(pool.stats().window_used == window_pages.size());
+}
+
+// The window rule of PageTable: page i leaves every window once (i + 1) * ps - 1 + window <= committed slots.
+void release_model_windows(ModelContext& m, std::size_t ps, std::size_t window) {
+  if (window == 0) return;
+  while ((m.window_released + 1) * ps - 1 + window <= m.committed.size() &&
+         (m.window_released + 1) * ps <= m.committed.size()) {
+    ++m.window_released;
+  }
 }
 
 }  // namespace
 
 TEST_CASE("random page-table programs agree with a naive model and leak nothing", "[pages][model]") {
   auto const seed = std::random_device{}();
-  INFO("seed " << seed);
+  std::size_t const window = GENERATE(0u, 6u);  // without and with a window store (as many window pages as pages)
+  INFO("seed " << seed << ", window " << window);
   std::mt19937 rng(seed);
   std::uint32_t const ps = 4;
-  PagePool pool(64, ps);
+  PagePool pool(64, ps, piecrust::WindowStore{window > 0 ? 64u : 0u, window});
   std::vector<std::unique_ptr<PageTable>> tables;
   std::vector<ModelContext> models;
   auto pick = [&](std::size_t n) { return static_cast<std::size_t>(rng() % n); };
@@ -366,6 +486,7 @@ TEST_CASE("random page-table programs agree with a naive model and leak nothing"
           m.committed.insert(m.committed.end(), m.working.begin(), m.working.begin() + static_cast<long>(k * ps));
           m.working.erase(m.working.begin(), m.working.begin() + static_cast<long>(k * ps));
           m.working_pages -= k;
+          release_model_windows(m, ps, window);
         } else {
           REQUIRE_THROWS_AS(t.commit_working_pages(k), piecrust::InvalidState);
         }
@@ -421,17 +542,19 @@ TEST_CASE("random page-table programs agree with a naive model and leak nothing"
       }
       case 7: {  // drop masked pages
         std::vector<TokenMeta> kept;
-        std::size_t dropped = 0;
+        std::size_t dropped = 0, released_kept = 0;
         for (std::size_t p = 0; p * ps < m.committed.size(); ++p) {
           auto const b = m.committed.begin() + static_cast<long>(p * ps);
           if (std::all_of(b, b + ps, [](TokenMeta const& x) { return x.masked; })) {
             ++dropped;
           } else {
             kept.insert(kept.end(), b, b + ps);
+            released_kept += p < m.window_released ? 1 : 0;
           }
         }
         REQUIRE(t.drop_masked_kv_pages() == dropped);
         m.committed = kept;
+        m.window_released = released_kept;  // released pages stay released; the view never grows back
         break;
       }
       case 8: {  // destroy
@@ -446,5 +569,6 @@ TEST_CASE("random page-table programs agree with a naive model and leak nothing"
   }
   tables.clear();
   CHECK(pool.free_count() == pool.num_pages());
+  CHECK(pool.window_free_count() == (window > 0 ? 64u : 0u));
   CHECK(pool.stats().content_indexed == 0);
 }

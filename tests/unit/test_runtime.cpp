@@ -102,7 +102,7 @@ TEST_CASE("fork: branches diverge and the parent is untouched", "[runtime][fork]
     CHECK(e.pool().free_count() == free_before - 1);  // only the partial working page is copied
     CHECK(child.token_ids() == parent_ids);
     child.fill({1, 2, 3});
-    Generation const g = co_await child.generate(samplers::top_k(50, 1.5f), max_len(6));
+    Generation const g = co_await child.generate(samplers::top_k(TopK{50}, Temperature{1.5f}), max_len(6));
     CHECK(g.tokens.size() == 6);
     CHECK(parent.token_ids() == parent_ids);
     CHECK(child.token_ids().size() == parent_ids.size() + 3 + 6);
@@ -120,13 +120,13 @@ TEST_CASE("batched programs get bit-identical tokens to running alone, in fewer 
     Engine<Tiny> e(tiny(), opts());
     for (std::size_t k = 0; k < i; ++k) (void)e.create_context();  // same context ids as in the batched run
     alone.push_back(e.block_on(generate_from(e, prompt(10 + static_cast<std::uint32_t>(i), 5 + 7 * i),
-                                             samplers::top_p(0.9f, 1.3f), 10 + i))
+                                             samplers::top_p(TopP{0.9f}, Temperature{1.3f}), 10 + i))
                         .tokens);
   }
   Engine<Tiny> e(tiny(), opts());
   std::vector<std::vector<std::uint32_t>> together(n);
   auto prog = [](Engine<Tiny>& e, std::size_t i, std::vector<std::uint32_t>& out) -> Task<void> {
-    out = (co_await generate_from(e, prompt(10 + static_cast<std::uint32_t>(i), 5 + 7 * i), samplers::top_p(0.9f, 1.3f),
+    out = (co_await generate_from(e, prompt(10 + static_cast<std::uint32_t>(i), 5 + 7 * i), samplers::top_p(TopP{0.9f}, Temperature{1.3f}),
                                   10 + i))
               .tokens;
   };
@@ -183,7 +183,7 @@ TEST_CASE("a regex constraint holds under any sampler", "[runtime][constraint]")
   std::vector<std::string> spell(512);
   for (std::size_t i = 1; i < spell.size(); ++i) spell[i] = i % 3 == 0 ? "a" : i % 3 == 1 ? "b" : "-";
   std::string const pattern = "(ab-)+";
-  std::vector<SamplerSpec> const kinds{samplers::multinomial(), samplers::top_k(5, 2.0f), samplers::greedy()};
+  std::vector<SamplerSpec> const kinds{samplers::multinomial(), samplers::top_k(TopK{5}, Temperature{2.0f}), samplers::greedy()};
   for (SamplerSpec const& s : kinds) {
     Engine<Tiny> e(tiny(), opts());
     auto prog = [&](Engine<Tiny>& e) -> Task<Generation> {
@@ -320,7 +320,7 @@ TEST_CASE("invalid passes throw typed errors and leave the context as it was", "
       CHECK_THROWS_WITH(co_await f.execute(), Catch::Contains("logit mask covers 100 ids"));
       f = ctx.forward();
       f.input({7});
-      f.sample({0}, samplers::top_p(1.5f));
+      f.sample({0}, samplers::top_p(TopP{1.5f}));
       CHECK_THROWS_AS(co_await f.execute(), InvalidArgument);
       CHECK(unchanged());
     }
@@ -466,8 +466,8 @@ TEST_CASE("flush(keep_last) shares one prefill between forks that then generate 
     CHECK(ctx.pending_tokens().size() == 1);
     auto a = ctx.fork(), b = ctx.fork();
     std::vector<Task<Generation>> branches;
-    branches.push_back(a.generate(samplers::top_p(0.9f), max_len(16)));
-    branches.push_back(b.generate(samplers::min_p(0.1f), max_len(16)));
+    branches.push_back(a.generate(samplers::top_p(TopP{0.9f}), max_len(16)));
+    branches.push_back(b.generate(samplers::min_p(MinP{0.1f}), max_len(16)));
     co_return co_await engine.when_all(std::move(branches));
   };
   auto const gens = e.block_on(two_answers(e));

@@ -177,8 +177,8 @@ TEST_CASE("Generation::logprobs are the log-probabilities the probes give for th
       std::size_t const last = p.size() - 1;
       auto const s_multi = f.sample({last, last - 1}, samplers::multinomial());
       auto const s_greedy = f.sample({last}, samplers::greedy());
-      auto const s_temp = f.sample({last}, samplers::temperature(0.7f));
-      auto const s_topk = f.sample({last}, samplers::top_k(5, 1.3f));
+      auto const s_temp = f.sample({last}, samplers::temperature(Temperature{0.7f}));
+      auto const s_topk = f.sample({last}, samplers::top_k(TopK{5}, Temperature{1.3f}));
       auto const lps = f.probe(last, Logprobs{all});
       auto const lps_prev = f.probe(last - 1, Logprobs{all});
       auto const logits = f.probe(last, Logits{});

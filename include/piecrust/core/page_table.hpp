@@ -20,6 +20,13 @@
 // of unknown origin commit with PageSharing::private_pages, and after mask_token_range (later passes skip the
 // masked slots, so their K/V differs) the table's next pages are found only by its own forks. Caveat: custom
 // attention masks are not recorded; a program that prefills with them should call isolate_content() first.
+//
+// With a window store in the pool (PagePool, WindowStore), the leading committed pages that have left the
+// window of every token this table can still compute give their window pages back: window_released_pages().
+// Committed slots are never truncated, so a future token sits at a slot >= committed_token_count(), and page
+// i (slots i*P .. i*P + P - 1) is outside its window once (i + 1) * P - 1 + window <= committed_token_count().
+// The sliding-window layers never see those pages again (window_floor()), also not after drop_masked_kv_pages
+// moves later slots closer: a window layer's view only ever shrinks.
 
 #include <piecrust/core/error.hpp>
 #include <piecrust/core/page_pool.hpp>
@@ -36,10 +43,13 @@
 
 namespace piecrust {
 
-/// A page whose K/V bytes the caller must copy: the fork's new page `to` starts as a copy of `from`.
+/// A page whose K/V bytes the caller must copy: the fork's new page `to` starts as a copy of `from`, and with
+/// a window store its window page `window_to` as a copy of `window_from`.
 struct PageCopy {
   PageId from;
   PageId to;
+  WindowPageId window_from = no_window_page;
+  WindowPageId window_to = no_window_page;
   friend bool operator==(PageCopy const&, PageCopy const&) = default;
 };
 
@@ -190,7 +200,24 @@ class PageTable {
     }
     working_.erase(working_.begin(), working_.begin() + static_cast<std::ptrdiff_t>(k));
     working_tokens_.erase(working_tokens_.begin(), working_tokens_.begin() + static_cast<std::ptrdiff_t>(k * ps));
+    release_windows_left_behind();
     return result;
+  }
+
+  /// Leading committed pages whose window pages this table gave back (0 without a window store).
+  [[nodiscard]] std::size_t window_released_pages() const noexcept { return window_released_; }
+  /// KV slots before this one are invisible to the sliding-window layers (their window pages are gone).
+  [[nodiscard]] std::size_t window_floor() const { return window_released_ * page_size(); }
+
+  /// Gives back the window pages of the first n committed pages (an import whose exporter had released them).
+  /// Throws InvalidState (nothing changed) when n exceeds the committed pages.
+  void release_window_pages_before(std::size_t n) {
+    if (n > committed_.size()) {
+      detail::fail<InvalidState>("PageTable::release_window_pages_before: n = ", n, " but only ", committed_.size(),
+                                 " pages are committed");
+    }
+    if (!pool_->has_window_store()) return;
+    for (; window_released_ < n; ++window_released_) pool_->release_window(committed_[window_released_]);
   }
 
   /// Frees the last n working pages and the tokens they held. Throws InvalidState if n > working pages.
@@ -244,12 +271,14 @@ class PageTable {
   std::size_t drop_masked_kv_pages() {
     std::vector<PageId> kept_pages;
     std::vector<MetaPtr> kept_meta;
-    std::vector<PageId> dropped;
+    std::vector<std::pair<PageId, WindowHold>> dropped;
+    std::size_t released_kept = 0;  // window-released pages that stay
     for (std::size_t p = 0; p < committed_.size(); ++p) {
       auto const& meta = *committed_meta_[p];
       if (std::all_of(meta.begin(), meta.end(), [](TokenMeta const& t) { return t.masked; })) {
-        dropped.push_back(committed_[p]);
+        dropped.emplace_back(committed_[p], hold_of(p));
       } else {
+        released_kept += p < window_released_ ? 1 : 0;
         kept_pages.push_back(committed_[p]);
         kept_meta.push_back(committed_meta_[p]);
       }
@@ -257,7 +286,8 @@ class PageTable {
     if (dropped.empty()) return 0;
     committed_ = std::move(kept_pages);
     committed_meta_ = std::move(kept_meta);
-    for (PageId const id : dropped) pool_->release(id);
+    window_released_ = released_kept;
+    for (auto const& [id, hold] : dropped) pool_->release(id, hold);
     return dropped.size();
   }
 
@@ -274,6 +304,14 @@ class PageTable {
     return out;
   }
 
+  /// The window pages of kv_indices() (no_window_page without a store), where the sliding-window layers keep
+  /// their K/V; a page before window_floor() has none and reads as window page 0, which no window layer reads.
+  [[nodiscard]] std::vector<WindowPageId> kv_window_indices() const {
+    std::vector<WindowPageId> out = kv_indices();  // [ceil(seq_len / page_size)]
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = i < window_released_ ? 0 : pool_->window_page(out[i]);
+    return out;
+  }
+
   /// Filled slots of the last page of kv_indices() (0 for an empty table).
   [[nodiscard]] std::uint32_t kv_last_page_len() const {
     if (seq_len() == 0) return 0;
@@ -285,14 +323,30 @@ class PageTable {
  private:
   friend struct PageTableFork;
 
+  // Whether this table holds committed page i's window page.
+  [[nodiscard]] WindowHold hold_of(std::size_t i) const noexcept {
+    return i < window_released_ ? WindowHold::no : WindowHold::yes;
+  }
+
+  // See the header comment: pages no future token's window reaches give their window pages back.
+  void release_windows_left_behind() {
+    if (!pool_->has_window_store()) return;
+    std::size_t const ps = page_size(), window = pool_->window_store().window, c = committed_token_count();
+    while (window_released_ < committed_.size() && (window_released_ + 1) * ps - 1 + window <= c) {
+      pool_->release_window(committed_[window_released_]);
+      ++window_released_;
+    }
+  }
+
   void release_all() noexcept {
     if (pool_ == nullptr) return;
-    for (PageId const id : committed_) pool_->release(id);
+    for (std::size_t i = 0; i < committed_.size(); ++i) pool_->release(committed_[i], hold_of(i));
     for (PageId const id : working_) pool_->release(id);
     committed_.clear();
     working_.clear();
     committed_meta_.clear();
     working_tokens_.clear();
+    window_released_ = 0;
   }
 
   void swap(PageTable& other) noexcept {
@@ -303,6 +357,7 @@ class PageTable {
     std::swap(working_tokens_, other.working_tokens_);
     std::swap(max_committed_position_, other.max_committed_position_);
     std::swap(last_serial_, other.last_serial_);
+    std::swap(window_released_, other.window_released_);
   }
 
   PagePool* pool_ = nullptr;
@@ -315,6 +370,7 @@ class PageTable {
   std::vector<TokenMeta> working_tokens_;               // [working_token_count] filled working slots
   std::optional<std::uint32_t> max_committed_position_;  // largest position in a committed page
   std::uint64_t last_serial_ = 0;                        // pool serial of the last committed page (0: none)
+  std::size_t window_released_ = 0;                      // leading committed pages whose window pages are given back
 };
 
 struct PageTableFork {
@@ -328,13 +384,17 @@ inline PageTableFork PageTable::fork() const {
   PageTableFork out{PageTable(*pool_), {}};
   out.table.working_ = std::move(fresh);  // owned by the child from here on, so nothing can leak
   out.table.committed_ = committed_;
-  for (PageId const id : committed_) pool_->retain(id);
+  for (std::size_t i = 0; i < committed_.size(); ++i) pool_->retain(committed_[i], hold_of(i));
+  out.table.window_released_ = window_released_;
   out.table.committed_meta_ = committed_meta_;
   out.table.working_tokens_ = working_tokens_;
   out.table.max_committed_position_ = max_committed_position_;
   out.table.last_serial_ = last_serial_;
   out.copies.reserve(used_working);
-  for (std::size_t i = 0; i < used_working; ++i) out.copies.push_back(PageCopy{working_[i], out.table.working_[i]});
+  for (std::size_t i = 0; i < used_working; ++i) {
+    PageId const from = working_[i], to = out.table.working_[i];
+    out.copies.push_back(PageCopy{from, to, pool_->window_page(from), pool_->window_page(to)});
+  }
   return out;
 }
 

@@ -43,11 +43,14 @@ namespace piecrust {
 
 /// What one logits row of a step is read for.
 namespace logit_task {
-/// A token drawn by `sample` with `params` and `key`, and its ln p under softmax(logits / T) over the ids the
-/// row's mask allows, T = params.effective_temperature().
+/// A token drawn by `sample` with `params`, `key` and the row's penalty inputs, and its ln p under
+/// softmax(logits / T) over the ids the row's mask allows, T = params.effective_temperature() (the model's
+/// logits: logit bias and penalties change what is drawn, not the reported ln p).
 struct Sample {
   SamplingParams params{};
   SampleKey key{};
+  std::vector<std::uint32_t> recent{};   // the row's newest tokens, oldest first, read by params.penalties
+  std::vector<LogitBias> logit_bias{};   // distinct ids
 };
 /// The row itself, [vocab] (the row's mask does not apply).
 struct Raw {};
@@ -150,7 +153,11 @@ inline void validate_logit_plan(std::span<LogitRowPlan const> plan, std::size_t 
       if (p.mask->size() != vocab) fail<InvalidArgument>(op, ": plan[", r, "].mask covers ", p.mask->size(), " ids, vocab = ", vocab);
       if (p.mask->allowed_count(vocab) == 0) fail<InvalidArgument>(op, ": plan[", r, "].mask allows no token");
     }
-    if (auto const* s = std::get_if<logit_task::Sample>(&p.task)) s->params.validate(op, r);
+    if (auto const* s = std::get_if<logit_task::Sample>(&p.task)) {
+      s->params.validate(op, r);
+      std::vector<LogitEdit> edits;  // checks the row's bias ids and recent tokens (inputs[r] is plan[r])
+      append_row_edits(op, r, vocab, s->params.penalties, SampleRowInputs{s->recent, s->logit_bias}, edits);
+    }
     if (auto const* t = std::get_if<logit_task::TopK>(&p.task)) {
       if (t->k > vocab) fail<InvalidArgument>(op, ": plan[", r, "].k = ", t->k, " > vocab = ", vocab);
       check_t(r, t->temperature);
@@ -294,14 +301,19 @@ template <ExecutionSpace S>
   if (ns > 0) {
     std::vector<SamplingParams> params;  // [ns]
     std::vector<SampleKey> keys;         // [ns]
+    std::vector<SampleRowInputs> inputs;  // [ns] or empty: views of the plan's recent tokens and bias lists
+    bool any_inputs = false;
     for (std::size_t const r : L.sample.rows) {
       auto const& t = std::get<logit_task::Sample>(plan[r].task);
       params.push_back(t.params);
       keys.push_back(t.key);
+      inputs.push_back(SampleRowInputs{t.recent, t.logit_bias});
+      any_inputs = any_inputs || !t.logit_bias.empty() || (t.params.penalties.active() && !t.recent.empty());
     }
+    if (!any_inputs) inputs.clear();
     auto const view = rows_view(L.sample.rows);
     auto const masks = detail::call_masks(plan, L.sample.rows);
-    sample(space, view, params, masks, keys, std::span<std::uint32_t>(u32_at(L.sample.out), ns));
+    sample(space, view, params, masks, keys, inputs, std::span<std::uint32_t>(u32_at(L.sample.out), ns));
     copy_to_host(space, std::span<std::uint32_t>(tokens), std::span<std::uint32_t const>(u32_at(L.sample.out), ns));
     std::vector<std::size_t> nth(plan.size());  // [rows] a Sample row's index among the Sample rows
     for (std::size_t i = 0; i < ns; ++i) nth[L.sample.rows[i]] = i;

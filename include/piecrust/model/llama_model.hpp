@@ -149,11 +149,21 @@ class LlamaModel {
   [[nodiscard]] Space const& space() const noexcept { return space_; }
   [[nodiscard]] ModelShape shape() const noexcept {
     auto const& c = w_.config;
-    return {c.vocab_size, c.num_layers, c.num_kv_heads, c.head_dim, c.context_length};
+    ModelShape s{c.vocab_size, c.num_layers, c.num_kv_heads, c.head_dim, c.context_length, 0, {}};
+    if (c.sliding_window > 0 && !llama_cpp_arithmetic()) {  // llama.cpp's attention refuses windows
+      s.sliding_window = c.sliding_window;
+      for (std::size_t l = 0; l < c.num_layers; ++l) s.window_layers.push_back(c.is_local_layer(l));
+    }
+    return s;
   }
-  [[nodiscard]] kv_cache_type make_kv_cache(std::size_t num_pages, std::size_t page_size) const {
+  /// The KV cache; with window_pages > 0 the local (sliding-window) layers keep their K/V in a window store of
+  /// that many pages (ForwardBatch::window addresses it).
+  [[nodiscard]] kv_cache_type make_kv_cache(std::size_t num_pages, std::size_t page_size, std::size_t window_pages = 0) const {
     auto const& c = w_.config;
-    return kv_cache_type(space_, c.num_layers, num_pages, page_size, c.num_kv_heads, c.head_dim);
+    std::vector<bool> window_layers;  // [num_layers] or empty
+    if (window_pages > 0) window_layers = shape().window_layers;
+    return kv_cache_type(space_, c.num_layers, num_pages, page_size, c.num_kv_heads, c.head_dim, std::move(window_layers),
+                         window_pages);
   }
 
   /// A fresh workspace for forward(kv, batch, logits, workspace); its buffers grow on first use.
@@ -176,7 +186,7 @@ class LlamaModel {
     std::size_t const R = batch.logit_rows.size();
     std::size_t const H = c.num_heads, KH = c.num_kv_heads, D = c.head_dim, E = c.hidden, F = c.ffn;
     detail::check_llama_batch("LlamaModel::forward", c, kv.num_layers(), kv.num_kv_heads(), kv.head_dim(), kv.page_size(),
-                              batch, logits.size());
+                              batch, logits.size(), kv.num_window_pages());
     if (T == 0) return;
 
     // KV slots of the new tokens: request b's token i goes to KV position kv_len - qo_len + i.
@@ -191,6 +201,12 @@ class LlamaModel {
       }
     }
     auto const slots = append_kv_slots(kv.page_size(), batch_idx, kv_pos, pb.kv_indptr, pb.kv_indices);  // [T]
+    // The local layers' pages: the window store's when the cache has one (same slots, other page ids).
+    bool const window_store = kv.num_window_pages() > 0;
+    PagedBatch const local_pages =
+        window_store ? PagedBatch{pb.qo_indptr, pb.kv_indptr, batch.window.kv_indices, pb.kv_last_page_len} : pb;
+    std::vector<std::uint32_t> local_slots;  // [T] or empty
+    if (window_store) local_slots = append_kv_slots(kv.page_size(), batch_idx, kv_pos, pb.kv_indptr, batch.window.kv_indices);
 
     Scratch& s = scratch(ws.s_, T, R);
     detail::LoraOnSpace<Space>& lora = ws.lora_;
@@ -208,9 +224,11 @@ class LlamaModel {
       attention.emplace(plan_attention(space_, AttentionProblem{T, H, D, KH, kv.num_pages(), kv.page_size(), batch.pages,
                                                                 batch.attention}));
       if (c.sliding_window > 0) {
-        local_trims = detail::sliding_window_trims(c.sliding_window, kv.page_size(), batch.pages, batch.attention);
-        local_attention.emplace(plan_attention(space_, AttentionProblem{T, H, D, KH, kv.num_pages(), kv.page_size(),
-                                                                        batch.pages, AttentionSelection{{}, local_trims}}));
+        local_trims = detail::sliding_window_trims(c.sliding_window, kv.page_size(), batch.pages, batch.attention,
+                                                   batch.window.floor);
+        std::size_t const local_pool = window_store ? kv.num_window_pages() : kv.num_pages();
+        local_attention.emplace(plan_attention(space_, AttentionProblem{T, H, D, KH, local_pool, kv.page_size(),
+                                                                        local_pages, AttentionSelection{{}, local_trims}}));
       }
     }
 
@@ -247,7 +265,8 @@ class LlamaModel {
         QkvBias const bias = c.qkv_bias ? QkvBias{norm(L.bq), norm(L.bk), norm(L.bv)} : QkvBias{};
         bool const local = c.is_local_layer(l);
         qkv_rope_append(space_, q3, k3, ShapedView<float, 3>(s.v.data(), T, KH, D), bias, batch.positions,
-                        c.layer_rope(l), kv.layer(l), slots);
+                        c.layer_rope(l), kv.layer(l),
+                        kv.is_window_layer(l) ? std::span<std::uint32_t const>(local_slots) : std::span<std::uint32_t const>(slots));
         paged_attention(space_, cq, kv.layer(l), local ? *local_attention : *attention, o3, view(s.lse, T, H));
       }
       if (c.post_norms) {  // a is free once q, k, v are made: it takes the sublayer outputs

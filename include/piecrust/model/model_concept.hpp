@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <span>
 #include <utility>
+#include <vector>
 
 namespace piecrust {
 
@@ -19,6 +20,11 @@ struct ModelShape {
   std::size_t num_kv_heads = 0;
   std::size_t head_dim = 0;
   std::size_t context_length = 0;
+  // Layers that see only the last `sliding_window` KV slots (Gemma 3's local layers, Mistral), one flag per
+  // layer, or empty: the engine then keeps their K/V in a window store (PagePool's WindowStore), passes its pages
+  // as ForwardBatch::window, and the model makes its cache with make_kv_cache(num_pages, page_size, window_pages).
+  std::size_t sliding_window = 0;
+  std::vector<bool> window_layers;  // [num_layers] or empty
 };
 
 /// A model opts in with `using model_type = Self;`, names its execution space (`space_type`, returned by

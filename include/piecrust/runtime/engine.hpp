@@ -50,6 +50,7 @@
 #include <piecrust/runtime/step_builder.hpp>
 #include <piecrust/runtime/task.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -74,6 +75,12 @@ struct EngineOptions {
   // The model's identity (model_identity(weights, tokenizer)) when already computed, say once for several
   // engines sharing a model; otherwise the engine hashes the weights at its first export or import.
   std::optional<ModelIdentity> identity;
+  // For a model with sliding-window layers (ModelShape::window_layers): the pages of the window store that
+  // holds those layers' K/V (PagePool's WindowStore). A context then holds about window / page_size + 1 of
+  // them however long it grows, and pages that left every window give theirs back. Unset: num_pages (never
+  // runs out before the pages do); fewer bounds the memory those layers take; 0: no store (those layers keep
+  // every page, nothing is released).
+  std::optional<std::size_t> window_pages;
 };
 
 struct EngineStats {
@@ -114,8 +121,8 @@ class Engine {
       : model_(&model),
         shape_(model.shape()),
         options_(std::move(options)),
-        pool_(options_.num_pages, options_.page_size),
-        kv_(model.make_kv_cache(options_.num_pages, options_.page_size)),
+        pool_(options_.num_pages, options_.page_size, window_store(shape_, options_)),
+        kv_(make_kv_cache(model, options_, pool_)),
         tokenizer_(tokenizer),
         chat_(std::move(chat)),
         workspace_(detail::WorkspaceOf<M>::make(model)) {}
@@ -377,6 +384,23 @@ class Engine {
   }
 
  private:
+  // The window store for the model's sliding-window layers, if any (see EngineOptions::window_pages).
+  static WindowStore window_store(ModelShape const& shape, EngineOptions const& o) {
+    bool const windowed = shape.sliding_window > 0 &&
+                          std::find(shape.window_layers.begin(), shape.window_layers.end(), true) != shape.window_layers.end();
+    if (!windowed || !supports_window_store) return {};
+    return WindowStore{o.window_pages.value_or(o.num_pages), shape.sliding_window};
+  }
+  static constexpr bool supports_window_store = requires(M const& m, std::size_t n) {
+    { m.make_kv_cache(n, n, n) } -> std::same_as<kv_cache_type>;
+  };
+  static kv_cache_type make_kv_cache(M const& model, EngineOptions const& o, PagePool const& pool) {
+    if constexpr (supports_window_store) {
+      if (pool.has_window_store()) return model.make_kv_cache(o.num_pages, o.page_size, pool.window_store().pages);
+    }
+    return model.make_kv_cache(o.num_pages, o.page_size);
+  }
+
   KvExportHeader export_header() {
     KvExportHeader h;
     h.fingerprint = model_identity().to_string();
@@ -462,6 +486,10 @@ class Engine {
     sp.positions = pass.positions;
     sp.kv_before = a.kv_before;
     sp.kv_pages = t.kv_indices();
+    if (t.pool().has_window_store()) {
+      sp.window_pages = t.kv_window_indices();
+      sp.window_floor = t.window_floor();
+    }
     sp.last_page_len = t.kv_last_page_len();
     sp.prefix = pass.prefix;
     sp.masks = std::move(pass.masks);

@@ -1,9 +1,11 @@
 #pragma once
 // The byte format of exported KV pages (Context::export_kv_pages / Context::from_imported).
 //
-//   "PCKVPAGE" magic, u32 version (1)
+//   "PCKVPAGE" magic, u32 version (2; version 1, without window_released_pages, is still read)
 //   u32 fingerprint length, fingerprint bytes   (ModelIdentity::to_string of the model that made the K/V)
 //   u32 page_size, u32 num_layers, u32 num_kv_heads, u32 head_dim, u32 element_size, u64 num_pages
+//   u64 window_released_pages: leading pages whose sliding-window layers' K/V had left every window and was
+//       given back (PageTable::window_floor); those layers' bytes of these pages are zeros and are never read
 //   num_pages * page_size token records: u32 token, u32 position, u8 masked
 //   K/V bytes: [num_pages][num_layers][2][page_size][num_kv_heads][head_dim] elements of element_size bytes
 //   u64 FNV-1a checksum of everything before it
@@ -34,6 +36,7 @@ struct KvExportHeader {
   std::uint32_t head_dim = 0;
   std::uint32_t element_size = 0;
   std::uint64_t num_pages = 0;
+  std::uint64_t window_released_pages = 0;  // <= num_pages (see the format above)
 
   /// Bytes of K/V of one page, all layers; nullopt when the product does not fit in 64 bits (a forged header).
   [[nodiscard]] std::optional<std::uint64_t> page_bytes() const {
@@ -56,7 +59,7 @@ struct KvExport {
 namespace detail {
 
 inline constexpr char kv_export_magic[8] = {'P', 'C', 'K', 'V', 'P', 'A', 'G', 'E'};
-inline constexpr std::uint32_t kv_export_version = 1;
+inline constexpr std::uint32_t kv_export_version = 2;
 
 // FNV-1a, 64-bit. Source: Fowler, Noll, Vo (IETF draft-eastlake-fnv).
 inline std::uint64_t fnv1a(std::span<std::uint8_t const> bytes) {
@@ -122,6 +125,10 @@ inline std::vector<std::uint8_t> encode_kv_export(KvExport const& e) {
     detail::fail<InvalidArgument>("encode_kv_export: ", e.tokens.size(), " token records for ", h.num_pages, " pages of ",
                                   h.page_size);
   }
+  if (h.window_released_pages > h.num_pages) {
+    detail::fail<InvalidArgument>("encode_kv_export: window_released_pages = ", h.window_released_pages, " > num_pages = ",
+                                  h.num_pages);
+  }
   if (e.bytes.size() != h.num_pages * *per_page) {
     detail::fail<InvalidArgument>("encode_kv_export: ", e.bytes.size(), " K/V bytes, expected ", h.num_pages * *per_page);
   }
@@ -136,6 +143,7 @@ inline std::vector<std::uint8_t> encode_kv_export(KvExport const& e) {
   w.le(h.head_dim);
   w.le(h.element_size);
   w.le(h.num_pages);
+  w.le(h.window_released_pages);
   for (TokenMeta const& t : e.tokens) {
     w.le(t.token);
     w.le(t.position);
@@ -154,8 +162,8 @@ inline KvExport decode_kv_export(std::span<std::uint8_t const> blob) {
     detail::fail<FormatError>("KV export: bad magic (not an exported KV entry)");
   }
   auto const version = r.le<std::uint32_t>("version");
-  if (version != detail::kv_export_version) {
-    detail::fail<FormatError>("KV export: version ", version, " is not supported (expected ", detail::kv_export_version, ")");
+  if (version != 1 && version != detail::kv_export_version) {
+    detail::fail<FormatError>("KV export: version ", version, " is not supported (expected 1 or ", detail::kv_export_version, ")");
   }
   KvExport e;
   KvExportHeader& h = e.header;
@@ -168,6 +176,10 @@ inline KvExport decode_kv_export(std::span<std::uint8_t const> blob) {
   h.head_dim = r.le<std::uint32_t>("head_dim");
   h.element_size = r.le<std::uint32_t>("element_size");
   h.num_pages = r.le<std::uint64_t>("num_pages");
+  if (version >= 2) h.window_released_pages = r.le<std::uint64_t>("window_released_pages");
+  if (h.window_released_pages > h.num_pages) {
+    detail::fail<FormatError>("KV export: window_released_pages = ", h.window_released_pages, " > num_pages = ", h.num_pages);
+  }
   // Bound every count by what the blob can hold before allocating.
   std::uint64_t const record = 9;
   if (h.page_size == 0 || h.num_pages > r.remaining() / record / h.page_size) {

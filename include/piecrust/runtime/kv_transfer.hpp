@@ -43,9 +43,17 @@ std::vector<std::uint8_t> export_committed_pages(S const& space, Kv const& kv, P
     auto const meta = t.committed_page_tokens(p);
     e.tokens.insert(e.tokens.end(), meta.begin(), meta.end());
   }
+  e.header.window_released_pages = t.window_released_pages();
   std::vector<std::uint32_t> const pages(t.committed_pages().begin(), t.committed_pages().end());  // [num_pages]
+  std::vector<WindowPageId> window;  // [num_pages] with a window store: the released ones read as zeros
+  if (t.pool().has_window_store()) {
+    for (std::size_t p = 0; p < pages.size(); ++p) {
+      window.push_back(p < t.window_released_pages() ? no_window_page : t.pool().window_page(pages[p]));
+    }
+  }
   e.bytes.resize(pages.size() * kv.num_layers() * kv.page_bytes());
-  read_kv_pages(space, kv, std::span<std::uint32_t const>(pages), std::as_writable_bytes(std::span(e.bytes)));
+  read_kv_pages(space, kv, std::span<std::uint32_t const>(pages), std::as_writable_bytes(std::span(e.bytes)),
+                std::span<WindowPageId const>(window));
   return encode_kv_export(e);
 }
 
@@ -114,8 +122,16 @@ MaskedSlots import_pages_into(S const& space, Kv& kv, KvExport const& e, PageTab
   t.append_working_tokens(e.tokens);
   std::vector<std::uint32_t> const ids(t.working_pages().begin(),
                                        t.working_pages().begin() + static_cast<std::ptrdiff_t>(pages));  // [pages]
-  write_kv_pages(space, kv, std::span<std::uint32_t const>(ids), std::as_bytes(std::span(e.bytes)));
+  std::vector<WindowPageId> window;  // [pages] with a window store
+  if (t.pool().has_window_store()) {
+    for (std::size_t p = 0; p < pages; ++p) window.push_back(t.pool().window_page(ids[p]));
+  }
+  write_kv_pages(space, kv, std::span<std::uint32_t const>(ids), std::as_bytes(std::span(e.bytes)),
+                 std::span<WindowPageId const>(window));
   t.commit_working_pages(pages, trust == KvTrust::trusted ? PageSharing::by_content : PageSharing::private_pages);
+  // The pages the exporter's window layers had given back (zeros in the blob) give theirs back here too; without
+  // window pages, content lookups never find them (PagePool::find_content).
+  t.release_window_pages_before(e.header.window_released_pages);
   return MaskedSlots::from_tokens(e.tokens);
 }
 

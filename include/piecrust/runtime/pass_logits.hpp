@@ -7,12 +7,14 @@
 #include <piecrust/runtime/context_state.hpp>
 #include <piecrust/runtime/forward.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <span>
 #include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -36,7 +38,17 @@ inline void plan_logit_rows(PassRequest& pass, std::uint64_t seed, std::size_t v
       if (s.sampler.is_custom()) {
         mine.push_back({logit_task::TopK{0, 1.0f}, mask});  // the T = 1 distribution the custom sampler is handed
       } else {
-        mine.push_back({logit_task::Sample{s.sampler.params(), SampleKey{seed, cs.id, cs.sample_step + k}}, mask});
+        logit_task::Sample task{s.sampler.params(), SampleKey{seed, cs.id, cs.sample_step + k}, {}, {}};
+        task.logit_bias.assign(s.sampler.logit_bias().begin(), s.sampler.logit_bias().end());
+        if (task.params.penalties.active()) {
+          // The penalty window: the newest tokens up to the sampled input (prompt included, as llama.cpp
+          // counts), read from the page table, where the engine has already appended this pass's tokens.
+          std::size_t const end = cs.table.seq_len() - pass.tokens.size() + pass.prefix + s.indices[k] + 1;
+          std::size_t const begin = end - std::min<std::size_t>(end, task.params.penalties.last_n);
+          task.recent.reserve(end - begin);
+          for (std::size_t slot = begin; slot < end; ++slot) task.recent.push_back(cs.table.token(slot).token);
+        }
+        mine.push_back({std::move(task), mask});
       }
     }
   }

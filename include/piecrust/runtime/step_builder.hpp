@@ -40,6 +40,8 @@ struct StepPass {
   std::span<std::uint32_t const> positions;  // [n] their RoPE positions
   std::size_t kv_before = 0;                 // KV slots of the context before the pass
   std::vector<std::uint32_t> kv_pages;       // [pages] the context's page ids after the pass
+  std::vector<std::uint32_t> window_pages;   // [pages] their window pages (PagePool's window store), or empty
+  std::size_t window_floor = 0;              // first KV slot the sliding-window layers see (PageTable::window_floor)
   std::uint32_t last_page_len = 0;           // valid slots of its last page
   std::size_t prefix = 0;                    // leading tokens that are not indexable (pending tokens fed first)
   std::vector<AttentionMask> masks;          // [n - prefix] explicit rows, or empty; moved into the batch
@@ -56,6 +58,8 @@ struct StepBatch {
   std::vector<std::uint32_t> kv_indptr{0};    // [batch + 1]
   std::vector<std::uint32_t> kv_indices;      // [total pages]
   std::vector<std::uint32_t> last_page_len;   // [batch]
+  std::vector<std::uint32_t> window_indices;  // [total pages] window pages when the passes have them, else empty
+  std::vector<std::uint32_t> window_floor;    // [batch] when window_indices is not empty
   std::vector<TrimPlan> trims;                // [batch] when any pass has non-causal rows, else empty
   std::vector<std::uint32_t> logit_rows;      // [num_logits] token indices in the step
   std::vector<LoraAdapter const*> adapters;   // [batch] when any pass has an adapter, else empty
@@ -83,6 +87,10 @@ struct StepBatch {
     a.kv_indices.assign(kv_indices.begin() + kv_indptr[i], kv_indices.begin() + kv_indptr[i + 1]);
     a.kv_indptr.push_back(static_cast<std::uint32_t>(a.kv_indices.size()));
     a.last_page_len.push_back(last_page_len[i]);
+    if (!window_indices.empty()) {
+      a.window_indices.assign(window_indices.begin() + kv_indptr[i], window_indices.begin() + kv_indptr[i + 1]);
+      a.window_floor.push_back(window_floor[i]);
+    }
     if (!trims.empty() && !trims[i].rows.empty()) a.trims.push_back(trims[i]);  // alone, a causal pass has no plan
     std::size_t const r1 = i + 1 < size() ? first_row[i + 1] : logit_rows.size();
     for (std::size_t r = first_row[i]; r < r1; ++r) a.logit_rows.push_back(static_cast<std::uint32_t>(logit_rows[r] - t0));
@@ -98,6 +106,7 @@ struct StepBatch {
     fb.tokens = tokens;
     fb.positions = positions;
     fb.pages = PagedBatch{qo_indptr, kv_indptr, kv_indices, last_page_len};
+    if (!window_indices.empty()) fb.window = WindowPages{window_indices, window_floor};
     if (!trims.empty()) fb.attention = AttentionSelection{{}, trims};
     fb.logit_rows = logit_rows;
     if (!adapters.empty()) fb.adapters = adapters;
@@ -163,6 +172,10 @@ inline StepBatch build_step(std::span<StepPass> passes, std::uint32_t page_size)
     b.kv_indices.insert(b.kv_indices.end(), p.kv_pages.begin(), p.kv_pages.end());
     b.kv_indptr.push_back(static_cast<std::uint32_t>(b.kv_indices.size()));
     b.last_page_len.push_back(p.last_page_len);
+    if (!p.window_pages.empty()) {
+      b.window_indices.insert(b.window_indices.end(), p.window_pages.begin(), p.window_pages.end());
+      b.window_floor.push_back(static_cast<std::uint32_t>(p.window_floor));
+    }
     if (any_rows) b.trims.push_back(plans[i] ? std::move(*plans[i]) : TrimPlan::compute(page_size, p.kv_before, p.tokens.size(), {}));
     if (any_adapter) b.adapters.push_back(p.adapter);
   }

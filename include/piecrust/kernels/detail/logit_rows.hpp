@@ -8,10 +8,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <utility>
 #include <vector>
 
 #include "piecrust/core/logit_mask.hpp"
+#include "piecrust/kernels/logit_edits.hpp"
 #include "piecrust/kernels/philox.hpp"
 #include "piecrust/kernels/sampling_params.hpp"
 
@@ -30,6 +32,7 @@ struct LogitRowScratch {
   std::vector<float> w;                               // [vocab] exp((l - lmax) / T) of allowed ids
   std::vector<std::pair<std::uint32_t, float>> kept;  // (id, weight)
   std::vector<double> mass;                           // [bins] top-p histogram
+  std::vector<float> adjusted;                        // [vocab] a row with logit edits applied
 };
 
 /// The allowed runs of `mask` over [0, vocab) (the empty mask allows all).
@@ -155,6 +158,18 @@ inline std::pair<float, std::uint32_t> nucleus(float const* logits, std::vector<
 
 /// One row of `sample` (see SamplingParams for the distribution). The mask must allow >= 1 id.
 inline std::uint32_t sample_row(float const* logits, std::size_t vocab, SamplingParams const& p, LogitMask const& mask,
+                                SampleKey const& key, LogitRowScratch& s);
+
+/// One row of `sample` after its logit edits (bias, penalties), applied to a copy of the row.
+inline std::uint32_t sample_row(float const* logits, std::size_t vocab, SamplingParams const& p, LogitMask const& mask,
+                                SampleKey const& key, std::span<LogitEdit const> edits, LogitRowScratch& s) {
+  if (edits.empty()) return sample_row(logits, vocab, p, mask, key, s);
+  s.adjusted.assign(logits, logits + vocab);
+  for (LogitEdit const& e : edits) s.adjusted[e.id] = apply_logit_edit(e, s.adjusted[e.id]);
+  return sample_row(s.adjusted.data(), vocab, p, mask, key, s);  // which never touches s.adjusted
+}
+
+inline std::uint32_t sample_row(float const* logits, std::size_t vocab, SamplingParams const& p, LogitMask const& mask,
                                 SampleKey const& key, LogitRowScratch& s) {
   std::size_t const allowed = allowed_runs(mask, vocab, s.runs);
   if (p.kind == SamplingKind::greedy) {
@@ -179,9 +194,11 @@ inline std::uint32_t sample_row(float const* logits, std::size_t vocab, Sampling
       double total = 0;
       for (auto const& c : s.cand) total += weight(c.first, lmax);
       double const need = p.kind == SamplingKind::top_k_top_p ? static_cast<double>(p.top_p) * total : total;
+      float const log_min = p.kind == SamplingKind::top_k_top_p ? std::log(p.min_p) : -std::numeric_limits<float>::infinity();
       double cum = 0;
       for (auto const& c : s.cand) {
         float const w = weight(c.first, lmax);
+        if ((c.first - lmax) * inv_t < log_min) break;  // min-p: the order is descending, so the rest fail too
         s.kept.emplace_back(c.second, w);
         cum += w;
         if (p.kind == SamplingKind::top_k_top_p && cum >= need) break;

@@ -14,7 +14,7 @@ namespace piecrust::detail {
 
 inline void check_llama_batch(std::string_view op, LlamaConfig const& c, std::size_t kv_layers, std::size_t kv_heads,
                               std::size_t kv_head_dim, std::size_t page_size, ForwardBatch const& batch,
-                              std::size_t logits_size) {
+                              std::size_t logits_size, std::size_t num_window_pages = 0) {
   std::size_t const T = batch.tokens.size();
   if (kv_layers != c.num_layers || kv_heads != c.num_kv_heads || kv_head_dim != c.head_dim) {
     fail<InvalidArgument>(op, ": kv cache has ", kv_layers, " layers x ", kv_heads, " heads x ", kv_head_dim,
@@ -53,6 +53,22 @@ inline void check_llama_batch(std::string_view op, LlamaConfig const& c, std::si
     if (pb.kv_len(b, page_size) < pb.qo_len(b)) {
       fail<InvalidArgument>(op, ": request ", b, " has kv length ", pb.kv_len(b, page_size), " < its ", pb.qo_len(b),
                             " new tokens (the page table must cover them)");
+    }
+  }
+  // The window store: given exactly when the cache has one, one window page per page, ids inside it.
+  auto const& w = batch.window;
+  if ((num_window_pages > 0) != !w.kv_indices.empty()) {
+    fail<InvalidArgument>(op, ": window.kv_indices.size() = ", w.kv_indices.size(), " but the cache has ", num_window_pages,
+                          " window pages (the window pages are given exactly when the cache has a window store)");
+  }
+  if (num_window_pages == 0) return;
+  if (w.kv_indices.size() != pb.kv_indices.size() || w.floor.size() != pb.batch_size()) {
+    fail<InvalidArgument>(op, ": window.kv_indices.size() = ", w.kv_indices.size(), ", window.floor.size() = ", w.floor.size(),
+                          " for ", pb.kv_indices.size(), " pages and ", pb.batch_size(), " requests");
+  }
+  for (std::size_t i = 0; i < w.kv_indices.size(); ++i) {
+    if (w.kv_indices[i] >= num_window_pages) {
+      fail<OutOfRange>(op, ": window.kv_indices[", i, "] = ", w.kv_indices[i], " >= num_window_pages = ", num_window_pages);
     }
   }
 }

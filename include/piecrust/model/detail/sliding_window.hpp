@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <span>
 #include <vector>
 
 namespace piecrust::detail {
@@ -44,8 +45,11 @@ inline AttentionMask mask_before(AttentionMask const& row, std::size_t cut) {
 
 /// One TrimPlan per request of `pages` for a layer that sees the last `window` KV positions, given the
 /// step's own selection `user` (masks per token, trims per request, or neither for causal attention).
+/// `floor` (empty, or [batch]): request b's layer sees no KV position before floor[b] (its window pages are
+/// gone, PageTable::window_floor).
 inline std::vector<TrimPlan> sliding_window_trims(std::size_t window, std::size_t page_size, PagedBatch const& pages,
-                                                  AttentionSelection const& user) {
+                                                  AttentionSelection const& user,
+                                                  std::span<std::uint32_t const> floor = {}) {
   std::vector<TrimPlan> out;  // [batch]
   std::size_t const batch = pages.batch_size();
   out.reserve(batch);
@@ -64,7 +68,8 @@ inline std::vector<TrimPlan> sliding_window_trims(std::size_t window, std::size_
       } else {
         base = AttentionMask::causal(p + 1);
       }
-      rows.push_back(mask_before(base, p + 1 > window ? p + 1 - window : 0));
+      std::size_t const cut = p + 1 > window ? p + 1 - window : 0;
+      rows.push_back(mask_before(base, floor.empty() ? cut : std::max<std::size_t>(cut, floor[b])));
     }
     out.push_back(TrimPlan::compute(static_cast<std::uint32_t>(page_size), kv_before, q, rows));
   }

@@ -6,6 +6,9 @@
 // host's exactly, so a row draws the same token as on the host unless u lies within float rounding of
 // a CDF boundary (weights are expf on the device, std::exp on the host).
 //
+// Logit bias and penalties (LogitEdits, computed on the host from token ids only) are uploaded with the
+// call; an edited row is copied into a device workspace ([edited rows][vocab]) and edited there by its block.
+//
 // Arguments: logits is device memory (InvalidArgument otherwise). params, masks and keys are host
 // objects, uploaded with the call (one copy). out may be device memory (the call stays asynchronous)
 // or host memory (the call then copies the tokens back and waits: the least surprising behaviour for a
@@ -61,10 +64,23 @@ inline void require_device_logits(char const* op, void const* logits, std::size_
 template <int = 0>
 __global__ void __launch_bounds__(row_threads)
     sample_kernel(float const* logits, std::uint32_t vocab, SampleRow const* rows, std::uint32_t const* mask_offsets,
-                  std::uint32_t const* mask_words, std::uint32_t* out) {
+                  std::uint32_t const* mask_words, std::uint32_t const* edit_offsets, LogitEdit const* edits,
+                  std::uint32_t const* edit_slots, float* adjusted, std::uint32_t* out) {
   __shared__ RowShared sh;
   std::size_t const r = blockIdx.x;
   float const* l = logits + r * vocab;
+  if (edit_offsets != nullptr && edit_offsets[r + 1] > edit_offsets[r]) {
+    // The row's logit bias and penalties, applied to its copy in the workspace (ids are distinct: no races;
+    // __syncthreads makes the block's global writes visible to the whole block).
+    float* const a = adjusted + static_cast<std::size_t>(edit_slots[r]) * vocab;
+    for (std::uint32_t i = threadIdx.x; i < vocab; i += blockDim.x) a[i] = l[i];
+    __syncthreads();
+    for (std::uint32_t j = edit_offsets[r] + threadIdx.x; j < edit_offsets[r + 1]; j += blockDim.x) {
+      a[edits[j].id] = apply_logit_edit(edits[j], a[edits[j].id]);
+    }
+    __syncthreads();
+    l = a;
+  }
   SampleRow const p = rows[r];
   RowMask const mask = row_mask(mask_offsets, mask_words, r);
   float lmax = 0.0f;
@@ -95,8 +111,11 @@ __global__ void __launch_bounds__(row_threads)
           static_cast<unsigned long long>(static_cast<double>(p.top_p) * static_cast<double>(total));
       need = need < 1 ? 1 : need;
       Cut const pc = pivot_search<true>(l, vocab, in_k, weight, need, sh);
+      float const log_min = p.log_min;  // min-p on top (-inf for min_p = 0)
       token = pick_in_id_order(
-          vocab, [&](std::uint32_t i) { return in_k(i) && pc.keeps(order_key(l[i]), i); }, weight, u, sh);
+          vocab,
+          [&](std::uint32_t i) { return in_k(i) && pc.keeps(order_key(l[i]), i) && (l[i] - lmax) * inv_t >= log_min; },
+          weight, u, sh);
       break;
     }
     case SamplingKind::top_p: {
@@ -134,7 +153,8 @@ namespace piecrust {
 template <>
 struct KernelImpl<ops::Sample, Cuda> {
   static void run(Cuda const& space, ShapedView<float const, 2> logits, std::span<SamplingParams const> params,
-                  std::span<LogitMask const> masks, std::span<SampleKey const> keys, std::span<std::uint32_t> out) {
+                  std::span<LogitMask const> masks, std::span<SampleKey const> keys, LogitEdits const& edits,
+                  std::span<std::uint32_t> out) {
     std::size_t const rows = logits.extent(0);
     std::size_t const vocab = logits.extent(1);
     if (vocab > gpu::detail::max_vocab) {
@@ -151,12 +171,25 @@ struct KernelImpl<ops::Sample, Cuda> {
     scratch.begin();
     auto const d_rows = scratch.upload(std::span<gpu::detail::SampleRow const>(prepared));
     gpu::detail::MaskBits const mb = gpu::detail::stage_masks(scratch, rows, vocab, masks);
+    std::vector<std::uint32_t> slots;  // [rows] a row's slot in the adjusted workspace (rows with edits)
+    std::size_t edited = 0;
+    if (!edits.empty()) {
+      slots.resize(rows, 0);
+      for (std::size_t r = 0; r < rows; ++r) {
+        if (!edits.row(r).empty()) slots[r] = static_cast<std::uint32_t>(edited++);
+      }
+    }
+    auto const d_edit_offsets = scratch.upload(std::span<std::uint32_t const>(edits.offsets));  // [rows + 1] or empty
+    auto const d_edits = scratch.upload(std::span<LogitEdit const>(edits.edits));
+    auto const d_slots = scratch.upload(std::span<std::uint32_t const>(slots));
+    auto const d_adjusted = scratch.workspace<float>(edited * vocab);  // [edited rows][vocab]
     auto const d_out = scratch.workspace<std::uint32_t>(host_out ? rows : 0);  // [rows] when out is host memory
     scratch.commit();
     std::uint32_t* const dst = host_out ? scratch.get(d_out) : out.data();
     PIECRUST_GPU_LAUNCH(gpu::detail::sample_kernel<>, static_cast<unsigned>(rows), gpu::detail::row_threads, 0,
                         space.stream(), logits.data(), static_cast<std::uint32_t>(vocab), scratch.get(d_rows),
-                        scratch.get(mb.offsets), scratch.get(mb.words), dst);
+                        scratch.get(mb.offsets), scratch.get(mb.words), edits.empty() ? nullptr : scratch.get(d_edit_offsets),
+                        scratch.get(d_edits), scratch.get(d_slots), scratch.get(d_adjusted), dst);
     gpu::check_launch("sample_kernel");
     if (host_out) {
       gpu::memcpy_async(out.data(), dst, rows * sizeof(std::uint32_t), space.stream());

@@ -7,7 +7,7 @@
 //  * other memory (Cuda, HIP device memory): the logits rows are copied to the host once per call, the
 //    rows run on Kokkos' default host space, and the outputs are copied back into S's memory. A per-row
 //    sampler written on Kokkos team patterns for device memory is not there yet.
-// Index and parameter inputs (params, masks, keys, probe_logprobs' ids) are host memory, as the
+// Index and parameter inputs (params, masks, keys, logit edits, probe_logprobs' ids) are host memory, as the
 // interfaces check them on the host; logits and every output live in S::memory_space.
 
 #include <Kokkos_Core.hpp>
@@ -85,7 +85,8 @@ void for_each_row(S const& space, char const* label, std::size_t rows, F const& 
 template <KokkosSpace S>
 struct KernelImpl<ops::Sample, S> {
   static void run(S const& space, ShapedView<float const, 2> logits, std::span<SamplingParams const> params,
-                  std::span<LogitMask const> masks, std::span<SampleKey const> keys, std::span<std::uint32_t> out) {
+                  std::span<LogitMask const> masks, std::span<SampleKey const> keys, LogitEdits const& edits,
+                  std::span<std::uint32_t> out) {
     std::size_t const rows = logits.extent(0), vocab = logits.extent(1);
     kokkos_detail::HostRows<float const, S> lg(space, logits.data(), rows * vocab, true);  // [rows][vocab]
     kokkos_detail::HostRows<std::uint32_t, S> tok(space, out.data(), rows, false);         // [rows]
@@ -93,7 +94,8 @@ struct KernelImpl<ops::Sample, S> {
     std::uint32_t* const o = tok.data();
     kokkos_detail::for_each_row(space, "piecrust::sample", rows, [&](std::size_t r) {
       detail::LogitRowScratch scratch;
-      o[r] = detail::sample_row(l + r * vocab, vocab, params[r], masks.empty() ? detail::no_mask() : masks[r], keys[r], scratch);
+      o[r] = detail::sample_row(l + r * vocab, vocab, params[r], masks.empty() ? detail::no_mask() : masks[r], keys[r],
+                                edits.row(r), scratch);
     });
     tok.write_back(space);
   }
