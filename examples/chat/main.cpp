@@ -8,6 +8,7 @@
 // model file's recommendation, else llama.cpp-like defaults with a repeat penalty (chat_options.hpp).
 
 #include "chat/chat_options.hpp"
+#include "common/host_model.hpp"
 
 #include <piecrust/backends/host.hpp>
 #include <piecrust/model.hpp>

@@ -12,6 +12,8 @@
 // force one style.
 
 #include <piecrust/backends/host.hpp>
+#include "common/host_model.hpp"
+
 #include <piecrust/model.hpp>
 #include <piecrust/model/tiny_llama.hpp>
 #include <piecrust/runtime.hpp>
@@ -37,8 +39,6 @@
 #include <vector>
 
 namespace piecrust::examples {
-
-using Llama = LlamaModel<Host>;
 
 // ---- strict values ----
 // A command-line number is the whole argument, in range, or refused: "12abc", "-1" for a count, "4294967297"

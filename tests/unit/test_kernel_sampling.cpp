@@ -41,6 +41,25 @@ double chi_square_critical(double df) {
   return df * std::pow(1.0 - a + z * std::sqrt(a), 3.0);
 }
 
+/// `got` (draws of ids < dist.size()) fits the distribution `dist`: never an id of probability 0, and
+/// chi-square below the critical value over the ids of the support.
+void check_draws_fit(std::vector<double> const& dist, std::vector<std::uint32_t> const& got) {
+  std::vector<double> counts(dist.size(), 0.0);  // [vocab]
+  for (auto id : got) counts[id] += 1;
+  double chi = 0;
+  double df = -1;
+  for (std::size_t i = 0; i < dist.size(); ++i) {
+    if (dist[i] == 0.0) {
+      REQUIRE(counts[i] == 0.0);  // outside the filtered support (masked or banned ids included): never drawn
+      continue;
+    }
+    double const e = dist[i] * static_cast<double>(got.size());
+    chi += (counts[i] - e) * (counts[i] - e) / e;
+    df += 1;
+  }
+  if (df >= 1) CHECK(chi < chi_square_critical(df));
+}
+
 LogitMask random_mask(std::mt19937_64& rng, std::size_t vocab, double allow_fraction) {
   std::bernoulli_distribution allow(allow_fraction);
   Brle bits;
@@ -144,21 +163,7 @@ TEST_CASE("every sampler draws from the exact filtered distribution (chi-square)
     for (SamplingParams const& p : all_samplers()) {
       INFO("sampler " << sampling_kind_name(p.kind) << " masked " << masked);
       auto const dist = reference::filtered_distribution(row, p, mask);
-      auto const got = draw(space, row, p, mask, rng(), draws);
-      std::vector<double> counts(vocab, 0.0);
-      for (auto id : got) counts[id] += 1;
-      double chi = 0;
-      double df = -1;
-      for (std::size_t i = 0; i < vocab; ++i) {
-        if (dist[i] == 0.0) {
-          REQUIRE(counts[i] == 0.0);  // outside the filtered support: never drawn
-          continue;
-        }
-        double const e = dist[i] * draws;
-        chi += (counts[i] - e) * (counts[i] - e) / e;
-        df += 1;
-      }
-      if (df >= 1) CHECK(chi < chi_square_critical(df));
+      check_draws_fit(dist, draw(space, row, p, mask, rng(), draws));
     }
   }
 }
@@ -379,21 +384,7 @@ TEST_CASE("logit bias and penalties: every sampler draws from the reference's pe
       SamplingParams const p = base.with_penalties(pen);
       INFO("sampler " << sampling_kind_name(p.kind) << " masked " << masked);
       auto const dist = reference::filtered_distribution(row, p, mask, in);
-      auto const got = draw_with(space, row, p, mask, in, rng(), draws);
-      std::vector<double> counts(vocab, 0.0);
-      for (auto id : got) counts[id] += 1;
-      double chi = 0;
-      double df = -1;
-      for (std::size_t i = 0; i < vocab; ++i) {
-        if (dist[i] == 0.0) {
-          REQUIRE(counts[i] == 0.0);  // outside the support (the banned id included): never drawn
-          continue;
-        }
-        double const e = dist[i] * draws;
-        chi += (counts[i] - e) * (counts[i] - e) / e;
-        df += 1;
-      }
-      if (df >= 1) CHECK(chi < chi_square_critical(df));
+      check_draws_fit(dist, draw_with(space, row, p, mask, in, rng(), draws));
     }
   }
 }
