@@ -84,30 +84,36 @@ bool same_bits(std::vector<float> const& a, std::vector<float> const& b) {
   return true;
 }
 
+/// The codes of one block as the SIMD path of `level` unpacks them (AVX-512 unpacks the 256-blocks itself;
+/// its 32-blocks use the AVX2 unpacking).
 template <WeightType T>
-void unpack_with(std::uint8_t const* blk, std::int8_t* codes) {
+void unpack_with(SimdLevel level, std::uint8_t const* blk, std::int8_t* codes) {
 #if PIECRUST_HOST_X86
+  if constexpr (detail::uses_q8k(T)) {
+    if (level == SimdLevel::avx512) return detail::avx512::unpack_block<T>(blk, codes);
+  }
   detail::avx2::unpack_block<T>(blk, codes);
 #else
+  (void)level;
   (void)blk;
   (void)codes;
 #endif
 }
 
-void unpack_avx2(WeightType t, std::uint8_t const* blk, std::int8_t* codes) {
+void unpack_simd(SimdLevel l, WeightType t, std::uint8_t const* blk, std::int8_t* codes) {
   switch (t) {
-    case WeightType::q4_0: return unpack_with<WeightType::q4_0>(blk, codes);
-    case WeightType::q4_1: return unpack_with<WeightType::q4_1>(blk, codes);
-    case WeightType::q5_0: return unpack_with<WeightType::q5_0>(blk, codes);
-    case WeightType::q5_1: return unpack_with<WeightType::q5_1>(blk, codes);
-    case WeightType::q8_0: return unpack_with<WeightType::q8_0>(blk, codes);
-    case WeightType::q2_k: return unpack_with<WeightType::q2_k>(blk, codes);
-    case WeightType::q3_k: return unpack_with<WeightType::q3_k>(blk, codes);
-    case WeightType::q4_k: return unpack_with<WeightType::q4_k>(blk, codes);
-    case WeightType::q5_k: return unpack_with<WeightType::q5_k>(blk, codes);
-    case WeightType::q6_k: return unpack_with<WeightType::q6_k>(blk, codes);
-    case WeightType::iq4_nl: return unpack_with<WeightType::iq4_nl>(blk, codes);
-    case WeightType::iq4_xs: return unpack_with<WeightType::iq4_xs>(blk, codes);
+    case WeightType::q4_0: return unpack_with<WeightType::q4_0>(l, blk, codes);
+    case WeightType::q4_1: return unpack_with<WeightType::q4_1>(l, blk, codes);
+    case WeightType::q5_0: return unpack_with<WeightType::q5_0>(l, blk, codes);
+    case WeightType::q5_1: return unpack_with<WeightType::q5_1>(l, blk, codes);
+    case WeightType::q8_0: return unpack_with<WeightType::q8_0>(l, blk, codes);
+    case WeightType::q2_k: return unpack_with<WeightType::q2_k>(l, blk, codes);
+    case WeightType::q3_k: return unpack_with<WeightType::q3_k>(l, blk, codes);
+    case WeightType::q4_k: return unpack_with<WeightType::q4_k>(l, blk, codes);
+    case WeightType::q5_k: return unpack_with<WeightType::q5_k>(l, blk, codes);
+    case WeightType::q6_k: return unpack_with<WeightType::q6_k>(l, blk, codes);
+    case WeightType::iq4_nl: return unpack_with<WeightType::iq4_nl>(l, blk, codes);
+    case WeightType::iq4_xs: return unpack_with<WeightType::iq4_xs>(l, blk, codes);
     default: FAIL("not a quantized type");
   }
 }
@@ -121,10 +127,18 @@ TEST_CASE("quant dot: the CPU's levels are detected and scalar is always among t
   CHECK(detail::cpu_supports(detail::best_quant_level()));
   CHECK(levels.back() == detail::best_quant_level());
   for (auto l : detail::cpu_simd_levels()) INFO("cpu level " << detail::simd_level_name(l));
+  // the environment's cap (PIECRUST_HOST_SIMD) bounds the levels; with none, every level the CPU runs
+  CHECK(levels.back() <= detail::simd_level_cap());
+  for (SimdLevel l : {SimdLevel::scalar, SimdLevel::avx2, SimdLevel::avx512}) {
+    bool const listed = std::find(levels.begin(), levels.end(), l) != levels.end();
+    CHECK(listed == (detail::cpu_supports(l) && l <= detail::simd_level_cap()));
+  }
   if (!detail::cpu_supports(SimdLevel::avx2)) {
     CHECK_THROWS_AS(detail::quant_rows_fn(WeightType::q4_0, SimdLevel::avx2), Unsupported);
   }
-  CHECK_THROWS_AS(detail::quant_rows_fn(WeightType::q4_0, SimdLevel::avx512), Unsupported);
+  if (!detail::cpu_supports(SimdLevel::avx512)) {
+    CHECK_THROWS_AS(detail::quant_rows_fn(WeightType::q4_0, SimdLevel::avx512), Unsupported);
+  }
   CHECK_THROWS_AS(detail::quant_rows_fn(WeightType::f16, SimdLevel::scalar), InvalidArgument);
 }
 
@@ -138,13 +152,18 @@ TEST_CASE("quant dot: SIMD unpacking of every type equals quant::code", "[quant_
     std::size_t const n = weight_block_size(t);
     auto const w = random_weights(rng, t, 1, 16 * n);  // 16 blocks
     std::vector<std::int8_t> codes(n);                 // [block] one block's codes
-    std::size_t bad = 0;
-    for (std::size_t b = 0; b < 16; ++b) {
-      std::uint8_t const* blk = w.data() + b * weight_block_bytes(t);
-      unpack_avx2(t, blk, codes.data());
-      for (std::size_t i = 0; i < n; ++i) bad += codes[i] != quant::code(t, blk, i);
+    for (SimdLevel l : detail::quant_levels()) {
+      if (l == SimdLevel::scalar) continue;
+      INFO("level " << detail::simd_level_name(l));
+      std::size_t bad = 0;
+      for (std::size_t b = 0; b < 16; ++b) {
+        std::uint8_t const* blk = w.data() + b * weight_block_bytes(t);
+        std::fill(codes.begin(), codes.end(), std::int8_t{99});  // not a code of any type
+        unpack_simd(l, t, blk, codes.data());
+        for (std::size_t i = 0; i < n; ++i) bad += codes[i] != quant::code(t, blk, i);
+      }
+      CHECK(bad == 0);
     }
-    CHECK(bad == 0);
   }
 }
 
@@ -319,8 +338,13 @@ TEST_CASE("quant dot: the interleaved copy of every block-of-32 type gives the r
           auto chunks = [](std::size_t cnt, auto&& f) {
             for (std::size_t b = 0; b < cnt; ++b) f(b, b + 1);
           };
-          detail::interleaved_quant_gemm_many(chunks, a, std::span(&o, 1));
-          CHECK(same_bits(got, want));
+          for (SimdLevel l : detail::quant_levels()) {
+            if (!detail::interleaved_quant_available(l)) continue;
+            INFO("level " << detail::simd_level_name(l));
+            std::fill(got.begin(), got.end(), -1.0f);
+            detail::interleaved_quant_gemm_many(chunks, a, std::span(&o, 1), l);
+            CHECK(same_bits(got, want));
+          }
           std::vector<float> y1(m * n), y2(m * n);  // [m][n]
           ShapedView<float const, 2> const xv(x.data(), m, k);
           linear(space, xv, lw_packed, ShapedView<float, 2>(y1.data(), m, n));

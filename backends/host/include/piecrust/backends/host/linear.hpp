@@ -69,7 +69,7 @@ struct KernelImpl<ops::Linear, Host> {
     qx.quantize(x.data(), x.extent(0), x.extent(1), q8, q8k, level);
     if (!packed.empty()) {
       detail::interleaved_quant_gemm_many([&space](std::size_t n, auto&& f) { space.parallel_for(n, f, 2); }, qx,
-                                          std::span<detail::InterleavedQuantOutput const>(packed.data(), packed.size()));
+                                          std::span<detail::InterleavedQuantOutput const>(packed.data(), packed.size()), level);
     }
     if (!outs.empty()) {
       detail::quant_gemm_many([&space](std::size_t n, auto&& f) { space.parallel_for(n, f, 16); }, qx,

@@ -14,23 +14,17 @@
 #include "piecrust/backends/host/detail/quant_activations.hpp"
 #include "piecrust/backends/host/detail/quant_dot.hpp"
 #include "piecrust/backends/host/detail/quant_dot_avx2.hpp"
+#include "piecrust/backends/host/detail/quant_dot_avx512.hpp"
 #include "piecrust/core/error.hpp"
 #include "piecrust/kernels/weight_matrix.hpp"
 
 namespace piecrust::detail {
 
-/// The levels with integer kernels that this CPU runs, slowest first. AVX-512 has no kernels of its own
-/// yet: a CPU with it runs the AVX2 code.
-[[nodiscard]] inline std::vector<SimdLevel> quant_levels() {
-  std::vector<SimdLevel> out;
-  for (SimdLevel l : cpu_simd_levels()) {
-    if (l != SimdLevel::avx512) out.push_back(l);
-  }
-  return out;
-}
+/// The levels with integer kernels that this CPU runs, slowest first.
+[[nodiscard]] inline std::vector<SimdLevel> quant_levels() { return cpu_simd_levels(); }
 
-[[nodiscard]] inline SimdLevel best_quant_level() noexcept {
-  static SimdLevel const best = cpu_supports(SimdLevel::avx2) ? SimdLevel::avx2 : SimdLevel::scalar;
+[[nodiscard]] inline SimdLevel best_quant_level() {
+  static SimdLevel const best = quant_levels().back();
   return best;
 }
 
@@ -49,14 +43,15 @@ void quant_rows_scalar(std::uint8_t const* w0, std::size_t row_bytes, std::size_
 template <WeightType T>
 [[nodiscard]] QuantRowsFn quant_rows_for(SimdLevel level) noexcept {
 #if PIECRUST_HOST_X86
-  if (level != SimdLevel::scalar) return &avx2::quant_rows<T>;
+  if (level == SimdLevel::avx512) return &avx512::quant_rows<T>;
+  if (level == SimdLevel::avx2) return &avx2::quant_rows<T>;
 #endif
   (void)level;
   return &quant_rows_scalar<T>;
 }
 
 [[nodiscard]] inline QuantRowsFn quant_rows_fn(WeightType t, SimdLevel level) {
-  if (level != SimdLevel::scalar && !(level == SimdLevel::avx2 && cpu_supports(level))) {
+  if (!cpu_supports(level)) {
     fail<Unsupported>("quant_gemm: level ", simd_level_name(level), " is not available on this CPU (available: ",
                       simd_level_name(best_quant_level()), " and below)");
   }

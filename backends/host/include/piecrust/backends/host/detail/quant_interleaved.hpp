@@ -17,6 +17,8 @@
 #include "piecrust/backends/host/detail/cpu_features.hpp"
 #include "piecrust/backends/host/detail/quant_activations.hpp"
 #include "piecrust/backends/host/detail/quant_dot_avx2.hpp"
+#include "piecrust/backends/host/detail/quant_dot_avx512.hpp"
+#include "piecrust/backends/host/detail/quant_gemm.hpp"
 #include "piecrust/core/error.hpp"
 #include "piecrust/kernels/weight_matrix.hpp"
 
@@ -195,19 +197,141 @@ PIECRUST_TARGET_AVX2 inline void interleaved_dot_avx2(InterleavedQuant const& w,
   _mm256_storeu_ps(out, h);
 }
 
+// GCC 12's AVX-512 intrinsics self-initialise their "undefined" operands, which -Wmaybe-uninitialized
+// reports after inlining (fixed in GCC 13).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define PIECRUST_TARGET_AVX512 \
+  __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+
+// AVX-512: chunk registers t and t + 1 of the 8 rows side by side in one zmm (the two halves), so every
+// per-row, per-chunk operation is the AVX2 code's, two chunks at a time, with vpdpbusd for the products
+// (exact, as maddubs + madd are here; quant_dot_avx512.hpp).
+
+/// Dwords t and t + 1 of the 32 activation bytes xv, each in every lane of one half.
+PIECRUST_TARGET_AVX512 inline __m512i interleaved_chunk_pair(__m512i xv, int t) noexcept {
+  __m512i const idx = _mm512_inserti64x4(_mm512_set1_epi32(t), _mm256_set1_epi32(t + 1), 1);
+  return _mm512_permutexvar_epi32(idx, xv);
+}
+
+/// P[t], P[t + 1] for the 8 rows from the codes u of both chunks against their activation chunks x.
+template <WeightType T>
+PIECRUST_TARGET_AVX512 inline __m512i chunk_pair_products(__m512i u, __m512i x) noexcept {
+  __m512i c = u;  // the codes as quant::code gives them
+  if constexpr (T == WeightType::q4_0) {
+    c = _mm512_sub_epi8(u, _mm512_set1_epi8(8));
+  } else if constexpr (T == WeightType::q5_0) {
+    c = _mm512_sub_epi8(u, _mm512_set1_epi8(16));
+  } else if constexpr (T == WeightType::iq4_nl) {
+    c = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(avx512::iq4_table()), u);
+  }
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), avx512::weight_operand<T>(c),
+                             avx512::activation_operand<T>(x, c));
+}
+
+/// The fifth bits of nibble registers C and C + 1 (C even; low nibbles when High is false): byte B of each
+/// row's qh word with B = C / 2 (+ 2 for the high nibbles), its low nibble's bits for register C and its
+/// high nibble's for C + 1 (fifth_bits's rule).
+template <int C, bool High>
+PIECRUST_TARGET_AVX512 inline __mmask64 fifth_bit_pair(__m512i qh) noexcept {
+  constexpr int B = C / 2 + (High ? 2 : 0);
+  __m512i const pick = _mm512_broadcast_i32x4(_mm_setr_epi8(B, B, B, B, 4 + B, 4 + B, 4 + B, 4 + B, 8 + B, 8 + B,
+                                                            8 + B, 8 + B, 12 + B, 12 + B, 12 + B, 12 + B));
+  __m512i const bit = _mm512_inserti64x4(_mm512_set1_epi32(0x08040201), _mm256_set1_epi32(static_cast<int>(0x80402010u)), 1);
+  return _mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, pick), bit);
+}
+
+/// Nibble registers C, C + 1 of a 4-bit group block into acc pairs: low nibbles (elements 4C.., 4C + 4..)
+/// into lo, high nibbles (16 + 4C..) into hi.
+template <WeightType T, int C>
+PIECRUST_TARGET_AVX512 inline void nibble_chunk_pair(std::uint8_t const* codes, __m512i qh, __m512i xv, __m512 dd,
+                                                     __m512& lo_acc, __m512& hi_acc) noexcept {
+  __m512i const low = _mm512_set1_epi8(0x0f);
+  __m512i const raw = _mm512_loadu_si512(codes + 32 * C);
+  __m512i lo = _mm512_and_si512(raw, low);
+  __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
+  if constexpr (InterleavedQuant::has_high_bits(T)) {
+    lo = _mm512_mask_add_epi8(lo, fifth_bit_pair<C, false>(qh), lo, _mm512_set1_epi8(16));
+    hi = _mm512_mask_add_epi8(hi, fifth_bit_pair<C, true>(qh), hi, _mm512_set1_epi8(16));
+  } else {
+    (void)qh;
+  }
+  __m512i const plo = chunk_pair_products<T>(lo, interleaved_chunk_pair(xv, C));
+  __m512i const phi = chunk_pair_products<T>(hi, interleaved_chunk_pair(xv, 4 + C));
+  lo_acc = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(plo), lo_acc);
+  hi_acc = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(phi), hi_acc);
+}
+
+/// out [8] = the group's 8 row results for activation row i, in quant_dot.hpp's order.
+template <WeightType T>
+PIECRUST_TARGET_AVX512 inline void interleaved_dot_avx512(InterleavedQuant const& w, std::size_t g,
+                                                          QuantizedActivations const& a, std::size_t i,
+                                                          float* out) noexcept {
+  constexpr std::size_t gbb = InterleavedQuant::group_block_bytes(T), codes = InterleavedQuant::codes_offset(T);
+  constexpr std::size_t qh_at = InterleavedQuant::qh_offset(T);
+  std::size_t const nb = a.cols / 32;
+  std::uint8_t const* grp = w.group(g);
+  std::int8_t const* xq = a.q.data() + i * a.cols;
+  __m512 acc[4];  // [acc[2j] | acc[2j + 1]] of the AVX2 code, j < 4
+#pragma GCC unroll 4
+  for (std::size_t t = 0; t < 4; ++t) acc[t] = _mm512_setzero_ps();
+  __m256 sm = _mm256_setzero_ps();
+  for (std::size_t b = 0; b < nb; ++b) {
+    std::uint8_t const* blk = grp + b * gbb;
+    for (std::size_t c = 0; c < gbb; c += 64) {
+      _mm_prefetch(reinterpret_cast<char const*>(blk + avx512::prefetch_bytes + c), _MM_HINT_T0);
+    }
+    __m512i const xv = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(xq + b * 32)));
+    __m256 const dd8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk))),
+                                     _mm256_set1_ps(a.d[i * nb + b]));
+    __m512 const dd = _mm512_insertf32x8(_mm512_castps256_ps512(dd8), dd8, 1);
+    if constexpr (T == WeightType::q8_0) {
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        __m512i const v = _mm512_loadu_si512(blk + codes + 64 * j);
+        __m512i const p = chunk_pair_products<T>(v, interleaved_chunk_pair(xv, 2 * j));
+        acc[j] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(p), acc[j]);
+      }
+    } else {
+      __m512i qh = _mm512_setzero_si512();
+      if constexpr (InterleavedQuant::has_high_bits(T)) qh = avx512::broadcast32(blk + qh_at);
+      nibble_chunk_pair<T, 0>(blk + codes, qh, xv, dd, acc[0], acc[2]);
+      nibble_chunk_pair<T, 2>(blk + codes, qh, xv, dd, acc[1], acc[3]);
+      if constexpr (has_min_add(T)) {
+        __m256 const mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + 16)));
+        sm = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.s[i * nb + b]), sm);
+      }
+    }
+  }
+  // [(a0 + a4) + (a2 + a6) | (a1 + a5) + (a3 + a7)], then the halves: the AVX2 code's sum tree
+  __m512 const u = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+  __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
+  if constexpr (has_min_add(T)) h = _mm256_add_ps(h, sm);
+  _mm256_storeu_ps(out, h);
+}
+
 using InterleavedDotFn = void (*)(InterleavedQuant const&, std::size_t, QuantizedActivations const&, std::size_t,
                                   float*) noexcept;
 
-[[nodiscard]] inline InterleavedDotFn interleaved_dot_fn(WeightType t) noexcept {
+template <WeightType T>
+[[nodiscard]] InterleavedDotFn interleaved_dot_for(SimdLevel level) noexcept {
+  if (level == SimdLevel::avx512) return &interleaved_dot_avx512<T>;
+  return &interleaved_dot_avx2<T>;
+}
+
+[[nodiscard]] inline InterleavedDotFn interleaved_dot_fn(WeightType t, SimdLevel level) noexcept {
   switch (t) {
-    case WeightType::q4_0: return &interleaved_dot_avx2<WeightType::q4_0>;
-    case WeightType::q4_1: return &interleaved_dot_avx2<WeightType::q4_1>;
-    case WeightType::q5_0: return &interleaved_dot_avx2<WeightType::q5_0>;
-    case WeightType::q5_1: return &interleaved_dot_avx2<WeightType::q5_1>;
-    case WeightType::iq4_nl: return &interleaved_dot_avx2<WeightType::iq4_nl>;
-    default: return &interleaved_dot_avx2<WeightType::q8_0>;
+    case WeightType::q4_0: return interleaved_dot_for<WeightType::q4_0>(level);
+    case WeightType::q4_1: return interleaved_dot_for<WeightType::q4_1>(level);
+    case WeightType::q5_0: return interleaved_dot_for<WeightType::q5_0>(level);
+    case WeightType::q5_1: return interleaved_dot_for<WeightType::q5_1>(level);
+    case WeightType::iq4_nl: return interleaved_dot_for<WeightType::iq4_nl>(level);
+    default: return interleaved_dot_for<WeightType::q8_0>(level);
   }
 }
+#undef PIECRUST_TARGET_AVX512
+#pragma GCC diagnostic pop
 #undef PIECRUST_TARGET_AVX2
 #endif
 
@@ -219,14 +343,17 @@ struct InterleavedQuantOutput {
 
 /// Whether the interleaved kernels run at this level (AVX2 and above).
 [[nodiscard]] inline bool interleaved_quant_available(SimdLevel level) noexcept {
-  return PIECRUST_HOST_X86 && level != SimdLevel::scalar && cpu_supports(SimdLevel::avx2);
+  return PIECRUST_HOST_X86 && level != SimdLevel::scalar && cpu_supports(level);
 }
 
-/// Several interleaved products of the same activations in one parallel loop over their row groups.
+/// Several interleaved products of the same activations in one parallel loop over their row groups, at
+/// `level` (avx2 or avx512: the same bits).
 template <class ParallelFor>
 void interleaved_quant_gemm_many(ParallelFor&& parallel_for, QuantizedActivations const& a,
-                                 std::span<InterleavedQuantOutput const> outs) {
-  if (!cpu_supports(SimdLevel::avx2)) fail<Unsupported>("interleaved_quant_gemm: needs AVX2");
+                                 std::span<InterleavedQuantOutput const> outs, SimdLevel level = best_quant_level()) {
+  if (!interleaved_quant_available(level)) {
+    fail<Unsupported>("interleaved_quant_gemm: level ", simd_level_name(level), " is not available here (needs AVX2)");
+  }
   std::vector<std::size_t> start{0};  // [outs + 1] first global group of each output
   for (auto const& o : outs) {
     if (a.cols != o.w->cols || !a.has_q8) {
@@ -237,7 +364,7 @@ void interleaved_quant_gemm_many(ParallelFor&& parallel_for, QuantizedActivation
   }
 #if PIECRUST_HOST_X86
   std::vector<InterleavedDotFn> fns;  // [outs]
-  for (auto const& o : outs) fns.push_back(interleaved_dot_fn(o.w->type));
+  for (auto const& o : outs) fns.push_back(interleaved_dot_fn(o.w->type, level));
   parallel_for(start.back(), [&](std::size_t begin, std::size_t end) {
     std::size_t k = 0;
     for (std::size_t gg = begin; gg < end; ++gg) {
