@@ -57,9 +57,17 @@ PIECRUST_TARGET_AVX512 inline __m512i halves_epi8(std::uint8_t a, std::uint8_t b
   return _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(a)), _mm256_set1_epi8(static_cast<char>(b)), 1);
 }
 
-/// Codes of groups 2p and 2p + 1 of a 256-block (elements 64p .. 64p + 63), as quant::code gives them.
+/// Q3_K and Q6_K unpack to code + code_bias(T) >= 0: maddubs then takes them unsigned, and the bias's share
+/// maddubs(bias, x) is one product per activation load shared by every weight row (exact integers, so the
+/// same sums as with signed codes).
+[[nodiscard]] constexpr int code_bias(WeightType t) noexcept {
+  return t == WeightType::q3_k ? 4 : t == WeightType::q6_k ? 32 : 0;
+}
+
+/// Codes of groups 2p and 2p + 1 of a 256-block (elements 64p .. 64p + 63), as quant::code gives them plus
+/// code_bias(T).
 template <WeightType T>
-PIECRUST_TARGET_AVX512 inline __m512i unpack_pair(std::uint8_t const* blk, std::size_t p) noexcept {
+PIECRUST_TARGET_AVX512 inline __m512i unpack_biased_pair(std::uint8_t const* blk, std::size_t p) noexcept {
   namespace o = quant::offset;
   std::size_t const g = 2 * p;
   __m512i const m3 = _mm512_set1_epi8(3), m15 = _mm512_set1_epi8(15);
@@ -72,9 +80,9 @@ PIECRUST_TARGET_AVX512 inline __m512i unpack_pair(std::uint8_t const* blk, std::
     if constexpr (T == WeightType::q2_k) {
       return low;
     } else {
-      __mmask64 const clear = _mm512_testn_epi8_mask(broadcast32(blk), halves_epi8(std::uint8_t(1u << g),
-                                                                                     std::uint8_t(2u << g)));
-      return _mm512_mask_sub_epi8(low, clear, low, _mm512_set1_epi8(4));
+      __mmask64 const set = _mm512_test_epi8_mask(broadcast32(blk), halves_epi8(std::uint8_t(1u << g),
+                                                                                 std::uint8_t(2u << g)));
+      return _mm512_mask_add_epi8(low, set, low, _mm512_set1_epi8(4));  // code + 4
     }
   } else if constexpr (T == WeightType::q4_k || T == WeightType::q5_k) {
     std::size_t const qs = T == WeightType::q4_k ? o::q4_k_qs : o::q5_k_qs;
@@ -95,7 +103,7 @@ PIECRUST_TARGET_AVX512 inline __m512i unpack_pair(std::uint8_t const* blk, std::
     __m512i const hv = broadcast32(blk + o::q6_k_qh + h * 32);
     auto const s = static_cast<short>(2 * r);
     __m512i const high = _mm512_and_si512(_mm512_srlv_epi16(hv, halves_epi16(s, static_cast<short>(s + 2))), m3);
-    return _mm512_sub_epi8(_mm512_or_si512(low, _mm512_slli_epi16(high, 4)), _mm512_set1_epi8(32));
+    return _mm512_or_si512(low, _mm512_slli_epi16(high, 4));  // code + 32
   } else {
     static_assert(T == WeightType::iq4_xs);
     // 32 bytes of nibbles: 128-bit lanes [bytes 0..15 low, bytes 0..15 high, bytes 16..31 low, 16..31 high]
@@ -106,6 +114,14 @@ PIECRUST_TARGET_AVX512 inline __m512i unpack_pair(std::uint8_t const* blk, std::
     __m512i const idx = _mm512_and_si512(_mm512_srlv_epi16(lanes, shift), m15);
     return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(iq4_table()), idx);
   }
+}
+
+/// Codes of groups 2p and 2p + 1 of a 256-block, as quant::code gives them.
+template <WeightType T>
+PIECRUST_TARGET_AVX512 inline __m512i unpack_pair(std::uint8_t const* blk, std::size_t p) noexcept {
+  __m512i const c = unpack_biased_pair<T>(blk, p);
+  if constexpr (code_bias(T) != 0) return _mm512_sub_epi8(c, _mm512_set1_epi8(static_cast<char>(code_bias(T))));
+  return c;
 }
 
 /// maddubs's unsigned operand (the code, or |code|) and the activation with the code's sign moved onto it.
@@ -184,16 +200,33 @@ PIECRUST_TARGET_AVX512 inline void dotk_rows(std::uint8_t const* w0, std::size_t
     }
 #pragma GCC unroll 4
     for (std::size_t p = 0; p < 4; ++p) {
+      __m512i scv[NW], wc[NW], wu[NW];
 #pragma GCC unroll 16
       for (std::size_t w = 0; w < NW; ++w) {
-        std::uint8_t const* blk = w0 + w * row_bytes + b * bytes;
-        __m512i const scv = pair_scales<sub>(scales[w], p);
-        __m512i const wc = unpack_pair<T>(blk, p), wu = weight_operand<T>(wc);
+        scv[w] = pair_scales<sub>(scales[w], p);
+        if constexpr (code_bias(T) != 0) {
+          wc[w] = wu[w] = unpack_biased_pair<T>(w0 + w * row_bytes + b * bytes, p);
+        } else {
+          wc[w] = unpack_pair<T>(w0 + w * row_bytes + b * bytes, p);
+          wu[w] = weight_operand<T>(wc[w]);
+        }
+      }
 #pragma GCC unroll 16
-        for (std::size_t i = 0; i < M; ++i) {
-          __m512i const x = _mm512_loadu_si512(a.kq.data() + (r0 + i) * a.cols + b * 256 + p * 64);
-          __m512i const pr = _mm512_maddubs_epi16(wu, activation_operand<T>(x, wc));
-          isum[w][i] = _mm512_dpwssd_epi32(isum[w][i], pr, scv);
+      for (std::size_t i = 0; i < M; ++i) {
+        __m512i const x = _mm512_loadu_si512(a.kq.data() + (r0 + i) * a.cols + b * 256 + p * 64);
+        if constexpr (code_bias(T) != 0) {
+          __m512i const xb = _mm512_maddubs_epi16(_mm512_set1_epi8(static_cast<char>(code_bias(T))), x);
+#pragma GCC unroll 16
+          for (std::size_t w = 0; w < NW; ++w) {
+            __m512i const pr = _mm512_sub_epi16(_mm512_maddubs_epi16(wu[w], x), xb);
+            isum[w][i] = _mm512_dpwssd_epi32(isum[w][i], pr, scv[w]);
+          }
+        } else {
+#pragma GCC unroll 16
+          for (std::size_t w = 0; w < NW; ++w) {
+            __m512i const pr = _mm512_maddubs_epi16(wu[w], activation_operand<T>(x, wc[w]));
+            isum[w][i] = _mm512_dpwssd_epi32(isum[w][i], pr, scv[w]);
+          }
         }
       }
     }
