@@ -328,7 +328,7 @@ TEST_CASE("quant dot: the interleaved copy of every block-of-32 type gives the r
         auto const lw_packed = load_linear(space, w), lw_plain = load_linear(space, w, plain);
         CHECK(lw_packed.packed.groups == (n + 7) / 8);
         CHECK(lw_plain.packed.groups == 0);
-        for (std::size_t m : {1u, 2u, 3u, 5u}) {
+        for (std::size_t m : {1u, 2u, 3u, 5u, 67u}) {  // 67: more rows than one kernel call takes
           INFO("m " << m);
           auto const x = random_activations(rng, m * k);  // [m][k]
           auto const a = quantize(x, m, k, t, SimdLevel::scalar);

@@ -209,27 +209,6 @@ PIECRUST_TARGET_AVX2 inline void interleaved_dot_avx2(InterleavedQuant const& w,
 // per-row, per-chunk operation is the AVX2 code's, two chunks at a time, with vpdpbusd for the products
 // (exact, as maddubs + madd are here; quant_dot_avx512.hpp).
 
-/// Dwords t and t + 1 of the 32 activation bytes xv, each in every lane of one half.
-PIECRUST_TARGET_AVX512 inline __m512i interleaved_chunk_pair(__m512i xv, int t) noexcept {
-  __m512i const idx = _mm512_inserti64x4(_mm512_set1_epi32(t), _mm256_set1_epi32(t + 1), 1);
-  return _mm512_permutexvar_epi32(idx, xv);
-}
-
-/// P[t], P[t + 1] for the 8 rows from the codes u of both chunks against their activation chunks x.
-template <WeightType T>
-PIECRUST_TARGET_AVX512 inline __m512i chunk_pair_products(__m512i u, __m512i x) noexcept {
-  __m512i c = u;  // the codes as quant::code gives them
-  if constexpr (T == WeightType::q4_0) {
-    c = _mm512_sub_epi8(u, _mm512_set1_epi8(8));
-  } else if constexpr (T == WeightType::q5_0) {
-    c = _mm512_sub_epi8(u, _mm512_set1_epi8(16));
-  } else if constexpr (T == WeightType::iq4_nl) {
-    c = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(avx512::iq4_table()), u);
-  }
-  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), avx512::weight_operand<T>(c),
-                             avx512::activation_operand<T>(x, c));
-}
-
 /// The fifth bits of nibble registers C and C + 1 (C even; low nibbles when High is false): byte B of each
 /// row's qh word with B = C / 2 (+ 2 for the high nibbles), its low nibble's bits for register C and its
 /// high nibble's for C + 1 (fifth_bits's rule).
@@ -242,82 +221,144 @@ PIECRUST_TARGET_AVX512 inline __mmask64 fifth_bit_pair(__m512i qh) noexcept {
   return _mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, pick), bit);
 }
 
-/// Nibble registers C, C + 1 of a 4-bit group block into acc pairs: low nibbles (elements 4C.., 4C + 4..)
-/// into lo, high nibbles (16 + 4C..) into hi.
-template <WeightType T, int C>
-PIECRUST_TARGET_AVX512 inline void nibble_chunk_pair(std::uint8_t const* codes, __m512i qh, __m512i xv, __m512 dd,
-                                                     __m512& lo_acc, __m512& hi_acc) noexcept {
-  __m512i const low = _mm512_set1_epi8(0x0f);
-  __m512i const raw = _mm512_loadu_si512(codes + 32 * C);
-  __m512i lo = _mm512_and_si512(raw, low);
-  __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
-  if constexpr (InterleavedQuant::has_high_bits(T)) {
-    lo = _mm512_mask_add_epi8(lo, fifth_bit_pair<C, false>(qh), lo, _mm512_set1_epi8(16));
-    hi = _mm512_mask_add_epi8(hi, fifth_bit_pair<C, true>(qh), hi, _mm512_set1_epi8(16));
+/// The codes of chunk registers as quant::code gives them, from the register values u (nibbles with their
+/// fifth bit, or Q8_0 bytes).
+template <WeightType T>
+PIECRUST_TARGET_AVX512 inline __m512i chunk_codes(__m512i u) noexcept {
+  if constexpr (T == WeightType::q4_0) {
+    return _mm512_sub_epi8(u, _mm512_set1_epi8(8));
+  } else if constexpr (T == WeightType::q5_0) {
+    return _mm512_sub_epi8(u, _mm512_set1_epi8(16));
+  } else if constexpr (T == WeightType::iq4_nl) {
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(avx512::iq4_table()), u);
   } else {
-    (void)qh;
+    return u;
   }
-  __m512i const plo = chunk_pair_products<T>(lo, interleaved_chunk_pair(xv, C));
-  __m512i const phi = chunk_pair_products<T>(hi, interleaved_chunk_pair(xv, 4 + C));
-  lo_acc = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(plo), lo_acc);
-  hi_acc = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(phi), hi_acc);
 }
 
-/// out [8] = the group's 8 row results for activation row i, in quant_dot.hpp's order.
-template <WeightType T>
-PIECRUST_TARGET_AVX512 inline void interleaved_dot_avx512(InterleavedQuant const& w, std::size_t g,
-                                                          QuantizedActivations const& a, std::size_t i,
-                                                          float* out) noexcept {
+/// Rows i0 .. i0 + M of the activations against group g: out [M][8], each row in quant_dot.hpp's order.
+/// A group block's four code registers (chunk pairs; their |code| and sign masks) are unpacked once for
+/// the M rows. Code register k holds chunk pair (first[k], first[k] + 1) of the activation dwords and
+/// accumulates into acc[slot[k]] = [acc[2 slot] | acc[2 slot + 1]] of the AVX2 code's accumulators.
+template <WeightType T, std::size_t M>
+PIECRUST_TARGET_AVX512 inline void interleaved_rows_avx512(InterleavedQuant const& w, std::size_t g,
+                                                           QuantizedActivations const& a, std::size_t i0,
+                                                           float* out) noexcept {
   constexpr std::size_t gbb = InterleavedQuant::group_block_bytes(T), codes = InterleavedQuant::codes_offset(T);
   constexpr std::size_t qh_at = InterleavedQuant::qh_offset(T);
+  constexpr bool q8 = T == WeightType::q8_0;
+  // 4-bit: registers = low nibbles of chunks 0-1, their high nibbles, low of 2-3, high of 2-3
+  constexpr int first[4] = {q8 ? 0 : 0, q8 ? 2 : 4, q8 ? 4 : 2, q8 ? 6 : 6};
+  constexpr int slot[4] = {0, q8 ? 1 : 2, q8 ? 2 : 1, 3};
   std::size_t const nb = a.cols / 32;
   std::uint8_t const* grp = w.group(g);
-  std::int8_t const* xq = a.q.data() + i * a.cols;
-  __m512 acc[4];  // [acc[2j] | acc[2j + 1]] of the AVX2 code, j < 4
+  __m512i pick[4];  // [register] dword indices of its chunk pair
 #pragma GCC unroll 4
-  for (std::size_t t = 0; t < 4; ++t) acc[t] = _mm512_setzero_ps();
-  __m256 sm = _mm256_setzero_ps();
+  for (int k = 0; k < 4; ++k) pick[k] = _mm512_inserti64x4(_mm512_set1_epi32(first[k]), _mm256_set1_epi32(first[k] + 1), 1);
+  __m512 acc[M][4];
+  __m256 sm[M];
+#pragma GCC unroll 4
+  for (std::size_t i = 0; i < M; ++i) {
+    sm[i] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (std::size_t k = 0; k < 4; ++k) acc[i][k] = _mm512_setzero_ps();
+  }
   for (std::size_t b = 0; b < nb; ++b) {
     std::uint8_t const* blk = grp + b * gbb;
     for (std::size_t c = 0; c < gbb; c += 64) {
       _mm_prefetch(reinterpret_cast<char const*>(blk + avx512::prefetch_bytes + c), _MM_HINT_T0);
     }
-    __m512i const xv = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(xq + b * 32)));
-    __m256 const dd8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk))),
-                                     _mm256_set1_ps(a.d[i * nb + b]));
-    __m512 const dd = _mm512_insertf32x8(_mm512_castps256_ps512(dd8), dd8, 1);
-    if constexpr (T == WeightType::q8_0) {
+    __m512i u[4];  // [register] codes as stored
+    if constexpr (q8) {
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) {
-        __m512i const v = _mm512_loadu_si512(blk + codes + 64 * j);
-        __m512i const p = chunk_pair_products<T>(v, interleaved_chunk_pair(xv, 2 * j));
-        acc[j] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(p), acc[j]);
-      }
+      for (int k = 0; k < 4; ++k) u[k] = _mm512_loadu_si512(blk + codes + 64 * k);
     } else {
-      __m512i qh = _mm512_setzero_si512();
-      if constexpr (InterleavedQuant::has_high_bits(T)) qh = avx512::broadcast32(blk + qh_at);
-      nibble_chunk_pair<T, 0>(blk + codes, qh, xv, dd, acc[0], acc[2]);
-      nibble_chunk_pair<T, 2>(blk + codes, qh, xv, dd, acc[1], acc[3]);
-      if constexpr (has_min_add(T)) {
-        __m256 const mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + 16)));
-        sm = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.s[i * nb + b]), sm);
+      __m512i const low = _mm512_set1_epi8(0x0f);
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        __m512i const raw = _mm512_loadu_si512(blk + codes + 64 * h);
+        u[2 * h] = _mm512_and_si512(raw, low);
+        u[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
+      }
+      if constexpr (InterleavedQuant::has_high_bits(T)) {
+        __m512i const qh = avx512::broadcast32(blk + qh_at);
+        __m512i const sixteen = _mm512_set1_epi8(16);
+        u[0] = _mm512_mask_add_epi8(u[0], fifth_bit_pair<0, false>(qh), u[0], sixteen);
+        u[1] = _mm512_mask_add_epi8(u[1], fifth_bit_pair<0, true>(qh), u[1], sixteen);
+        u[2] = _mm512_mask_add_epi8(u[2], fifth_bit_pair<2, false>(qh), u[2], sixteen);
+        u[3] = _mm512_mask_add_epi8(u[3], fifth_bit_pair<2, true>(qh), u[3], sixteen);
       }
     }
+    __m512i wu[4];     // [register] maddubs-style unsigned operand
+    __mmask64 neg[4];  // [register] codes < 0
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      __m512i const c = chunk_codes<T>(u[k]);
+      wu[k] = avx512::weight_operand<T>(c);
+      neg[k] = has_unsigned_codes(T) ? __mmask64{0} : _mm512_movepi8_mask(c);
+    }
+    __m256 const dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk)));
+    __m256 mw = _mm256_setzero_ps();
+    if constexpr (has_min_add(T)) mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + 16)));
+#pragma GCC unroll 4
+    for (std::size_t i = 0; i < M; ++i) {
+      std::size_t const row = i0 + i;
+      __m512i const xv = _mm512_castsi256_si512(
+          _mm256_loadu_si256(reinterpret_cast<__m256i const*>(a.q.data() + row * a.cols + b * 32)));
+      // dw * dx rounded per lane: the row-major code's scalar product
+      __m256 const dd8 = _mm256_mul_ps(dw, _mm256_set1_ps(a.d[row * nb + b]));
+      __m512 const dd = _mm512_insertf32x8(_mm512_castps256_ps512(dd8), dd8, 1);
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+        __m512i x = _mm512_permutexvar_epi32(pick[k], xv);
+        if constexpr (!has_unsigned_codes(T)) x = _mm512_mask_sub_epi8(x, neg[k], _mm512_setzero_si512(), x);
+        __m512i const p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu[k], x);
+        acc[i][slot[k]] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(p), acc[i][slot[k]]);
+      }
+      if constexpr (has_min_add(T)) sm[i] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.s[row * nb + b]), sm[i]);
+    }
   }
-  // [(a0 + a4) + (a2 + a6) | (a1 + a5) + (a3 + a7)], then the halves: the AVX2 code's sum tree
-  __m512 const u = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
-  __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
-  if constexpr (has_min_add(T)) h = _mm256_add_ps(h, sm);
-  _mm256_storeu_ps(out, h);
+#pragma GCC unroll 4
+  for (std::size_t i = 0; i < M; ++i) {
+    // [(a0 + a4) + (a2 + a6) | (a1 + a5) + (a3 + a7)], then the halves: the AVX2 code's sum tree
+    __m512 const v = _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][2]), _mm512_add_ps(acc[i][1], acc[i][3]));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    if constexpr (has_min_add(T)) h = _mm256_add_ps(h, sm[i]);
+    _mm256_storeu_ps(out + 8 * i, h);
+  }
 }
 
+/// Rows i0 .. i0 + m against group g: out [m][8]; four rows per pass, then the rest.
+template <WeightType T>
+PIECRUST_TARGET_AVX512 void interleaved_dot_avx512(InterleavedQuant const& w, std::size_t g,
+                                                   QuantizedActivations const& a, std::size_t i0, std::size_t m,
+                                                   float* out) noexcept {
+  std::size_t i = 0;
+  for (; i + 4 <= m; i += 4) interleaved_rows_avx512<T, 4>(w, g, a, i0 + i, out + 8 * i);
+  switch (m - i) {
+    case 3: interleaved_rows_avx512<T, 3>(w, g, a, i0 + i, out + 8 * i); break;
+    case 2: interleaved_rows_avx512<T, 2>(w, g, a, i0 + i, out + 8 * i); break;
+    case 1: interleaved_rows_avx512<T, 1>(w, g, a, i0 + i, out + 8 * i); break;
+    default: break;
+  }
+}
+
+/// The AVX2 kernel over rows i0 .. i0 + m: out [m][8].
+template <WeightType T>
+PIECRUST_TARGET_AVX2 void interleaved_dot_rows_avx2(InterleavedQuant const& w, std::size_t g,
+                                                    QuantizedActivations const& a, std::size_t i0, std::size_t m,
+                                                    float* out) noexcept {
+  for (std::size_t i = 0; i < m; ++i) interleaved_dot_avx2<T>(w, g, a, i0 + i, out + 8 * i);
+}
+
+/// (weights, group, activations, first row, rows, out [rows][8])
 using InterleavedDotFn = void (*)(InterleavedQuant const&, std::size_t, QuantizedActivations const&, std::size_t,
-                                  float*) noexcept;
+                                  std::size_t, float*) noexcept;
 
 template <WeightType T>
 [[nodiscard]] InterleavedDotFn interleaved_dot_for(SimdLevel level) noexcept {
   if (level == SimdLevel::avx512) return &interleaved_dot_avx512<T>;
-  return &interleaved_dot_avx2<T>;
+  return &interleaved_dot_rows_avx2<T>;
 }
 
 [[nodiscard]] inline InterleavedDotFn interleaved_dot_fn(WeightType t, SimdLevel level) noexcept {
@@ -372,11 +413,16 @@ void interleaved_quant_gemm_many(ParallelFor&& parallel_for, QuantizedActivation
       auto const& o = outs[k];
       std::size_t const g = gg - start[k], r0 = g * interleaved_group_rows;
       std::size_t const nr = std::min(interleaved_group_rows, o.w->rows - r0);
-      for (std::size_t i = 0; i < a.rows; ++i) {
-        float tmp[interleaved_group_rows];
-        fns[k](*o.w, g, a, i, tmp);
-        float* yr = o.y + i * o.w->rows + r0;
-        for (std::size_t r = 0; r < nr; ++r) yr[r] = o.beta == 0.0f ? tmp[r] : o.beta * yr[r] + tmp[r];
+      constexpr std::size_t rows_per_call = 64;
+      for (std::size_t i0 = 0; i0 < a.rows; i0 += rows_per_call) {
+        std::size_t const mi = std::min(rows_per_call, a.rows - i0);
+        float tmp[rows_per_call * interleaved_group_rows];  // [mi][8]
+        fns[k](*o.w, g, a, i0, mi, tmp);
+        for (std::size_t i = 0; i < mi; ++i) {
+          float* yr = o.y + (i0 + i) * o.w->rows + r0;
+          float const* t = tmp + i * interleaved_group_rows;
+          for (std::size_t r = 0; r < nr; ++r) yr[r] = o.beta == 0.0f ? t[r] : o.beta * yr[r] + t[r];
+        }
       }
     }
   });
