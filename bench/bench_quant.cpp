@@ -59,9 +59,13 @@ std::size_t last_level_cache_bytes() {
 
 std::size_t const llc_bytes = last_level_cache_bytes();
 
-/// The STREAM peer's buffer: 4x the last-level cache, at least 64 MiB, all ones.
+/// The STREAM peer's buffer: 4x the last-level cache, at least 64 MiB, of distinct pages.
 Buffer<float> const& stream_buffer() {
-  static Buffer<float> const buf(std::max(4 * llc_bytes, std::size_t{64} << 20) / sizeof(float), 1.0f);  // [n]
+  static Buffer<float> const buf = [] {
+    Buffer<float> b(std::max(4 * llc_bytes, std::size_t{64} << 20) / sizeof(float), 0.0f);  // [n]
+    bench::fill_distinct(b.data(), b.size());
+    return b;
+  }();
   return buf;
 }
 

@@ -59,6 +59,17 @@ struct ReadSum {
   }
 };
 
+/// Fills a read-bandwidth buffer with values that differ from page to page and are never zero: pages of
+/// identical bytes (a buffer of ones) can be merged or served from a shared page by a virtual machine's
+/// host, and then the read measures a cache, not memory.
+inline void fill_distinct(float* data, std::size_t n) {
+  std::uint32_t x = 0x9e3779b9u;
+  for (std::size_t i = 0; i < n; ++i) {
+    x = x * 1664525u + 1013904223u;  // LCG: cheap, and no two pages alike
+    data[i] = 1.0f + static_cast<float>(x >> 8) * 0x1p-24f;
+  }
+}
+
 /// Sum of `n` floats split across the pool; returns the sum so the reads cannot be elided.
 inline double stream_read(Host const& host, float const* data, std::size_t n) {
   std::atomic<double> total{0.0};
