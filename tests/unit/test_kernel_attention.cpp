@@ -5,10 +5,12 @@
 // prefill and decode, soft-cap with an explicit scale, the step planned once and read by several layers
 // (bit for bit the one-shot call), and page-trim (with the dropped pages poisoned with NaN, so reading one
 // would show; on the host bit for bit the untrimmed call). On a space other than Host, also against the
-// host backend. Host only: decode rows cut into KV-head slices give the same bits for every thread count.
+// host backend. Host only: decode rows cut into KV-head slices give the same bits for every thread count;
+// every code path the CPU runs (scalar, AVX2, AVX-512, AVX-512 BF16) against the reference and the others.
 // Tolerance: 2e-5 absolute + 2e-5 relative on outputs and lse (f32 accumulation over <= 1500 positions
-// of values in [-1, 1]; the reference reads the same bf16-rounded K/V, so the KV type adds nothing); the
-// same against the host backend, and between trimmed and untrimmed calls on other spaces.
+// of values in [-1, 1]; the reference reads the same bf16-rounded K/V, so the KV type adds nothing; where
+// the host's path rounds q to bf16 for vdpbf16ps, the reference reads that rounded q); the same against
+// the host backend (3e-3 where the host rounds q), and between trimmed and untrimmed calls on other spaces.
 
 #include <catch2/catch.hpp>
 
@@ -198,12 +200,30 @@ Result run_attention(Scenario<T> const& sc, PagedAttentionParams const& params, 
   return res;
 }
 
+/// Whether the host's chosen path reads q rounded to bf16 (avx512_bf16 on bf16 KV: vdpbf16ps scores).
+template <class T>
+bool host_rounds_q() {
+  return std::is_same_v<T, BFloat16> && host::detail::attention_path() == host::detail::AttentionPath::avx512_bf16;
+}
+
+/// q as the space under test reads it: rounded to bf16 where the host's path does (the reference on it
+/// keeps the 2e-5 tolerance), else as is.
+///   q [tokens][qo_heads][head_dim]
+template <class T>
+std::vector<float> q_as_read(std::vector<float> const& q) {
+  if (!test::space_is_host || !host_rounds_q<T>()) return q;
+  std::vector<float> r(q.size());  // [tokens][qo_heads][head_dim]
+  for (std::size_t i = 0; i < q.size(); ++i) r[i] = static_cast<float>(BFloat16(q[i]));
+  return r;
+}
+
 template <class T>
 void check_against_reference(Scenario<T> const& sc, PagedAttentionParams const& params, AttentionSelection const& sel) {
   Result const got = run_attention(sc, params, sel);
   double const scale = params.sm_scale == 0 ? 1.0 / std::sqrt(double(sc.head_dim)) : params.sm_scale;
   // The reference reads the positions the mask rows attend; with page-trim those are on kept pages.
-  auto const ref = reference::paged_attention<T>(sc.q, sc.qo_heads, sc.kv(), sc.batch(), scale, params.logits_soft_cap, sc.masks);
+  auto const ref = reference::paged_attention<T>(q_as_read<T>(sc.q), sc.qo_heads, sc.kv(), sc.batch(), scale,
+                                                 params.logits_soft_cap, sc.masks);
   CHECK(tolerance_ratio(got.out, ref.out, 2e-5, 2e-5) <= 1.0);
   CHECK(tolerance_ratio(got.lse, ref.lse, 2e-5, 2e-5) <= 1.0);
   for (std::size_t t : sc.blind) {  // a token that sees nothing: out = 0 and lse = -inf
@@ -217,8 +237,9 @@ void check_against_reference(Scenario<T> const& sc, PagedAttentionParams const& 
     std::vector<float> out(tokens * h * d), lse(tokens * h);
     paged_attention(Host{}, ShapedView<float const, 3>(sc.q.data(), tokens, h, d), sc.kv(), sc.batch(),
                     ShapedView<float, 3>(out.data(), tokens, h, d), ShapedView<float, 2>(lse.data(), tokens, h), params, sel);
-    CHECK(tolerance_ratio(got.out, out, 2e-5, 2e-5) <= 1.0);
-    CHECK(tolerance_ratio(got.lse, lse, 2e-5, 2e-5) <= 1.0);
+    double const tol = host_rounds_q<T>() ? 3e-3 : 2e-5;  // the host's q rounded to bf16: see the path test
+    CHECK(tolerance_ratio(got.out, out, tol, tol) <= 1.0);
+    CHECK(tolerance_ratio(got.lse, lse, tol, tol) <= 1.0);
   }
 }
 
@@ -332,7 +353,7 @@ TEMPLATE_TEST_CASE("decode batches cut into KV-head slices: the same bits for ev
       return std::pair{out, lse};
     };
     auto const one = run(1);
-    auto const ref = reference::paged_attention<TestType>(sc.q, sc.qo_heads, sc.kv(), sc.batch(),
+    auto const ref = reference::paged_attention<TestType>(q_as_read<TestType>(sc.q), sc.qo_heads, sc.kv(), sc.batch(),
                                                           1.0 / std::sqrt(double(sc.head_dim)), 0.0, sc.masks);
     CHECK(tolerance_ratio(one.first, ref.out, 2e-5, 2e-5) <= 1.0);
     CHECK(tolerance_ratio(one.second, ref.lse, 2e-5, 2e-5) <= 1.0);
@@ -341,6 +362,80 @@ TEMPLATE_TEST_CASE("decode batches cut into KV-head slices: the same bits for ev
       auto const other = run(threads);
       CHECK(other.first == one.first);
       CHECK(other.second == one.second);
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("every host code path (scalar, AVX2, AVX-512, AVX-512 BF16) matches the reference and the others",
+                   "[kernel][attention][simd]", float, BFloat16) {
+  // The same scenarios on each path this CPU runs (attention_paths: scalar always; AVX2; AVX-512; and
+  // AVX-512 with vdpbf16ps scores), chosen for the calls inside the scope. Each path against the
+  // reference with 2e-5 absolute + 2e-5 relative, except avx512_bf16 on bf16 KV: its scores read q
+  // rounded to bf16 (relative error <= 2^-9 per element), so it is held to 2e-5 against the reference
+  // on that rounded q (the products of two bf16 are exact in f32, only summation order differs) and to
+  // 3e-3 + 3e-3 against the reference on the f32 q and against the scalar path (a score error of at most
+  // 2^-9 * scale * sum |q_i k_i|, ~0.003 for d 128 with values in [-1, 1] in the worst case, times
+  // outputs in [-1, 1]). Every path: the same bits for 1 and 2 threads and with and without page-trim.
+  using host::detail::AttentionPath;
+  auto const seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  std::vector<AttentionPath> const paths = host::detail::attention_paths();
+  REQUIRE(paths.front() == AttentionPath::scalar);
+  struct Shape {
+    std::size_t page_size, kv_heads, group, head_dim;
+    MaskKind kind;
+  };
+  std::vector<Shape> const shapes{{16, 2, 1, 64, MaskKind::causal_default}, {16, 2, 3, 64, MaskKind::random_rows},
+                                  {16, 2, 4, 128, MaskKind::causal_default}, {1, 2, 4, 64, MaskKind::sink_window},
+                                  {16, 1, 8, 128, MaskKind::random_rows},    {16, 1, 4, 256, MaskKind::window},
+                                  {16, 3, 3, 64, MaskKind::tree}};
+  for (Shape const& sh : shapes) {
+    INFO("page size " << sh.page_size << " kv heads " << sh.kv_heads << " group " << sh.group << " head_dim "
+                      << sh.head_dim << " mask kind " << static_cast<int>(sh.kind));
+    Scenario<TestType> sc(rng, ragged, sh.page_size, sh.kv_heads, sh.group, sh.head_dim, sh.kind);
+    std::size_t const tokens = sc.tokens(), h = sc.qo_heads, d = sc.head_dim;
+    double const scale = 1.0 / std::sqrt(double(d));
+    auto const ref = reference::paged_attention<TestType>(sc.q, h, sc.kv(), sc.batch(), scale, 0.0, sc.masks);
+    std::vector<float> q_bf16(sc.q.size());  // [tokens][qo_heads][head_dim] q rounded to bf16
+    for (std::size_t i = 0; i < q_bf16.size(); ++i) q_bf16[i] = static_cast<float>(BFloat16(sc.q[i]));
+    auto const ref_bf16 = reference::paged_attention<TestType>(q_bf16, h, sc.kv(), sc.batch(), scale, 0.0, sc.masks);
+    auto run = [&](std::size_t threads, AttentionSelection const& sel) {
+      Result r{std::vector<float>(tokens * h * d, -5.0f), std::vector<float>(tokens * h, -5.0f)};
+      paged_attention(Host{threads}, ShapedView<float const, 3>(sc.q.data(), tokens, h, d), sc.kv(), sc.batch(),
+                      ShapedView<float, 3>(r.out.data(), tokens, h, d), ShapedView<float, 2>(r.lse.data(), tokens, h),
+                      {}, sel);
+      return r;
+    };
+    std::vector<Result> got;  // [paths]
+    for (AttentionPath const path : paths) {
+      INFO("path " << host::detail::attention_path_name(path));
+      host::detail::ScopedAttentionPath const scoped(path);
+      got.push_back(run(1, {sc.masks, {}}));
+      Result const& r = got.back();
+      bool const rounded_q = path == AttentionPath::avx512_bf16 && std::is_same_v<TestType, BFloat16>;
+      auto const& exact = rounded_q ? ref_bf16 : ref;
+      CHECK(tolerance_ratio(r.out, exact.out, 2e-5, 2e-5) <= 1.0);
+      CHECK(tolerance_ratio(r.lse, exact.lse, 2e-5, 2e-5) <= 1.0);
+      double const tol = rounded_q ? 3e-3 : 2e-5;
+      CHECK(tolerance_ratio(r.out, ref.out, tol, tol) <= 1.0);
+      CHECK(tolerance_ratio(r.lse, ref.lse, tol, tol) <= 1.0);
+      CHECK(tolerance_ratio(r.out, got.front().out, tol, tol) <= 1.0);
+      CHECK(tolerance_ratio(r.lse, got.front().lse, tol, tol) <= 1.0);
+      Result const two = run(2, {sc.masks, {}});
+      CHECK(two.out == r.out);
+      CHECK(two.lse == r.lse);
+    }
+    if (sh.kind == MaskKind::sink_window || sh.kind == MaskKind::window) {
+      auto const plans = sc.trims();
+      REQUIRE(sc.poison_dropped(plans) > 0);
+      for (std::size_t i = 0; i < paths.size(); ++i) {
+        INFO("trimmed, path " << host::detail::attention_path_name(paths[i]));
+        host::detail::ScopedAttentionPath const scoped(paths[i]);
+        Result const trimmed = run(2, {{}, plans});
+        CHECK(trimmed.out == got[i].out);
+        CHECK(trimmed.lse == got[i].lse);
+      }
     }
   }
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "piecrust/backends/host/detail/attention_avx2.hpp"
+#include "piecrust/backends/host/detail/attention_avx512.hpp"
 #include "piecrust/backends/host/detail/simd.hpp"
 #include "piecrust/backends/host/host_space.hpp"
 #include "piecrust/kernels/attention_rows.hpp"
@@ -61,19 +62,34 @@ inline void scores_one_head(float const* q, T const* k, std::size_t slot_stride,
   }
 }
 
-/// Scaled scores for all KV heads of n consecutive slots (soft-cap applied by the caller). `ahead` [n]:
-/// rows the AVX2 kernel prefetches while it reads each slot (nullptr: none); the portable kernels leave
-/// prefetching to the hardware.
-///   q: head h's [G][D] at q + h * q_kv_stride; k: slot j, KV head h at k + j * slot_stride + h * D;
+/// Scaled scores for all KV heads of n consecutive slots (soft-cap applied by the caller) on path `path`.
+/// `ahead` [n]: rows the SIMD kernels prefetch while they read each slot (nullptr: none); the portable
+/// kernels leave prefetching to the hardware.
+///   q: head h's [G][D] at q + h * q_kv_stride (in the path's group order); qb: the same as bf16 in natural
+///   order (read only by avx512_bf16 with bf16 K); k: slot j, KV head h at k + j * slot_stride + h * D;
 ///   scores: head h's [G][chunk] at scores + h * s_kv_stride
 template <std::size_t G, std::size_t D, class T>
-inline void attention_scores(float const* q, std::size_t q_kv_stride, T const* k, std::size_t slot_stride,
-                             std::size_t kv_heads, std::size_t n, float* scores, std::size_t s_kv_stride,
-                             std::size_t chunk, float scale, void const* const* ahead) noexcept {
-  if (attention_avx2_available()) {
+inline void attention_scores(AttentionPath path, float const* q, BFloat16 const* qb, std::size_t q_kv_stride,
+                             T const* k, std::size_t slot_stride, std::size_t kv_heads, std::size_t n, float* scores,
+                             std::size_t s_kv_stride, std::size_t chunk, float scale, void const* const* ahead) noexcept {
+#if PIECRUST_HOST_ATTENTION_AVX2
+  if constexpr (std::is_same_v<T, BFloat16>) {
+    if (path == AttentionPath::avx512_bf16) {
+      attention_scores_avx512bf16<G, D>(qb, q_kv_stride, k, slot_stride, kv_heads, n, scores, s_kv_stride, chunk,
+                                        scale, ahead);
+      return;
+    }
+  }
+  if (path >= AttentionPath::avx512) {
+    attention_scores_avx512<G, D>(q, q_kv_stride, k, slot_stride, kv_heads, n, scores, s_kv_stride, chunk, scale, ahead);
+    return;
+  }
+  if (path == AttentionPath::avx2) {
     attention_scores_avx2<G, D>(q, q_kv_stride, k, slot_stride, kv_heads, n, scores, s_kv_stride, chunk, scale, ahead);
     return;
   }
+#endif
+  (void)path, (void)qb, (void)ahead;
   for (std::size_t h = 0; h < kv_heads; ++h) {
     scores_one_head<G, D>(q + h * q_kv_stride, k + h * D, slot_stride, n, scores + h * s_kv_stride, chunk, scale);
   }
@@ -115,13 +131,20 @@ inline void values_one_head(float* acc, float const* p, std::size_t chunk, T con
 ///   acc: head h's [G][D] at acc + h * a_kv_stride; p: head h's [G][chunk] at p + h * p_kv_stride;
 ///   v: slot j, KV head h at v + j * slot_stride + h * D
 template <std::size_t G, std::size_t D, class T>
-inline void attention_values(float* acc, std::size_t a_kv_stride, float const* p, std::size_t p_kv_stride,
-                             std::size_t chunk, T const* v, std::size_t slot_stride, std::size_t kv_heads,
-                             std::size_t n, std::size_t block, void const* const* ahead) noexcept {
-  if (attention_avx2_available()) {
+inline void attention_values(AttentionPath path, float* acc, std::size_t a_kv_stride, float const* p,
+                             std::size_t p_kv_stride, std::size_t chunk, T const* v, std::size_t slot_stride,
+                             std::size_t kv_heads, std::size_t n, std::size_t block, void const* const* ahead) noexcept {
+#if PIECRUST_HOST_ATTENTION_AVX2
+  if (path >= AttentionPath::avx512) {
+    attention_values_avx512<G, D>(acc, a_kv_stride, p, p_kv_stride, chunk, v, slot_stride, kv_heads, n, block, ahead);
+    return;
+  }
+  if (path == AttentionPath::avx2) {
     attention_values_avx2<G, D>(acc, a_kv_stride, p, p_kv_stride, chunk, v, slot_stride, kv_heads, n, block, ahead);
     return;
   }
+#endif
+  (void)path, (void)ahead;
   for (std::size_t j0 = 0; j0 < n; j0 += block) {
     std::size_t const nj = std::min(block, n - j0);
     for (std::size_t h = 0; h < kv_heads; ++h) {
@@ -132,12 +155,16 @@ inline void attention_values(float* acc, std::size_t a_kv_stride, float const* p
 }
 
 /// One online-softmax step for each row of scores [heads][chunk] over n slots (see softmax_step_avx2).
-inline void softmax_step(float* scores, std::size_t chunk, std::size_t n, std::size_t heads, float* m, float* l,
-                         float* acc, std::size_t head_dim) noexcept {
-  if (attention_avx2_available()) {
+/// Every SIMD path runs the AVX2 step (a few instructions per 64 slots and head).
+inline void softmax_step(AttentionPath path, float* scores, std::size_t chunk, std::size_t n, std::size_t heads,
+                         float* m, float* l, float* acc, std::size_t head_dim) noexcept {
+#if PIECRUST_HOST_ATTENTION_AVX2
+  if (path != AttentionPath::scalar) {
     softmax_step_avx2(scores, chunk, n, heads, m, l, acc, head_dim);
     return;
   }
+#endif
+  (void)path;
   for (std::size_t head = 0; head < heads; ++head) {
     float* sg = scores + head * chunk;
     float const cm = *std::max_element(sg, sg + n);
@@ -206,9 +233,10 @@ struct KernelImpl<ops::PagedAttention, Host> {
     // for those heads, and the result does not depend on the slicing (nor on the thread count).
     std::size_t const kvh = kv.num_kv_heads;
     std::size_t const slices = items >= 4 * space.concurrency() ? 1 : std::min(kvh, 4 * space.concurrency());
+    host::detail::AttentionPath const path = host::detail::attention_path();  // one path for the whole call
 
     space.parallel_for(items * slices, [&](std::size_t begin, std::size_t end) {
-      Worker<HeadDim, T> w(q, kv, batch, params, sel, qo_heads);
+      Worker<HeadDim, T> w(q, kv, batch, params, sel, qo_heads, path);
       for (std::size_t work = begin; work < end; ++work) {
         std::size_t const item = work / slices, slice = work % slices;
         std::size_t const kv_lo = slice * kvh / slices, kv_hi = (slice + 1) * kvh / slices;
@@ -271,10 +299,15 @@ struct KernelImpl<ops::PagedAttention, Host> {
     AttentionSelection const& sel;
     std::size_t qo_heads, group;
     std::vector<AttendedRun> intervals;
+    host::detail::AttentionPath path;
     std::vector<float> acc;     // [qo_heads][HeadDim] (in group order while a piece runs, see q_order)
-    // bf16 KV read by the AVX2 kernels: q and acc in "group order" (even then odd elements of each 16).
-    bool const group_order = std::is_same_v<T, BFloat16> && host::detail::attention_avx2_available();
-    std::vector<float> q_order;  // [qo_heads][HeadDim] this token's q in group order (bf16 + AVX2 only)
+    // bf16 KV read by the SIMD kernels: q and acc in "group order" (even then odd elements of each group
+    // of 16 for AVX2, of 32 for AVX-512), 0 for natural order.
+    std::size_t group_width;
+    std::vector<float> q_order;  // [qo_heads][HeadDim] this token's q in group order (group_width > 0 only)
+    // avx512_bf16 with bf16 K: this token's q rounded to bf16, natural order, for vdpbf16ps.
+    bool const q_to_bf16;
+    std::vector<BFloat16> q_bf16;  // [qo_heads][HeadDim] (q_to_bf16 only)
     std::vector<float> scores;  // [qo_heads][chunk]
     std::vector<float> m, l;    // [qo_heads]
     /// A run of consecutive slots of one page inside the current chunk.
@@ -289,10 +322,12 @@ struct KernelImpl<ops::PagedAttention, Host> {
     std::array<void const*, chunk> no_rows{};  // [chunk] nullptr: no prefetch (repeated passes of a split group)
 
     Worker(ShapedView<float const, 3> q_, PagedKv<T const> kv_, PagedBatch const& batch_, PagedAttentionParams const& params_,
-           AttentionSelection const& sel_, std::size_t qo_heads_)
+           AttentionSelection const& sel_, std::size_t qo_heads_, host::detail::AttentionPath path_)
         : q(q_), kv(kv_), batch(batch_), params(params_), sel(sel_), qo_heads(qo_heads_), group(qo_heads_ / kv_.num_kv_heads),
-          acc(qo_heads_ * HeadDim), q_order(group_order ? qo_heads_ * HeadDim : 0), scores(qo_heads_ * chunk),
-          m(qo_heads_), l(qo_heads_) {}
+          path(path_), acc(qo_heads_ * HeadDim), group_width(host::detail::attention_group_width<T>(path_)),
+          q_order(group_width > 0 ? qo_heads_ * HeadDim : 0),
+          q_to_bf16(std::is_same_v<T, BFloat16> && path_ == host::detail::AttentionPath::avx512_bf16),
+          q_bf16(q_to_bf16 ? qo_heads_ * HeadDim : 0), scores(qo_heads_ * chunk), m(qo_heads_), l(qo_heads_) {}
 
     /// Partial attention of token t (request r) over the positions of logical pages [page_lo, page_hi),
     /// for the query heads of KV heads [kv_lo, kv_hi) (acc, m and l of the other heads are left as they are).
@@ -320,13 +355,19 @@ struct KernelImpl<ops::PagedAttention, Host> {
       std::size_t const e0 = h0 * HeadDim, e1 = kv_hi * group * HeadDim;  // its elements of q and acc
       std::size_t const kv_offset = kv_lo * HeadDim;    // its first element within a slot row
       float const* qt = q.data() + t * qo_heads * HeadDim;  // [qo_heads][HeadDim]
-      if (group_order) {
-        // The AVX2 kernels read bf16 K and V as even / odd halves of each group of 16 (one 32-byte load
-        // and one shift or mask per 8 values); q and acc follow that order, acc is put back at the end.
-        for (std::size_t r0 = e0; r0 < e1; r0 += 16) {
-          for (std::size_t e = 0; e < 8; ++e) {
+      BFloat16 const* qb = nullptr;  // [qo_heads][HeadDim] from the slice's first head (q_to_bf16 only)
+      if (q_to_bf16) {
+        for (std::size_t e = e0; e < e1; ++e) q_bf16[e] = BFloat16(qt[e]);
+        qb = q_bf16.data() + e0;
+      }
+      if (group_width > 0) {
+        // The SIMD kernels read bf16 K and V as even / odd halves of each group (one load and one shift
+        // or mask per vector of values); q and acc follow that order, acc is put back at the end.
+        std::size_t const half = group_width / 2;
+        for (std::size_t r0 = e0; r0 < e1; r0 += group_width) {
+          for (std::size_t e = 0; e < half; ++e) {
             q_order[r0 + e] = qt[r0 + 2 * e];
-            q_order[r0 + 8 + e] = qt[r0 + 2 * e + 1];
+            q_order[r0 + half + e] = qt[r0 + 2 * e + 1];
           }
         }
         qt = q_order.data();
@@ -397,7 +438,7 @@ struct KernelImpl<ops::PagedAttention, Host> {
           Segment const& seg = segs[cur][sg];
           for_group(group, [&](auto g_ct, std::size_t g0) {
             host::detail::attention_scores<decltype(g_ct)::value, HeadDim>(
-                qt + g0 * HeadDim, group * HeadDim, seg.k, slot_stride, kvh, seg.n,
+                path, qt + g0 * HeadDim, qb == nullptr ? nullptr : qb + g0 * HeadDim, group * HeadDim, seg.k, slot_stride, kvh, seg.n,
                 scores_s + g0 * chunk + seg.offset, group * chunk, chunk, scale,
                 g0 == 0 ? ahead.data() + seg.offset + prefetch_rows : no_rows.data());
           });
@@ -408,25 +449,26 @@ struct KernelImpl<ops::PagedAttention, Host> {
             for (std::size_t j = 0; j < f; ++j) sh[j] = cap * std::tanh(sh[j] / cap);
           }
         }
-        host::detail::softmax_step(scores_s, chunk, f, kvh * group, m.data() + h0, l.data() + h0, acc_s, HeadDim);
+        host::detail::softmax_step(path, scores_s, chunk, f, kvh * group, m.data() + h0, l.data() + h0, acc_s, HeadDim);
         for (std::size_t sg = 0; sg < segments[cur]; ++sg) {
           Segment const& seg = segs[cur][sg];
           for_group(group, [&](auto g_ct, std::size_t g0) {
             host::detail::attention_values<decltype(g_ct)::value, HeadDim>(
-                acc_s + g0 * HeadDim, group * HeadDim, scores_s + g0 * chunk + seg.offset, group * chunk,
+                path, acc_s + g0 * HeadDim, group * HeadDim, scores_s + g0 * chunk + seg.offset, group * chunk,
                 chunk, seg.v, slot_stride, kvh, seg.n, value_block<T>,
                 g0 == 0 ? ahead.data() + f + seg.offset + prefetch_rows : no_rows.data());
           });
         }
       }
-      if (group_order) {
-        for (std::size_t r0 = e0; r0 < e1; r0 += 16) {
-          float tmp[16];  // [16] one group in natural order
-          for (std::size_t e = 0; e < 8; ++e) {
+      if (group_width > 0) {
+        std::size_t const half = group_width / 2;
+        for (std::size_t r0 = e0; r0 < e1; r0 += group_width) {
+          float tmp[32];  // [group_width] one group in natural order
+          for (std::size_t e = 0; e < half; ++e) {
             tmp[2 * e] = acc[r0 + e];
-            tmp[2 * e + 1] = acc[r0 + 8 + e];
+            tmp[2 * e + 1] = acc[r0 + half + e];
           }
-          std::copy(tmp, tmp + 16, acc.begin() + static_cast<std::ptrdiff_t>(r0));
+          std::copy(tmp, tmp + group_width, acc.begin() + static_cast<std::ptrdiff_t>(r0));
         }
       }
     }

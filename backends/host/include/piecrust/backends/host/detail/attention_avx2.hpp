@@ -22,6 +22,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "piecrust/backends/host/detail/cpu_features.hpp"
 #include "piecrust/kernels/bfloat16.hpp"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -35,14 +36,9 @@ namespace piecrust::host::detail {
 
 #if PIECRUST_HOST_ATTENTION_AVX2
 
-/// True when the CPU runs AVX2 and FMA (checked once).
-inline bool attention_avx2_available() noexcept {
-  static bool const ok = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return ok;
-}
+/// True when the CPU runs the AVX2 level (AVX2, FMA, F16C; cpu_features.hpp, the project's one dispatch),
+/// whatever PIECRUST_HOST_SIMD caps (the attention path, attention_avx512.hpp, applies the cap).
+inline bool attention_avx2_available() noexcept { return piecrust::detail::cpu_supports(piecrust::detail::SimdLevel::avx2); }
 
 #define PIECRUST_AVX2 __attribute__((target("avx2,fma"), always_inline))
 
