@@ -46,8 +46,8 @@ PIECRUST_TARGET_AVX2 inline __m256i bit_mask32(std::uint32_t bits) noexcept {
   return _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, pick), bit), bit);
 }
 
-/// Nibble indices 0..15 -> the IQ4 code book values (quant::iq4_value).
-PIECRUST_TARGET_AVX2 inline __m256i iq4_lookup(__m256i idx) noexcept {
+/// The IQ4 code book (quant::iq4_value) in one 128-bit register.
+PIECRUST_TARGET_AVX2 inline __m128i iq4_table() noexcept {
   static constexpr auto table = [] {
     struct T {
       std::int8_t v[16];
@@ -55,8 +55,12 @@ PIECRUST_TARGET_AVX2 inline __m256i iq4_lookup(__m256i idx) noexcept {
     for (unsigned k = 0; k < 16; ++k) t.v[k] = quant::iq4_value(k);
     return t;
   }();
-  __m256i const tab = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<__m128i const*>(table.v)));
-  return _mm256_shuffle_epi8(tab, idx);
+  return _mm_loadu_si128(reinterpret_cast<__m128i const*>(table.v));
+}
+
+/// Nibble indices 0..15 -> the IQ4 code book values.
+PIECRUST_TARGET_AVX2 inline __m256i iq4_lookup(__m256i idx) noexcept {
+  return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(iq4_table()), idx);
 }
 
 /// Codes of elements 32g .. 32g + 31 of a block (g = 0 for the 32-weight types), as quant::code gives them.

@@ -36,16 +36,9 @@ PIECRUST_TARGET_AVX512 inline __m512i broadcast32(void const* p) noexcept {
   return _mm512_broadcast_i64x4(_mm256_loadu_si256(static_cast<__m256i const*>(p)));
 }
 
-/// The IQ4 code book (quant::iq4_value) in one 128-bit register.
-PIECRUST_TARGET_AVX512 inline __m128i iq4_table() noexcept {
-  static constexpr auto table = [] {
-    struct T {
-      std::int8_t v[16];
-    } t{};
-    for (unsigned k = 0; k < 16; ++k) t.v[k] = quant::iq4_value(k);
-    return t;
-  }();
-  return _mm_loadu_si128(reinterpret_cast<__m128i const*>(table.v));
+/// Prefetches the lines of [p, p + bytes) into L1 (a hint: never faults).
+PIECRUST_TARGET_AVX512 inline void prefetch_range(std::uint8_t const* p, std::size_t bytes) noexcept {
+  for (std::size_t c = 0; c < bytes; c += 64) _mm_prefetch(reinterpret_cast<char const*>(p + c), _MM_HINT_T0);
 }
 
 /// int16 lanes: a in the low 256 bits, b in the high 256 bits.
@@ -112,7 +105,7 @@ PIECRUST_TARGET_AVX512 inline __m512i unpack_biased_pair(std::uint8_t const* blk
     __m512i const shift = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4)),
                                              _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4), 1);
     __m512i const idx = _mm512_and_si512(_mm512_srlv_epi16(lanes, shift), m15);
-    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(iq4_table()), idx);
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(avx2::iq4_table()), idx);
   }
 }
 
@@ -191,8 +184,7 @@ PIECRUST_TARGET_AVX512 inline void dotk_rows(std::uint8_t const* w0, std::size_t
     avx2::KScales ks[NW];
 #pragma GCC unroll 16
     for (std::size_t w = 0; w < NW; ++w) {
-      std::uint8_t const* ahead = w0 + w * row_bytes + b * bytes + prefetch_bytes;
-      for (std::size_t c = 0; c < bytes + 63; c += 64) _mm_prefetch(reinterpret_cast<char const*>(ahead + c), _MM_HINT_T0);
+      prefetch_range(w0 + w * row_bytes + b * bytes + prefetch_bytes, bytes + 63);
       ks[w] = avx2::k_scales<T>(w0 + w * row_bytes + b * bytes);
       scales[w] = _mm512_castsi256_si512(ks[w].scale);
 #pragma GCC unroll 16

@@ -230,7 +230,7 @@ PIECRUST_TARGET_AVX512 inline __m512i chunk_codes(__m512i u) noexcept {
   } else if constexpr (T == WeightType::q5_0) {
     return _mm512_sub_epi8(u, _mm512_set1_epi8(16));
   } else if constexpr (T == WeightType::iq4_nl) {
-    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(avx512::iq4_table()), u);
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(avx2::iq4_table()), u);
   } else {
     return u;
   }
@@ -265,9 +265,7 @@ PIECRUST_TARGET_AVX512 inline void interleaved_rows_avx512(InterleavedQuant cons
   }
   for (std::size_t b = 0; b < nb; ++b) {
     std::uint8_t const* blk = grp + b * gbb;
-    for (std::size_t c = 0; c < gbb; c += 64) {
-      _mm_prefetch(reinterpret_cast<char const*>(blk + avx512::prefetch_bytes + c), _MM_HINT_T0);
-    }
+    avx512::prefetch_range(blk + avx512::prefetch_bytes, gbb);
     __m512i u[4];  // [register] codes as stored
     if constexpr (q8) {
 #pragma GCC unroll 4
