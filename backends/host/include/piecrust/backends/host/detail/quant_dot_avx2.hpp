@@ -226,29 +226,33 @@ PIECRUST_TARGET_AVX2 inline KScales k_scales(std::uint8_t const* blk) noexcept {
     s.scale = _mm256_cvtepu8_epi16(_mm_and_si128(v, low));
     s.min = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), low));
   } else if constexpr (T == WeightType::q3_k) {
-    // quant::q3_k_scale for all sixteen: low nibbles of bytes 0..7 then their high nibbles; the top two bits
-    // of scale j sit in byte 8 + j % 4 at bit 2 * (j / 4)
-    std::uint64_t low8 = 0;
-    std::memcpy(&low8, blk + o::q3_k_scales, 8);
-    std::uint32_t const h = quant::load_u32(blk + o::q3_k_scales + 8);
-    auto two_bits = [h](int shift) { return static_cast<std::uint64_t>((h >> shift) & 0x03030303u); };
-    std::uint64_t const top0 = two_bits(0) | (two_bits(2) << 32), top1 = two_bits(4) | (two_bits(6) << 32);
-    std::uint64_t const nib = 0x0f0f0f0f0f0f0f0full;
-    __m128i const v = _mm_set_epi64x(static_cast<long long>(((low8 >> 4) & nib) | (top1 << 4)),
-                                     static_cast<long long>((low8 & nib) | (top0 << 4)));
-    s.scale = _mm256_cvtepi8_epi16(_mm_sub_epi8(v, _mm_set1_epi8(32)));
+    // quant::q3_k_scale for all sixteen: low nibbles of scale bytes 0..7 then their high nibbles; the top two
+    // bits of scale j sit in byte 8 + j % 4 at bit 2 * (j / 4), i.e. 32-bit lane j / 4 shifted by 2 (j / 4).
+    // The 16 bytes start two before the scales so that they end with the block (d is its last field).
+    static_assert(o::q3_k_scales == 96 && o::q3_k_d == 108);
+    __m128i const v = _mm_loadu_si128(reinterpret_cast<__m128i const*>(blk + o::q3_k_d - 14));  // scale k at 2 + k
+    __m128i const nib = _mm_set1_epi8(0x0f);
+    __m128i const first8 = _mm_shuffle_epi8(v, _mm_setr_epi8(2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 7, 8, 9));
+    __m128i const low = _mm_unpacklo_epi64(_mm_and_si128(first8, nib), _mm_and_si128(_mm_srli_epi16(first8, 4), nib));
+    __m128i const tops = _mm_shuffle_epi8(v, _mm_setr_epi8(10, 11, 12, 13, 10, 11, 12, 13, 10, 11, 12, 13, 10, 11, 12, 13));
+    __m128i const top = _mm_and_si128(_mm_srlv_epi32(tops, _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+    __m128i const v6 = _mm_or_si128(low, _mm_slli_epi16(top, 4));
+    s.scale = _mm256_cvtepi8_epi16(_mm_sub_epi8(v6, _mm_set1_epi8(32)));
   } else {
     static_assert(T == WeightType::iq4_xs);
-    // quant::iq4_xs_scale for all eight: nibble j of scales_l, and bits 2j..2j+1 of scales_h spread to bytes
-    std::uint32_t const l = quant::load_u32(blk + o::iq4_xs_scales_l);
-    std::uint64_t x = quant::load_u16(blk + o::iq4_xs_scales_h);
-    x = (x | (x << 24)) & 0x000000ff000000ffull;  // fields 4..7 to the upper word
-    x = (x | (x << 12)) & 0x000f000f000f000full;  // then fields 2, 3 of each word up by 16 bits
-    x = (x | (x << 6)) & 0x0303030303030303ull;   // then the odd fields up by 8: field j in byte j
-    __m128i const lo = _mm_cvtsi32_si128(static_cast<int>(l & 0x0f0f0f0fu));
-    __m128i const hi = _mm_cvtsi32_si128(static_cast<int>((l >> 4) & 0x0f0f0f0fu));
-    __m128i const v = _mm_or_si128(_mm_unpacklo_epi8(lo, hi), _mm_cvtsi64_si128(static_cast<long long>(x << 4)));
-    s.scale = _mm256_castsi128_si256(_mm_cvtepi8_epi16(_mm_sub_epi8(v, _mm_set1_epi8(32))));
+    // quant::iq4_xs_scale for all eight, one int16 lane each: lane j holds scales_l's byte j / 2 and the
+    // 16-bit scales_h; multiplying by 2^(12 - 4 (j % 2)) and 2^(14 - 2j) lifts field j to the top bits,
+    // which the shifts bring down (a variable shift without AVX512BW)
+    static_assert(o::iq4_xs_scales_h == 2 && o::iq4_xs_scales_l == 4);
+    __m128i const v = _mm_loadl_epi64(reinterpret_cast<__m128i const*>(blk));  // d, scales_h, scales_l
+    constexpr char z = -128;  // pshufb: a zero byte
+    __m128i const low_bytes = _mm_shuffle_epi8(v, _mm_setr_epi8(4, z, 4, z, 5, z, 5, z, 6, z, 6, z, 7, z, 7, z));
+    __m128i const high_bits = _mm_shuffle_epi8(v, _mm_setr_epi8(2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+    __m128i const low = _mm_srli_epi16(
+        _mm_mullo_epi16(low_bytes, _mm_setr_epi16(4096, 256, 4096, 256, 4096, 256, 4096, 256)), 12);
+    __m128i const high = _mm_srli_epi16(
+        _mm_mullo_epi16(high_bits, _mm_setr_epi16(16384, 4096, 1024, 256, 64, 16, 4, 1)), 14);
+    s.scale = _mm256_castsi128_si256(_mm_sub_epi16(_mm_or_si128(low, _mm_slli_epi16(high, 4)), _mm_set1_epi16(32)));
   }
   return s;
 }

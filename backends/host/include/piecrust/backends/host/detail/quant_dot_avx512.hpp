@@ -57,6 +57,16 @@ PIECRUST_TARGET_AVX512 inline __m512i halves_epi8(std::uint8_t a, std::uint8_t b
   return t == WeightType::q3_k ? 4 : t == WeightType::q6_k ? 32 : 0;
 }
 
+/// IQ4_XS: the code-book indices of groups 2p and 2p + 1 (elements 64p .. 64p + 63).
+PIECRUST_TARGET_AVX512 inline __m512i iq4_xs_pair_indices(std::uint8_t const* blk, std::size_t p) noexcept {
+  // 32 bytes of nibbles: 128-bit lanes [bytes 0..15 low, bytes 0..15 high, bytes 16..31 low, 16..31 high]
+  __m512i const v = _mm512_castsi256_si512(avx2::load32(blk + quant::offset::iq4_xs_qs + p * 32));
+  __m512i const lanes = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(1, 1, 0, 0));
+  __m512i const shift = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4)),
+                                           _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4), 1);
+  return _mm512_and_si512(_mm512_srlv_epi16(lanes, shift), _mm512_set1_epi8(15));
+}
+
 /// Codes of groups 2p and 2p + 1 of a 256-block (elements 64p .. 64p + 63), as quant::code gives them plus
 /// code_bias(T).
 template <WeightType T>
@@ -99,13 +109,7 @@ PIECRUST_TARGET_AVX512 inline __m512i unpack_biased_pair(std::uint8_t const* blk
     return _mm512_or_si512(low, _mm512_slli_epi16(high, 4));  // code + 32
   } else {
     static_assert(T == WeightType::iq4_xs);
-    // 32 bytes of nibbles: 128-bit lanes [bytes 0..15 low, bytes 0..15 high, bytes 16..31 low, 16..31 high]
-    __m512i const v = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(blk + o::iq4_xs_qs + g * 16)));
-    __m512i const lanes = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(1, 1, 0, 0));
-    __m512i const shift = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4)),
-                                             _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4), 1);
-    __m512i const idx = _mm512_and_si512(_mm512_srlv_epi16(lanes, shift), m15);
-    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(avx2::iq4_table()), idx);
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(avx2::iq4_table()), iq4_xs_pair_indices(blk, p));
   }
 }
 
@@ -156,6 +160,35 @@ PIECRUST_TARGET_AVX512 inline __m256i fold(__m512i v) noexcept {
   return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
 
+/// IQ4_XS groups 2p, 2p + 1 of NW rows' blocks (at w0 + w * row_bytes + off) against M activation rows
+/// (x, row stride x_stride), added to isum. The signed codes go in as code + 128 (unsigned) to vpdpbusd,
+/// whose accumulator starts at -128 * (the same activation sums), so each int32 lane gets exactly the sum
+/// of code * x over its four elements, which the sub-block scale then multiplies: the AVX2 code's lane.
+template <std::size_t M, std::size_t NW>
+PIECRUST_TARGET_AVX512 inline void iq4_xs_pair(std::uint8_t const* w0, std::size_t row_bytes, std::size_t off,
+                                               __m512i const (&scales32)[NW], std::int8_t const* x,
+                                               std::size_t x_stride, std::size_t p, __m512i (&isum)[NW][M]) noexcept {
+  __m512i const biased = _mm512_add_epi8(_mm512_broadcast_i32x4(avx2::iq4_table()), _mm512_set1_epi8(-128));
+  __m512i const lane_sub = _mm512_inserti64x4(_mm512_set1_epi32(static_cast<int>(2 * p)),
+                                              _mm256_set1_epi32(static_cast<int>(2 * p + 1)), 1);
+  __m512i u[NW], sc[NW];
+#pragma GCC unroll 16
+  for (std::size_t w = 0; w < NW; ++w) {
+    u[w] = _mm512_shuffle_epi8(biased, iq4_xs_pair_indices(w0 + w * row_bytes + off, p));
+    sc[w] = _mm512_permutexvar_epi32(lane_sub, scales32[w]);
+  }
+#pragma GCC unroll 16
+  for (std::size_t i = 0; i < M; ++i) {
+    __m512i const xv = _mm512_loadu_si512(x + i * x_stride);
+    __m512i const bias = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), xv));
+#pragma GCC unroll 16
+    for (std::size_t w = 0; w < NW; ++w) {
+      isum[w][i] = _mm512_add_epi32(isum[w][i], _mm512_mullo_epi32(_mm512_dpbusd_epi32(bias, u[w], xv), sc[w]));
+    }
+  }
+}
+
 /// How far ahead of the block being read the 256-block kernels prefetch: at this speed the hardware
 /// prefetchers alone leave decode well under the read bandwidth (RESULTS.md). Prefetches never fault, so
 /// running past the end of the weights is harmless.
@@ -184,14 +217,20 @@ PIECRUST_TARGET_AVX512 inline void dotk_rows(std::uint8_t const* w0, std::size_t
     avx2::KScales ks[NW];
 #pragma GCC unroll 16
     for (std::size_t w = 0; w < NW; ++w) {
-      prefetch_range(w0 + w * row_bytes + b * bytes + prefetch_bytes, bytes + 63);
+      // a line per 64 bytes: the blocks are contiguous, so a line this block's range misses is the next's
+      prefetch_range(w0 + w * row_bytes + b * bytes + prefetch_bytes, bytes);
       ks[w] = avx2::k_scales<T>(w0 + w * row_bytes + b * bytes);
-      scales[w] = _mm512_castsi256_si512(ks[w].scale);
+      // IQ4_XS multiplies int32 lanes (iq4_xs_pair), the others int16 pairs
+      scales[w] = T == WeightType::iq4_xs ? _mm512_cvtepi16_epi32(ks[w].scale) : _mm512_castsi256_si512(ks[w].scale);
 #pragma GCC unroll 16
       for (std::size_t i = 0; i < M; ++i) isum[w][i] = _mm512_setzero_si512();
     }
 #pragma GCC unroll 4
     for (std::size_t p = 0; p < 4; ++p) {
+      if constexpr (T == WeightType::iq4_xs) {
+        iq4_xs_pair<M, NW>(w0, row_bytes, b * bytes, scales, a.kq.data() + r0 * a.cols + b * 256 + p * 64, a.cols, p, isum);
+        continue;
+      }
       __m512i scv[NW], wc[NW], wu[NW];
 #pragma GCC unroll 16
       for (std::size_t w = 0; w < NW; ++w) {
