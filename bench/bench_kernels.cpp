@@ -17,6 +17,8 @@
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels_baselines.hpp"
@@ -58,7 +60,13 @@ void time_with_peer(benchmark::State& state, Peer&& peer, Kernel&& kernel, doubl
 /// FMA lanes per second of one thread running `fma_iters`-iteration FMA chains, `iterations` times in
 /// `fma_s` seconds.
 double fma_lanes_per_s(double iterations, std::size_t fma_iters, double fma_s) {
-  return iterations * bench::fma_chain_flops_per_iter / 2 * static_cast<double>(fma_iters) / fma_s;
+  return iterations * bench::fma_peak().flops_per_iter / 2 * static_cast<double>(fma_iters) / fma_s;
+}
+
+/// The attention kernels that run for KV type T (paged_attention's kernel_path).
+template <class T>
+std::string attention_label() {
+  return host::detail::attention_path_name(host::detail::kernel_path<T>(host::detail::attention_path()));
 }
 
 // ---------------------------------------------------------------- memory bandwidth peer
@@ -127,6 +135,7 @@ void decode_attention(benchmark::State& state) {
   state.counters["attn_GBps"] = n * static_cast<double>(kv_bytes) / attn_s * 1e-9;
   state.counters["stream_GBps"] = n * static_cast<double>(pool.size_bytes()) / stream_s * 1e-9;
   state.counters["vs_stream"] = (static_cast<double>(kv_bytes) / attn_s) / (static_cast<double>(pool.size_bytes()) / stream_s);
+  state.SetLabel(attention_label<T>());
   state.counters["paged_GBps"] = n * static_cast<double>(pool.size_bytes()) / paged_s * 1e-9;
   state.counters["vs_paged"] = (static_cast<double>(kv_bytes) / attn_s) / (static_cast<double>(pool.size_bytes()) / paged_s);
 }
@@ -170,7 +179,7 @@ void decode_attention_compute(benchmark::State& state) {
   std::size_t const fma_iters = 1 << 14;
   double fma_s = 0, attn_s = 0;
   time_with_peer(
-      state, [&] { benchmark::DoNotOptimize(bench::fma_chains(fma_iters)); },
+      state, [&] { benchmark::DoNotOptimize(bench::fma_peak().chains(fma_iters)); },
       [&] {
         paged_attention(one, ShapedView<float const, 3>(q.data(), 1, kvh * group, hd), kv, pb,
                         ShapedView<float, 3>(out.data(), 1, kvh * group, hd), ShapedView<float, 2>(lse.data(), 1, kvh * group));
@@ -184,12 +193,70 @@ void decode_attention_compute(benchmark::State& state) {
   state.counters["Gel_per_s"] = elements_per_s * 1e-9;
   state.counters["vs_fma_peak"] = elements_per_s * static_cast<double>(group) / peak_lanes;
   state.counters["GBps_2_threads"] = 2 * elements_per_s * sizeof(T) * 1e-9;  // at this rate on two cores
+  state.SetLabel(attention_label<T>() + " vs " +
+                 bench::fma_peak().isa + " fma");
 }
 void BM_DecodeAttentionCompute_f32(benchmark::State& s) { decode_attention_compute<float>(s); }
 void BM_DecodeAttentionCompute_bf16(benchmark::State& s) { decode_attention_compute<BFloat16>(s); }
 // The decode benchmarks' head shapes: 512 KiB of f32 or bf16 for GQA 4 / d 128, 384 KiB of f32 for SmolLM2's.
 BENCHMARK(BM_DecodeAttentionCompute_f32)->Args({64, 8, 4, 128})->Args({256, 3, 3, 64})->Unit(benchmark::kMicrosecond)->UseManualTime();
 BENCHMARK(BM_DecodeAttentionCompute_bf16)->Args({128, 8, 4, 128})->Unit(benchmark::kMicrosecond)->UseManualTime();
+
+// ---------------------------------------------------------------- prefill attention, compute-bound
+// One sequence's causal prefill (n query rows over its own n KV slots), all threads, against the FMA-chain
+// peak of all threads timed in the same iteration. FLOPs: q.k and p.v over the slots each row sees,
+// 4 * head_dim * qo_heads * n (n + 1) / 2. args: n, KV heads, GQA group, head_dim.
+template <class T>
+void prefill_attention(benchmark::State& state) {
+  std::size_t const n = static_cast<std::size_t>(state.range(0));
+  std::size_t const kvh = static_cast<std::size_t>(state.range(1));
+  std::size_t const group = static_cast<std::size_t>(state.range(2));
+  std::size_t const hd = static_cast<std::size_t>(state.range(3));
+  std::size_t const ps = 16, pages = (n + ps - 1) / ps, heads = kvh * group;
+  PagedKv<T> const shape{nullptr, pages, ps, kvh, hd};
+  Buffer<T> pool(shape.size());  // [pages][2][ps][kvh][hd]
+  {
+    auto const vals = normal_floats(4096, 1.0f, 11);
+    for (std::size_t i = 0; i < pool.size(); ++i) pool[i] = from_float<T>(vals[i % vals.size()]);
+  }
+  std::vector<std::uint32_t> const qo_indptr{0, static_cast<std::uint32_t>(n)}, kv_indptr{0, static_cast<std::uint32_t>(pages)};
+  std::vector<std::uint32_t> kv_indices(pages);
+  std::iota(kv_indices.begin(), kv_indices.end(), 0u);
+  std::vector<std::uint32_t> const last{static_cast<std::uint32_t>(n - (pages - 1) * ps)};
+  auto const q = normal_floats(n * heads * hd, 1.0f, 12);  // [n][heads][hd]
+  std::vector<float> out(q.size()), lse(n * heads);      // [n][heads][hd], [n][heads]
+  PagedKv<T const> const kv{pool.data(), pages, ps, kvh, hd};
+  PagedBatch const pb{qo_indptr, kv_indptr, kv_indices, last};
+  std::size_t const fma_iters = 1 << 16;
+  double fma_s = 0, attn_s = 0;
+  time_with_peer(
+      state,
+      [&] {
+        bench::host().parallel_for(bench::host().concurrency(), [&](std::size_t b, std::size_t e) {
+          for (std::size_t i = b; i < e; ++i) benchmark::DoNotOptimize(bench::fma_peak().chains(fma_iters));
+        });
+      },
+      [&] {
+        paged_attention(bench::host(), ShapedView<float const, 3>(q.data(), n, heads, hd), kv, pb,
+                        ShapedView<float, 3>(out.data(), n, heads, hd), ShapedView<float, 2>(lse.data(), n, heads));
+        benchmark::DoNotOptimize(out.data());
+      },
+      fma_s, attn_s);
+  double const it = static_cast<double>(state.iterations());
+  double const flops = 4.0 * static_cast<double>(hd * heads) * static_cast<double>(n) * static_cast<double>(n + 1) / 2;
+  double const peak = it * bench::fma_peak().flops_per_iter * static_cast<double>(fma_iters) *
+                      static_cast<double>(bench::host().concurrency()) / fma_s;
+  state.counters["GFLOPS"] = it * flops / attn_s * 1e-9;
+  state.counters["peak_GFLOPS"] = peak * 1e-9;
+  state.counters["vs_fma_peak"] = it * flops / attn_s / peak;
+  state.SetLabel(attention_label<T>() + " vs " +
+                 bench::fma_peak().isa + " fma");
+}
+void BM_PrefillAttention_f32(benchmark::State& s) { prefill_attention<float>(s); }
+void BM_PrefillAttention_bf16(benchmark::State& s) { prefill_attention<BFloat16>(s); }
+// SmolLM2's heads (3 KV heads, GQA 3, d 64) and Gemma 3 270M's (1 KV head, GQA 4, d 256) at 512 and 2048 rows.
+BENCHMARK(BM_PrefillAttention_f32)->Args({512, 3, 3, 64})->Args({2048, 3, 3, 64})->Args({512, 1, 4, 256})->Args({2048, 1, 4, 256})->Unit(benchmark::kMillisecond)->UseManualTime();
+BENCHMARK(BM_PrefillAttention_bf16)->Args({2048, 3, 3, 64})->Args({2048, 1, 4, 256})->Unit(benchmark::kMillisecond)->UseManualTime();
 
 // ---------------------------------------------------------------- attention micro-kernels, cache-resident
 // The AVX2 score and value micro-kernels alone (no softmax, no page walk, no prefetch), one thread, on 64
@@ -216,7 +283,7 @@ void attention_micro_kernel(benchmark::State& state) {
   std::size_t const fma_iters = 1 << 12;
   double fma_s = 0, kernel_s = 0;
   time_with_peer(
-      state, [&] { benchmark::DoNotOptimize(bench::fma_chains(fma_iters)); },
+      state, [&] { benchmark::DoNotOptimize(bench::fma_peak().chains(fma_iters)); },
       [&] {
         for (int r = 0; r < 16; ++r) {
           if (values) {
@@ -308,10 +375,11 @@ void BM_FmaPeak(benchmark::State& state) {
   std::size_t const iters = 1 << 22;
   for (auto _ : state) {
     bench::host().parallel_for(bench::host().concurrency(), [&](std::size_t b, std::size_t e) {
-      for (std::size_t i = b; i < e; ++i) benchmark::DoNotOptimize(bench::fma_chains(iters));
+      for (std::size_t i = b; i < e; ++i) benchmark::DoNotOptimize(bench::fma_peak().chains(iters));
     });
   }
-  double const flops = bench::fma_chain_flops_per_iter * static_cast<double>(iters) * static_cast<double>(bench::host().concurrency());
+  double const flops = bench::fma_peak().flops_per_iter * static_cast<double>(iters) * static_cast<double>(bench::host().concurrency());
+  state.SetLabel(bench::fma_peak().isa);
   state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond)->UseRealTime();

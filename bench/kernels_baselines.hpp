@@ -6,7 +6,8 @@
 //  * paged_read: the same sum over fixed-size blocks visited in a given order (a KV pool's pages in
 //    the order a batch's page tables list them): what the memory system gives for that access pattern
 //    (scattered blocks, each read front to back), with no attention arithmetic;
-//  * fma_peak: independent AVX2 FMA chains on every thread: the f32 compute peak of the machine;
+//  * fma_peak: independent FMA chains of the CPU's widest vectors (AVX-512 where present, else AVX2): the
+//    f32 compute peak of a thread;
 //  * sort_sample: the textbook sort-based top-k/top-p sampler (sort the whole vocabulary, softmax,
 //    cut, inverse CDF), the reference the sampling kernel is compared with.
 
@@ -117,6 +118,37 @@ __attribute__((target("avx2,fma"))) inline float fma_chains(std::size_t iters) {
   return out[0] + out[7];
 }
 inline constexpr double fma_chain_flops_per_iter = 10 * 8 * 2;
+
+/// The same with 16-wide AVX-512 chains.
+__attribute__((target("avx512f"))) inline float fma_chains_avx512(std::size_t iters) {
+  __m512 a[10];
+  for (int j = 0; j < 10; ++j) a[j] = _mm512_set1_ps(0.001f * static_cast<float>(j));
+  __m512 const b = _mm512_set1_ps(0.999999f);
+  __m512 const c = _mm512_set1_ps(1e-7f);
+  for (std::size_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 10
+    for (int j = 0; j < 10; ++j) a[j] = _mm512_fmadd_ps(a[j], b, c);
+  }
+  __m512 s = a[0];
+  for (int j = 1; j < 10; ++j) s = _mm512_add_ps(s, a[j]);
+  alignas(64) float out[16];
+  _mm512_store_ps(out, s);
+  return out[0] + out[15];
+}
+
+/// The FMA peak's peer on this CPU: the widest chains it runs, whatever PIECRUST_HOST_SIMD caps the
+/// kernels to (the peak is the machine's).
+struct FmaPeak {
+  char const* isa;
+  double flops_per_iter;          // of one call's iteration, all chains
+  float (*chains)(std::size_t);  // runs `iters` iterations
+};
+inline FmaPeak const& fma_peak() {
+  static FmaPeak const p = piecrust::detail::cpu_features().avx512f
+                               ? FmaPeak{"avx512", 10 * 16 * 2, &fma_chains_avx512}
+                               : FmaPeak{"avx2", fma_chain_flops_per_iter, &fma_chains};
+  return p;
+}
 
 /// The sort-based top-k + top-p sampler over one row (k = 0: no top-k; p = 1: no top-p).
 inline std::uint32_t sort_sample(float const* logits, std::size_t vocab, std::size_t k, float p, float temperature, double u,

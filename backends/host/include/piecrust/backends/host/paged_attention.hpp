@@ -62,6 +62,13 @@ inline void scores_one_head(float const* q, T const* k, std::size_t slot_stride,
   }
 }
 
+/// The path whose micro-kernels run for KV type T on `path`. f32 KV keeps the AVX2 kernels on the AVX-512
+/// paths: they read f32 KV faster on the AVX-512 machine measured (bench/RESULTS.md, decode attention).
+template <class T>
+[[nodiscard]] constexpr AttentionPath kernel_path(AttentionPath path) noexcept {
+  return std::is_same_v<T, BFloat16> || path < AttentionPath::avx512 ? path : AttentionPath::avx2;
+}
+
 /// Scaled scores for all KV heads of n consecutive slots (soft-cap applied by the caller) on path `path`.
 /// `ahead` [n]: rows the SIMD kernels prefetch while they read each slot (nullptr: none); the portable
 /// kernels leave prefetching to the hardware.
@@ -73,16 +80,17 @@ inline void attention_scores(AttentionPath path, float const* q, BFloat16 const*
                              T const* k, std::size_t slot_stride, std::size_t kv_heads, std::size_t n, float* scores,
                              std::size_t s_kv_stride, std::size_t chunk, float scale, void const* const* ahead) noexcept {
 #if PIECRUST_HOST_ATTENTION_AVX2
+  path = kernel_path<T>(path);
   if constexpr (std::is_same_v<T, BFloat16>) {
     if (path == AttentionPath::avx512_bf16) {
       attention_scores_avx512bf16<G, D>(qb, q_kv_stride, k, slot_stride, kv_heads, n, scores, s_kv_stride, chunk,
                                         scale, ahead);
       return;
     }
-  }
-  if (path >= AttentionPath::avx512) {
-    attention_scores_avx512<G, D>(q, q_kv_stride, k, slot_stride, kv_heads, n, scores, s_kv_stride, chunk, scale, ahead);
-    return;
+    if (path == AttentionPath::avx512) {
+      attention_scores_avx512<G, D>(q, q_kv_stride, k, slot_stride, kv_heads, n, scores, s_kv_stride, chunk, scale, ahead);
+      return;
+    }
   }
   if (path == AttentionPath::avx2) {
     attention_scores_avx2<G, D>(q, q_kv_stride, k, slot_stride, kv_heads, n, scores, s_kv_stride, chunk, scale, ahead);
@@ -135,9 +143,12 @@ inline void attention_values(AttentionPath path, float* acc, std::size_t a_kv_st
                              std::size_t p_kv_stride, std::size_t chunk, T const* v, std::size_t slot_stride,
                              std::size_t kv_heads, std::size_t n, std::size_t block, void const* const* ahead) noexcept {
 #if PIECRUST_HOST_ATTENTION_AVX2
-  if (path >= AttentionPath::avx512) {
-    attention_values_avx512<G, D>(acc, a_kv_stride, p, p_kv_stride, chunk, v, slot_stride, kv_heads, n, block, ahead);
-    return;
+  path = kernel_path<T>(path);
+  if constexpr (std::is_same_v<T, BFloat16>) {
+    if (path >= AttentionPath::avx512) {
+      attention_values_avx512<G, D>(acc, a_kv_stride, p, p_kv_stride, chunk, v, slot_stride, kv_heads, n, block, ahead);
+      return;
+    }
   }
   if (path == AttentionPath::avx2) {
     attention_values_avx2<G, D>(acc, a_kv_stride, p, p_kv_stride, chunk, v, slot_stride, kv_heads, n, block, ahead);

@@ -14,6 +14,9 @@
 // instruction per 32 elements and head, on q rounded to bf16 once per call. That rounding (relative error
 // <= 2^-9 per element of q, round to nearest even) is the path's only loss: the products of two bf16 are
 // exact in f32 and the sums run in f32, so the scores equal those of a bf16-rounded q up to f32 summation.
+//
+// f32 KV runs the AVX2 kernels on these paths: they read it faster on the AVX-512 machine measured
+// (kernel_path in paged_attention.hpp).
 
 #include <atomic>
 #include <cstddef>
@@ -106,12 +109,8 @@ template <class T>
 #define PIECRUST_AVX512_TARGET "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"
 #define PIECRUST_AVX512 __attribute__((target(PIECRUST_AVX512_TARGET), always_inline))
 
-/// Half H of a group of 32 consecutive KV elements as 16 floats. f32: elements [16H, 16H + 16). bf16: the
-/// even (H = 0) or odd (H = 1) elements of one 64-byte load.
-template <std::size_t H>
-PIECRUST_AVX512 inline __m512 avx512_half(float const* p) noexcept {
-  return _mm512_loadu_ps(p + 16 * H);
-}
+/// Half H of a group of 32 consecutive bf16 KV elements as 16 floats: the even (H = 0) or odd (H = 1)
+/// elements of one 64-byte load. (Only bf16: f32 KV runs the AVX2 kernels, see kernel_path.)
 template <std::size_t H>
 PIECRUST_AVX512 inline __m512 avx512_half(BFloat16 const* p) noexcept {
   __m512i const w = _mm512_loadu_si512(p);
