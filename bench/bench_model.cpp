@@ -6,6 +6,9 @@
 //       with sliding-window layers, through the Engine: with the window (local layers read only the pages it
 //       touches and keep only those in the window store) and with every layer global (what reading the whole
 //       cache costs; `--window-only 1` skips it); plus the KV bytes the engine holds against a full cache
+//   bench_model --context N [--kv f32|bf16] [--model FILE] [--threads N]   decode at batch 1 and 8 after N cached positions
+//       through the Engine (the 8 sequences are forks of one prefilled context, as llama.cpp's side copies
+//       one sequence), and the same after 64 positions: the difference is what the cache's length costs
 #include <piecrust/backends/host.hpp>
 #include <piecrust/model.hpp>
 #include <piecrust/model/detail/sequence_runner.hpp>
@@ -15,7 +18,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -30,6 +35,50 @@ TokenId argmax(std::span<float const> v) {
   return static_cast<TokenId>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
+/// --context N: decode at batch 1 and 8 after N and after 64 cached positions (see the header).
+template <class KvT>
+int context_bench(std::shared_ptr<GgufFile const> const& file, std::size_t threads, std::size_t context) {
+  LlamaModel<Host, KvT> lm(LlamaWeights::from_gguf(file), Host{threads});
+  std::printf("{\"engine\": \"piecrust\", \"threads\": %zu, \"context\": %zu, \"kv\": \"%s\"", threads, context,
+              std::is_same_v<KvT, float> ? "f32" : "bf16");
+  for (std::size_t const n : {context, std::size_t{64}}) {
+    std::size_t const page = 16, chunk_len = 512, steps = 32, batch = 8;
+    EngineOptions o;
+    o.page_size = page;
+    o.num_pages = n / page + batch * (steps / page + 2) + 16;  // the shared prefix and each fork's own pages
+    if (lm.config().sliding_window > 0) o.window_pages = lm.config().sliding_window / page + chunk_len / page + batch * 4 + 8;
+    Engine<LlamaModel<Host, KvT>> e(lm, o);
+    auto const rates = e.block_on([&]() -> Task<std::pair<double, double>> {
+      auto root = e.create_context();
+      std::vector<std::uint32_t> chunk;  // [chunk_len] a deterministic spread of ids
+      for (std::size_t done = 0; done < n; done += chunk.size()) {
+        chunk.resize(std::min(chunk_len, n - done));
+        for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<std::uint32_t>(100 + ((done + i) * 37) % 30000);
+        root.fill(chunk);
+        co_await root.flush(Flush::keep_last);
+      }
+      auto one = root.fork();
+      auto t0 = Clock::now();
+      Generation const g1 = co_await one.generate(samplers::greedy(), max_len(steps));
+      double const b1 = static_cast<double>(g1.tokens.size()) / seconds_since(t0);
+      std::vector<Task<Generation>> branches;
+      std::vector<Context<LlamaModel<Host, KvT>>> forks;
+      for (std::size_t b = 0; b < batch; ++b) forks.push_back(root.fork());
+      for (auto& f : forks) branches.push_back(f.generate(samplers::greedy(), max_len(steps)));
+      t0 = Clock::now();
+      auto const gs = co_await e.when_all(std::move(branches));
+      double const secs = seconds_since(t0);
+      std::size_t tokens = 0;
+      for (auto const& g : gs) tokens += g.tokens.size();
+      co_return std::pair{b1, static_cast<double>(tokens) / secs};
+    }());
+    char const* const at = n == context ? "" : "_at_64";
+    std::printf(", \"decode_b1_tok_s%s\": %.2f, \"decode_b8_tok_s%s\": %.2f", at, rates.first, at, rates.second);
+  }
+  std::printf("}\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -41,11 +90,14 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoul(argv[i + 1]);
     else if (a == "--repeats") repeats = std::stoul(argv[i + 1]);
   }
-  std::size_t long_context = 0;
+  std::size_t long_context = 0, context = 0;
+  std::string kv = "f32";  // --context's KV cache: f32 or bf16
   bool window_only = false;  // --long N --window-only 1: skip the (slow) every-layer-global run
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::string(argv[i]) == "--long") long_context = std::stoul(argv[i + 1]);
     if (std::string(argv[i]) == "--window-only") window_only = std::string(argv[i + 1]) != "0";
+    if (std::string(argv[i]) == "--context") context = std::stoul(argv[i + 1]);
+    if (std::string(argv[i]) == "--kv") kv = argv[i + 1];
   }
   if (!std::filesystem::exists(model)) {
     std::fprintf(stderr, "bench_model: model file %s is missing: %s\n", model.c_str(), fetch_model_hint);
@@ -53,6 +105,7 @@ int main(int argc, char** argv) {
   }
   auto const file = std::make_shared<GgufFile const>(GgufFile::open(model));
   auto const tok = Tokenizer::from_gguf(*file);
+  if (context > 0) return kv == "bf16" ? context_bench<BFloat16>(file, threads, context) : context_bench<float>(file, threads, context);
   if (long_context > 0) {
     std::printf("{\"engine\": \"piecrust\", \"threads\": %zu, \"context\": %zu", threads, long_context);
     for (bool window : {true, false}) {

@@ -11,8 +11,11 @@ lookup excluded, a tied embedding counted once as the LM head) over the STREAM-l
 in the same run (bench_quant's BM_StreamRead, same thread count, best of a run before and after piecrust's),
 and each engine's decode rate as a fraction of that floor.
 
+With --context N: decode at batch 1 and 8 after N cached positions (8 copies of one prefilled sequence), and
+after 64, both engines, with the share of a step the cache's length costs.
+
 usage: bench_model.py --bench build/bench/bench_model [--stream build/bench/bench_quant] [--model FILE]
-                      [--threads 2] [--repeats 3]
+                      [--threads 2] [--repeats 3] [--context N [--kv bf16|f32]]
 """
 import argparse
 import json
@@ -24,80 +27,121 @@ import time
 import llama_cpp as lc
 
 
-def llama_cpp_bench(model_path, threads, repeats):
-    lc.llama_backend_init()
-    mp = lc.llama_model_default_params()
-    model = lc.llama_model_load_from_file(model_path.encode(), mp)
-    cp = lc.llama_context_default_params()
-    cp.n_ctx = 2048
-    cp.n_batch = 512
-    cp.n_ubatch = 512
-    cp.n_seq_max = 8
-    cp.kv_unified = True
-    cp.n_threads = threads
-    cp.n_threads_batch = threads
-    cp.flash_attn_type = 0  # LLAMA_FLASH_ATTN_TYPE_DISABLED
-    ctx = lc.llama_init_from_model(model, cp)
-    vocab = lc.llama_model_get_vocab(model)
-    n_vocab = lc.llama_vocab_n_tokens(vocab)
-    batch = lc.llama_batch_init(512, 0, 8)
-    mem = lc.llama_get_memory(ctx)
+class LlamaCpp:
+    """One llama.cpp context on a model file: f16 KV (its default), no flash attention, unified KV cache
+    for up to 9 sequences (so a sequence copy shares cells, as piecrust's forks share pages)."""
 
-    def decode(items):  # items: (token, seq, pos, want_logits)
-        batch.n_tokens = len(items)
+    def __init__(self, model_path, threads, n_ctx):
+        lc.llama_backend_init()
+        self.model = lc.llama_model_load_from_file(model_path.encode(), lc.llama_model_default_params())
+        cp = lc.llama_context_default_params()
+        cp.n_ctx = n_ctx
+        cp.n_batch = 512
+        cp.n_ubatch = 512
+        cp.n_seq_max = 9
+        cp.kv_unified = True
+        cp.n_threads = threads
+        cp.n_threads_batch = threads
+        cp.flash_attn_type = 0  # LLAMA_FLASH_ATTN_TYPE_DISABLED
+        self.ctx = lc.llama_init_from_model(self.model, cp)
+        self.n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(self.model))
+        self.batch = lc.llama_batch_init(512, 0, 9)
+        self.mem = lc.llama_get_memory(self.ctx)
+
+    def decode(self, items):  # items: (token, seq, pos, want_logits), at most 512
+        b = self.batch
+        b.n_tokens = len(items)
         for i, (t, s, p, l) in enumerate(items):
-            batch.token[i] = t
-            batch.pos[i] = p
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = s
-            batch.logits[i] = 1 if l else 0
-        rc = lc.llama_decode(ctx, batch)
+            b.token[i] = t
+            b.pos[i] = p
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = s
+            b.logits[i] = 1 if l else 0
+        rc = lc.llama_decode(self.ctx, b)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
 
-    def argmax(i):
-        ptr = lc.llama_get_logits_ith(ctx, i)
-        best, bi = -1e30, 0
-        # a Python loop over 49152 logits would dominate the decode time: use numpy when present
+    def argmax(self, i):
+        ptr = lc.llama_get_logits_ith(self.ctx, i)
+        # a Python loop over the vocabulary would dominate the decode time: use numpy when present
         try:
             import numpy as np
-            a = np.ctypeslib.as_array(ptr, shape=(n_vocab,))
-            return int(a.argmax())
+            return int(np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).argmax())
         except ImportError:
-            for k in range(n_vocab):
-                if ptr[k] > best:
-                    best, bi = ptr[k], k
-            return bi
+            return max(range(self.n_vocab), key=lambda k: ptr[k])
 
+    def clear(self):
+        lc.llama_memory_clear(self.mem, True)
+
+    def copy_sequence(self, src, dst):
+        lc.llama_memory_seq_cp(self.mem, src, dst, -1, -1)
+
+    def remove_sequence(self, seq):
+        lc.llama_memory_seq_rm(self.mem, seq, -1, -1)
+
+    def decode_rate(self, seqs, start, firsts, steps):
+        """Greedy decode of `steps` tokens on every sequence of `seqs` at once from position `start`, sequence
+        seqs[i] starting from token firsts[i]: tokens/s."""
+        nxt = list(firsts)
+        t0 = time.perf_counter()
+        for step in range(steps):
+            self.decode([(nxt[i], s, start + step, True) for i, s in enumerate(seqs)])
+            nxt = [self.argmax(i) for i in range(len(seqs))]
+        return len(seqs) * steps / (time.perf_counter() - t0)
+
+    def close(self):
+        lc.llama_batch_free(self.batch)
+        lc.llama_free(self.ctx)
+        lc.llama_model_free(self.model)
+
+
+def llama_cpp_bench(model_path, threads, repeats):
+    llm = LlamaCpp(model_path, threads, 2048)
     prompt = [100 + (i * 37) % 30000 for i in range(512)]
     prefill = 0.0
     for _ in range(repeats):
-        lc.llama_memory_clear(mem, True)
+        llm.clear()
         t0 = time.perf_counter()
-        decode([(t, 0, p, p == 511) for p, t in enumerate(prompt)])
+        llm.decode([(t, 0, p, p == 511) for p, t in enumerate(prompt)])
         prefill = max(prefill, 512 / (time.perf_counter() - t0))
 
     def decode_rate(nseq, steps):
         best = 0.0
         for _ in range(repeats):
-            lc.llama_memory_clear(mem, True)
-            nxt = []
+            llm.clear()
+            firsts = []
             for s in range(nseq):
                 toks = prompt[s * 8: s * 8 + 64]
-                decode([(t, s, p, p == 63) for p, t in enumerate(toks)])
-                nxt.append(argmax(-1))
-            t0 = time.perf_counter()
-            for step in range(steps):
-                decode([(nxt[s], s, 64 + step, True) for s in range(nseq)])
-                nxt = [argmax(s) for s in range(nseq)]
-            best = max(best, nseq * steps / (time.perf_counter() - t0))
+                llm.decode([(t, s, p, p == 63) for p, t in enumerate(toks)])
+                firsts.append(llm.argmax(-1))
+            best = max(best, llm.decode_rate(list(range(nseq)), 64, firsts, steps))
         return best
 
     out = {"engine": "llama.cpp", "threads": threads, "prefill_512_tok_s": prefill,
            "decode_b1_tok_s": decode_rate(1, 64), "decode_b8_tok_s": decode_rate(8, 32)}
-    lc.llama_batch_free(batch)
-    lc.llama_free(ctx)
-    lc.llama_model_free(model)
+    llm.close()
+    return out
+
+
+def llama_cpp_context_bench(model_path, threads, context):
+    """bench_model --context's measurement on llama.cpp: decode at batch 1 and 8 after `context` and after 64
+    cached positions; the 8 sequences are copies of one prefilled sequence."""
+    steps = 32
+    llm = LlamaCpp(model_path, threads, context + 9 * steps + 64)
+    out = {"engine": "llama.cpp", "threads": threads, "context": context}
+    for n, at in [(context, ""), (64, "_at_64")]:
+        llm.clear()
+        for start in range(0, n, 512):
+            toks = [100 + (i * 37) % 30000 for i in range(start, min(n, start + 512))]
+            llm.decode([(t, 0, start + j, start + j == n - 1) for j, t in enumerate(toks)])
+        first = llm.argmax(-1)
+        llm.copy_sequence(0, 1)
+        out["decode_b1_tok_s" + at] = llm.decode_rate([1], n, [first], steps)
+        llm.remove_sequence(1)
+        for s in range(1, 9):
+            llm.copy_sequence(0, s)
+        out["decode_b8_tok_s" + at] = llm.decode_rate(list(range(1, 9)), n, [first] * 8, steps)
+    llm.close()
     return out
 
 
@@ -166,6 +210,26 @@ def stream_read_bps(stream_bench, threads):
     return json.loads(run.stdout)["benchmarks"][0]["bytes_per_second"]
 
 
+def context_main(args):
+    """--context N: decode after N cached positions (and after 64), batch 1 and 8, both engines; the share of
+    a step that the cache's length costs, (step time at N - step time at 64) / step time at N, which is
+    attention's share plus the cost of reading a longer cache."""
+    ref = llama_cpp_context_bench(args.model, args.threads, args.context)
+    run = subprocess.run([args.bench, "--model", args.model, "--threads", str(args.threads), "--context",
+                          str(args.context), "--kv", args.kv], check=True, capture_output=True, text=True)
+    ours = json.loads(run.stdout.strip().splitlines()[-1])
+    print(json.dumps(ref))
+    print(json.dumps(ours))
+    print()
+    print(f"| {os.path.basename(args.model)}, {args.context} positions, {args.threads} threads | piecrust tok/s "
+          f"({args.kv} KV) | llama.cpp tok/s (f16 KV) | ratio | context's share of a step: piecrust, llama.cpp |")
+    print("|---|---|---|---|---|")
+    for key, name in [("decode_b1_tok_s", "decode, batch 1"), ("decode_b8_tok_s", "decode, batch 8")]:
+        share = [1 - e[key] / e[key + "_at_64"] for e in (ours, ref)]
+        print(f"| {name} | {ours[key]:.1f} | {ref[key]:.1f} | {ours[key] / ref[key]:.2f}x | "
+              f"{share[0]:.0%}, {share[1]:.0%} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", required=True, help="path of the bench_model program")
@@ -176,7 +240,13 @@ def main():
     ap.add_argument("--model", default=default_model)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--context", type=int, default=0,
+                    help="decode at batch 1 and 8 after this many cached positions instead (see context_main)")
+    ap.add_argument("--kv", choices=["f32", "bf16"], default="bf16", help="piecrust's KV cache type for --context")
     args = ap.parse_args()
+    if args.context > 0:
+        context_main(args)
+        return
 
     stream_bench = args.stream or os.path.join(os.path.dirname(os.path.abspath(args.bench)), "bench_quant")
     if not os.path.exists(stream_bench):
