@@ -117,14 +117,6 @@ double tolerance_ratio(std::vector<A> const& a, std::vector<B> const& b, double 
   return tolerance_ratio(std::span<A const>(a), std::span<B const>(b), atol, rtol);
 }
 
-/// Upper critical value of chi-square with df degrees of freedom at p = 1e-4 (Wilson-Hilferty), as in
-/// tests/unit/test_kernel_sampling.cpp.
-inline double chi_square_critical(double df) {
-  double const z = 3.719;
-  double const a = 2.0 / (9.0 * df);
-  return df * std::pow(1.0 - a + z * std::sqrt(a), 3.0);
-}
-
 }  // namespace piecrust::gpu_test
 
 #define PIECRUST_GPU_TEST_CAT2(a, b) a##b

@@ -19,6 +19,7 @@
 #include <span>
 #include <vector>
 
+#include "chi_square.hpp"
 #include "test_kernel_support.hpp"
 
 #include "piecrust/kernels.hpp"
@@ -33,56 +34,17 @@ using Space = piecrust::test::Space;
 
 namespace {
 
-/// Upper critical value of chi-square with df degrees of freedom at p = 1e-6 (Wilson-Hilferty): each run makes
-/// many such checks (samplers x masks x spaces) on fresh seeds, so each one's false-alarm rate must be tiny.
-double chi_square_critical(double df) {
-  double const z = 4.753;
-  double const a = 2.0 / (9.0 * df);
-  return df * std::pow(1.0 - a + z * std::sqrt(a), 3.0);
-}
-
-/// P(X >= c) for X ~ Poisson(mean).
-double poisson_upper_tail(double mean, double c) {
-  double term = std::exp(-mean), below = 0;  // P(X = k), P(X < k)
-  for (double k = 0; k < c; ++k) {
-    below += term;
-    term *= mean / (k + 1);
-  }
-  return std::max(0.0, 1.0 - below);
-}
-
-/// `got` (draws of ids < dist.size()) fits the distribution `dist`: never an id of probability 0, and
-/// chi-square below the critical value over the ids of the support. Ids expected fewer than 5 times are
-/// pooled into one bin (chi-square needs expected counts of about 5 or more: one draw of an id of
-/// probability 1e-6 would otherwise add ~100); when even the pool expects fewer than 5, its count is
-/// checked against its Poisson tail at the same p = 1e-6.
+/// `got` (draws of ids < dist.size()) fits the distribution `dist` (chi_square.hpp) at p = 1e-6: each run
+/// makes many such checks (samplers x masks x spaces) on fresh seeds, so each one's false-alarm rate must
+/// be tiny. An id of probability 0 is never drawn (masked or banned ids included).
 void check_draws_fit(std::vector<double> const& dist, std::vector<std::uint32_t> const& got) {
   std::vector<double> counts(dist.size(), 0.0);  // [vocab]
   for (auto id : got) counts[id] += 1;
-  double const n = static_cast<double>(got.size());
-  double chi = 0, df = -1, rare_expected = 0, rare_count = 0;
-  for (std::size_t i = 0; i < dist.size(); ++i) {
-    if (dist[i] == 0.0) {
-      REQUIRE(counts[i] == 0.0);  // outside the filtered support (masked or banned ids included): never drawn
-      continue;
-    }
-    double const e = dist[i] * n;
-    if (e < 5) {
-      rare_expected += e;
-      rare_count += counts[i];
-      continue;
-    }
-    chi += (counts[i] - e) * (counts[i] - e) / e;
-    df += 1;
-  }
-  if (rare_expected >= 5) {
-    chi += (rare_count - rare_expected) * (rare_count - rare_expected) / rare_expected;
-    df += 1;
-  } else if (rare_expected > 0) {
-    INFO("ids expected " << rare_expected << " times in all drawn " << rare_count << " times");
-    CHECK(poisson_upper_tail(rare_expected, rare_count) > 1e-6);
-  }
-  if (df >= 1) CHECK(chi < chi_square_critical(df));
+  test::DrawsFit const f = test::draws_fit(dist, counts, 4.753);
+  INFO("chi-square " << f.chi << " (critical " << f.critical << ", df " << f.df << "); ids expected "
+                     << f.rare_expected << " times in all drawn " << f.rare_count << " times");
+  REQUIRE(!f.outside);
+  CHECK(f.fits(1e-6));
 }
 
 LogitMask random_mask(std::mt19937_64& rng, std::size_t vocab, double allow_fraction) {
