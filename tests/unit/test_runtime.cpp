@@ -456,7 +456,8 @@ TEST_CASE("thousands of random programs leave no page behind", "[runtime][model]
 }
 
 TEST_CASE("flush(keep_last) shares one prefill between forks that then generate together", "[runtime][fork]") {
-  // The README's example, on the tiny model with token ids instead of chat text.
+  // The README's example spelled with Flush::keep_last (the README uses flush(), whose kept logits
+  // tests/seeds covers), on the tiny model with token ids instead of chat text.
   Engine<Tiny> e(tiny(), opts());
   auto two_answers = [](Engine<Tiny>& engine) -> Task<std::vector<Generation>> {
     auto ctx = engine.create_context();

@@ -10,6 +10,9 @@
 // `fill*` only appends to the pending buffer; nothing is computed until a pass runs (flush, generate, or a
 // Forward). The last token a generation samples stays pending (it is not in the KV cache yet), exactly as
 // the next pass would feed it. `token_ids()` lists the KV tokens followed by the pending ones.
+// A full flush() leaves nothing pending and keeps the next-token logits of its last token instead (one
+// vocabulary row in the model's memory space, shared by forks), so generate() and decode_step_dist()
+// continue from a flushed context as Pie's lifecycle does: fill, flush, generate.
 // A context belongs to its engine's thread (Engine::check_thread): the calls that reach the engine, and
 // those that change pages, check it.
 
@@ -42,7 +45,8 @@ namespace piecrust {
 template <class M>
 class Engine;
 
-/// What Context::flush leaves pending: nothing, or the last token (to continue generating from it).
+/// What Context::flush leaves pending: nothing (the context keeps the last token's next-token logits to continue
+/// from), or the last token itself (computed by the next pass).
 enum class Flush { all, keep_last };
 
 /// Low-level page operations of a context (Pie's ctx.inner()). Each validates before it changes anything.
@@ -65,8 +69,18 @@ class RawContext {
     if (k == 0) return {};
     return s_->table.commit_working_pages(k);
   }
-  void release_working_pages(std::size_t n) { s_->table.release_working_pages(n); }
-  void truncate_working_page_tokens(std::size_t n) { s_->table.truncate_working_page_tokens(n); }
+  /// Frees the last n working pages: the newest tokens, not the oldest (evicting old tokens is
+  /// Context::mask_token_range + drop_masked_kv_pages). Drops the kept next-token logits if tokens go.
+  void release_working_pages(std::size_t n) {
+    std::size_t const before = s_->table.seq_len();
+    s_->table.release_working_pages(n);
+    if (s_->table.seq_len() != before) s_->next_logits.reset();
+  }
+  /// Forgets the last n working tokens (rollback); drops the kept next-token logits when n > 0.
+  void truncate_working_page_tokens(std::size_t n) {
+    s_->table.truncate_working_page_tokens(n);
+    if (n > 0) s_->next_logits.reset();
+  }
   [[nodiscard]] PageTable const& page_table() const { return s_->table; }
 
  private:
@@ -87,6 +101,7 @@ class Context {
       if (tokens[i] >= vocab) detail::fail<OutOfRange>("Context::fill: tokens[", i, "] = ", tokens[i], " >= vocab = ", vocab);
     }
     s_->pending.insert(s_->pending.end(), tokens.begin(), tokens.end());
+    if (!tokens.empty()) s_->next_logits.reset();  // the pending tokens are what comes next now
   }
   void fill(std::initializer_list<std::uint32_t> tokens) { fill(std::span(tokens.begin(), tokens.size())); }
 
@@ -131,11 +146,18 @@ class Context {
   }
   [[nodiscard]] std::optional<AdapterId> adapter() const { return s_->adapter; }
 
-  /// Prefills the pending tokens and commits full pages. With Flush::keep_last the last pending token stays
-  /// pending, so that generate() (or every fork of this context) can continue from it: the way to share one
-  /// prefilled prompt between branches.
+  /// Prefills the pending tokens and commits full pages. Flush::all (Pie's flush) keeps the next-token logits
+  /// of the last token, so generate(), decode_step_dist() and every fork continue from them with nothing
+  /// pending. With Flush::keep_last the last pending token stays pending instead (and is computed by the next
+  /// pass). Nothing pending: nothing happens.
   Task<void> flush(Flush mode = Flush::all) {
     if (s_->pending.empty() || (mode == Flush::keep_last && s_->pending.size() == 1)) co_return;
+    if (mode == Flush::all) {
+      auto fwd = forward();
+      fwd.input_pending().keep_next_logits();
+      co_await fwd.execute();
+      co_return;
+    }
     std::optional<std::uint32_t> kept;
     if (mode == Flush::keep_last) {
       kept = s_->pending.back();
@@ -152,12 +174,19 @@ class Context {
     if (error) std::rethrow_exception(error);
   }
 
-  /// The next-token distribution after the pending tokens (prefilling them): ids and probabilities.
+  /// The next-token distribution after the pending tokens (prefilling them and keeping their next-token
+  /// logits, as a flush does), or, with nothing pending, from the kept logits: ids and probabilities,
+  /// descending (k = 0: the whole vocabulary). Throws InvalidState when there is neither.
   Task<std::pair<std::vector<std::uint32_t>, std::vector<float>>> decode_step_dist(float temperature = 1.0f,
                                                                                    std::size_t k = 0) {
-    if (s_->pending.empty()) detail::fail<InvalidState>("Context::decode_step_dist: no pending token to continue from");
+    if (s_->pending.empty()) {
+      if (!s_->next_logits) {
+        detail::fail<InvalidState>("Context::decode_step_dist: no pending token and no kept logits to continue from");
+      }
+      co_return engine_->next_logits_distribution(*s_, Distribution{temperature, k});
+    }
     auto fwd = forward();
-    fwd.input_pending();
+    fwd.input_pending().keep_next_logits();  // so that generate() (or this call again) continues from here
     auto const h = fwd.probe(s_->pending.size() - 1, Distribution{temperature, k});
     ForwardOutput out = co_await fwd.execute();
     auto [ids, probs] = out.distribution(h);
@@ -177,7 +206,8 @@ class Context {
     return detail::generate_with_drafter(*this, drafter, std::move(stop), max_draft);
   }
 
-  /// A copy-on-write branch: committed pages are shared, working pages copied, pending tokens carried.
+  /// A copy-on-write branch: committed pages are shared, working pages copied, pending tokens and the kept
+  /// next-token logits carried (the logits shared: nobody writes them).
   /// The branch gets its own random stream. Throws OutOfPages (nothing changed) when the copies do not fit.
   [[nodiscard]] Context fork() const { return engine_->fork_context(*s_); }
 

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -25,6 +26,11 @@ struct ContextState {
   MaskedSlots masked;                  // slots flagged by mask_token_range, as ranges (default attention rows)
   std::optional<AdapterId> adapter;    // LoRA adapter of the passes the context builds (Context::set_adapter)
   std::uint64_t pass_in_flight = 0;    // serial of the context's pass queued on the engine, 0 = none
+  // [vocab] the next-token logits after the last KV slot, kept by the pass that computed it
+  // (Forward::keep_next_logits, Context::flush), in the model's memory space; never written, so forks share it
+  // (copy-on-write for free). Every later pass of the context drops it: it is valid only while nothing is
+  // pending, and lets generate / decode_step_dist continue from a full flush.
+  std::shared_ptr<float const> next_logits;
 };
 
 /// A process-wide serial for passes, so a handle can be checked against the output it is read on.

@@ -30,6 +30,7 @@
 #include <piecrust/core/error.hpp>
 #include <piecrust/core/page_pool.hpp>
 #include <piecrust/exec/memory_of.hpp>
+#include <piecrust/kernels/copy.hpp>
 #include <piecrust/kernels/kv_pages.hpp>
 #include <piecrust/kernels/logit_step.hpp>
 #include <piecrust/model/chat_template.hpp>
@@ -63,6 +64,7 @@
 #include <string_view>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace piecrust {
@@ -345,6 +347,7 @@ class Engine {
     child->conversation_started = parent.conversation_started;
     child->masked = parent.masked;
     child->adapter = parent.adapter;
+    child->next_logits = parent.next_logits;  // immutable: shared, never copied
     ++next_context_id_;
     return Context<M>(*this, std::move(child));
   }
@@ -381,6 +384,33 @@ class Engine {
     state->masked = detail::import_pages_into(model_->space(), kv_, e, state->table, trust);
     ++next_context_id_;
     return Context<M>(*this, std::move(state));
+  }
+
+  /// Draws the next token of a context that has nothing pending from its kept next-token logits
+  /// (ContextState::next_logits), with `sampler` under `mask` (nullptr: every id), on the model's space: the
+  /// token and its ln p, as a pass's sample at that position would give (the same draw of the context's random
+  /// stream). Throws InvalidState when the context keeps no logits or has a pass in flight, InvalidArgument
+  /// for an invalid sampler or mask; nothing changes then.
+  std::pair<std::uint32_t, float> sample_next_logits(detail::ContextState& cs, SamplerSpec const& sampler,
+                                                     LogitMask const* mask) {
+    constexpr char const* op = "Context::generate";
+    if (mask != nullptr && mask->empty()) mask = nullptr;
+    SampleKey const key{options_.seed, cs.id, cs.sample_step};
+    LogitRowPlan const plan = detail::sample_row_plan(sampler, key, cs.table, cs.table.seq_len(), mask);
+    LogitRowResult r = read_next_logits(cs, plan, op);
+    auto const picked = detail::sampled_token(sampler, r);
+    ++cs.sample_step;
+    return picked;
+  }
+
+  /// The distribution probe Distribution{temperature, k} over a context's kept next-token logits (ids and
+  /// probabilities, descending). Throws as sample_next_logits does, and InvalidArgument for k > vocab or a
+  /// temperature that is not > 0.
+  std::pair<std::vector<std::uint32_t>, std::vector<float>> next_logits_distribution(detail::ContextState& cs,
+                                                                                      Distribution d) {
+    LogitRowResult r = read_next_logits(cs, LogitRowPlan{logit_task::TopK{d.k, d.temperature}, nullptr},
+                                        "Context::decode_step_dist");
+    return {std::move(r.ids), std::move(r.values)};
   }
 
  private:
@@ -496,6 +526,7 @@ class Engine {
     sp.masked = &pass.ctx->masked;
     for (auto const& s : pass.samples) sp.logit_indices.insert(sp.logit_indices.end(), s.indices.begin(), s.indices.end());
     for (auto const& pr : pass.probes) sp.logit_indices.push_back(static_cast<std::uint32_t>(pr.index));
+    sp.keep_last_logits = pass.keep_next_logits;
     sp.adapter = a.adapter;
     return sp;
   }
@@ -571,7 +602,7 @@ class Engine {
     std::vector<LogitRowResult> results;  // [num_logits]
     bool const together = [&] {
       try {
-        results = logit_step(model_->space(), ShapedView<float const, 2>(logits.data(), num_logits, vocab),
+        results = logit_step(model_->space(), ShapedView<float const, 2>(logits.data(), batch.read_rows, vocab),
                              std::span<LogitRowPlan const>(plan), logit_arena_);
         return true;
       } catch (...) {
@@ -598,16 +629,51 @@ class Engine {
           pass.error = std::current_exception();
         }
       }
+      std::shared_ptr<float const> kept;  // the pass's kept row; every pass replaces the context's (or drops it)
+      if (!pass.error) {
+        try {
+          kept = kept_logits(batch, i, logits);
+        } catch (...) {
+          pass.error = std::current_exception();
+        }
+      }
       detail::ContextState& cs = *pass.ctx;
       if (pass.error) {
         rollback(passes[i]);
       } else {
         cs.pending.erase(cs.pending.begin(), cs.pending.begin() + static_cast<std::ptrdiff_t>(pass.consumed_pending));
+        cs.next_logits = std::move(kept);
         if (!pass.defer_commit) commit_full_pages(cs);
       }
       finish(&pass);
     }
     return true;
+  }
+
+  /// A copy of pass i's kept logits row (StepBatch::kept_row), in the model's space, or nullptr.
+  std::shared_ptr<float const> kept_logits(StepBatch const& batch, std::size_t i, std::span<float const> logits) {
+    std::size_t const row = batch.kept_row[i];
+    if (row == StepBatch::no_row) return nullptr;
+    std::size_t const vocab = shape_.vocab_size;
+    auto copy = std::make_shared<Buffer<float, typename space_type::memory_space>>(vocab, memory_of(model_->space()));
+    copy_in_space(model_->space(), std::span<float>(copy->data(), vocab), logits.subspan(row * vocab, vocab));
+    return std::shared_ptr<float const>(copy, copy->data());  // owns the buffer, points at its row
+  }
+
+  /// One logit_step row over the context's kept logits, after the checks every reader of them makes.
+  LogitRowResult read_next_logits(detail::ContextState& cs, LogitRowPlan const& plan, char const* op) {
+    check_thread(op);
+    if (!cs.next_logits) {
+      detail::fail<InvalidState>(op, ": context ", cs.id, " has nothing pending and keeps no next-token logits "
+                                 "(fill it, or flush() it first)");
+    }
+    if (cs.pass_in_flight != 0) {
+      detail::fail<InvalidState>(op, ": context ", cs.id, " already has pass ", cs.pass_in_flight, " in flight");
+    }
+    std::size_t const vocab = shape_.vocab_size;
+    auto results = logit_step(model_->space(), ShapedView<float const, 2>(cs.next_logits.get(), 1, vocab),
+                              std::span<LogitRowPlan const>(&plan, 1), logit_arena_);
+    return std::move(results.front());
   }
 
   // Pages computed under an adapter commit like any other: the adapter is part of each slot's TokenMeta, so

@@ -18,6 +18,9 @@
 // execute() validates everything before anything changes: an invalid pass throws a typed Error from
 // `co_await fwd.execute()` and leaves the context exactly as it was.
 //
+// Automatic positions continue one past the largest position the context holds (PageTable::next_position),
+// then run on through the pass: 100 tokens at 0..99 put input({a, b, c}) at 100, 101, 102 (Pie's docs), and
+// after explicit gaps, repeats or dropped pages no position is used twice.
 // Positions: every position, explicit or automatic, lies in [0, context length) of the model (or below
 // 2^32 - 1 when the model states no length), so automatic positions never wrap; OutOfRange otherwise.
 // A context runs one pass at a time: executing a second pass of a context whose pass is still queued (two
@@ -73,7 +76,8 @@ class ForwardOutput {
   [[nodiscard]] std::span<std::uint32_t const> tokens(SampleHandle h) const { return sample_at(h).tokens; }
   /// ln p of each token of tokens(h), in the same order, under the distribution its sampler drew from before
   /// any cut-off: p = softmax(logits / T) over the ids the pass's logit mask allows (renormalized over them;
-  /// every id without a mask), T = the sampler's temperature (1 for greedy, multinomial and custom samplers).
+  /// every id without a mask), T = the sampler's temperature (1 for greedy and multinomial; a custom sampler's
+  /// own, SamplerSpec::custom).
   /// Top-k / top-p / min-p truncation is not renormalized in. With no mask and T = 1 it equals a Logprob probe
   /// of the token at the same index.
   [[nodiscard]] std::span<float const> sampled_logprobs(SampleHandle h) const { return sample_at(h).logprobs; }
@@ -157,6 +161,7 @@ struct PassRequest {
   std::vector<SampleRequest> samples;
   std::vector<ProbeRequest> probes;
   bool defer_commit = false;
+  bool keep_next_logits = false;     // the context keeps the last token's logits row (ContextState::next_logits)
   std::optional<AdapterId> adapter;  // LoRA adapter of every token of the pass
   std::uint64_t serial = 0;
 
@@ -259,6 +264,15 @@ class Forward {
     return *this;
   }
 
+  /// Keeps the logits of the pass's last token (one vocabulary row, in the model's memory space) in the
+  /// context, so that a context with nothing pending can still continue: generate's first token and
+  /// decode_step_dist read them, and forks share them. Context::flush does this; the next pass of the context
+  /// drops them.
+  Forward& keep_next_logits(bool on = true) {
+    keep_next_logits_ = on;
+    return *this;
+  }
+
   /// Computes this pass (its inputs and the pending tokens it prefills) with the LoRA adapter `id`, loaded by
   /// Engine::load_adapter, or with none (std::nullopt; the default unless Context::set_adapter chose one).
   /// Throws InvalidArgument (the pass unchanged) when no adapter `id` is loaded in this engine. The K/V the
@@ -302,6 +316,7 @@ class Forward {
     r.ctx = ctx_;
     r.serial = serial_;
     r.defer_commit = defer_commit_;
+    r.keep_next_logits = keep_next_logits_;
     if (adapter_ && !engine_->has_adapter(*adapter_)) {
       detail::fail<InvalidArgument>(op, ": adapter id ", adapter_->value, " is no longer loaded");
     }
@@ -409,6 +424,7 @@ class Forward {
   std::vector<detail::SampleRequest> samples_;
   std::vector<detail::ProbeRequest> probes_;
   bool defer_commit_ = false;
+  bool keep_next_logits_ = false;
   std::optional<AdapterId> adapter_;
   bool executed_ = false;
 };

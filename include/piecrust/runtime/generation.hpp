@@ -28,8 +28,8 @@ struct Generation {
   std::size_t passes = 0;  // forward passes the generation took (speculation makes this < tokens.size())
   /// [tokens.size()] ln p(tokens[i]) under the distribution the sampler drew tokens[i] from, before any
   /// cut-off: softmax(logits / T) over the ids the constraints allow (renormalized over them; every id without
-  /// constraints), T = the sampler's temperature (1 for greedy, multinomial and custom samplers; speculative
-  /// generation is greedy). Top-k / top-p / min-p truncation is not renormalized in. Natural log, <= 0.
+  /// constraints), T = the sampler's temperature (1 for greedy and multinomial, a custom sampler's own;
+  /// speculative generation is greedy). Top-k / top-p / min-p truncation is not renormalized in. Natural log, <= 0.
   std::vector<float> logprobs;
 };
 
@@ -59,14 +59,41 @@ inline void try_commit(ContextState& cs, std::size_t k) {
   }
 }
 
+/// The first token of a generation from a context with nothing pending: drawn from the logits its flush kept
+/// (no pass), then pending like every sampled token. Throws InvalidState when it keeps none.
+template <class Ctx>
+std::uint32_t sample_kept(Ctx& ctx, Generation& g, SamplerSpec const& sampler, LogitMask const* mask, char const* op) {
+  ContextState& cs = ctx.state();
+  if (!cs.next_logits) {
+    detail::fail<InvalidState>(op, ": the context is empty: fill it first (or flush() it, which keeps the logits to "
+                               "continue from)");
+  }
+  auto const [t, logprob] = ctx.engine().sample_next_logits(cs, sampler, mask);
+  g.tokens.push_back(t);
+  g.logprobs.push_back(logprob);
+  cs.pending.push_back(t);
+  cs.next_logits.reset();  // what comes next is the pending token now
+  return t;
+}
+
 /// Generates until `stop` fires (or the model's context is full), sampling with `sampler` under every
-/// constraint's mask. Throws InvalidState when there is nothing to continue from.
+/// constraint's mask. Throws InvalidState when there is nothing to continue from: nothing pending and no
+/// logits kept by a flush.
 template <class Ctx, Constraint... Cs>
 Task<Generation> generate(Ctx& ctx, SamplerSpec sampler, StopCondition stop, Cs&... constraints) {
   open_assistant_turn(ctx);
   ContextState& cs = ctx.state();
-  if (cs.pending.empty()) detail::fail<InvalidState>("Context::generate: the context is empty: fill it first");
   Generation g;
+  if (cs.pending.empty()) {
+    LogitMask mask;
+    if constexpr (sizeof...(Cs) > 0) mask = combined_mask(constraints...);
+    [[maybe_unused]] std::uint32_t const t = sample_kept(ctx, g, sampler, &mask, "Context::generate");
+    (constraints.advance(t), ...);
+    if (stop.should_stop(g.tokens) || context_full_after(ctx, 0)) {
+      g.text = ctx.engine().decode_text(g.tokens);
+      co_return g;
+    }
+  }
   for (;;) {
     auto fwd = ctx.forward();
     fwd.input_pending();
@@ -94,12 +121,18 @@ template <class Ctx, Drafter D>
 Task<Generation> generate_with_drafter(Ctx& ctx, D& drafter, StopCondition stop, std::size_t max_draft) {
   open_assistant_turn(ctx);
   ContextState& cs = ctx.state();
-  if (cs.pending.empty()) detail::fail<InvalidState>("Context::generate_with_drafter: the context is empty");
+  Generation g;
+  if (cs.pending.empty()) {
+    sample_kept(ctx, g, samplers::greedy(), nullptr, "Context::generate_with_drafter");
+    if (stop.should_stop(g.tokens) || context_full_after(ctx, 0)) {
+      g.text = ctx.engine().decode_text(g.tokens);
+      co_return g;
+    }
+  }
   {
     auto const all = ctx.token_ids();
     drafter.update(all);
   }
-  Generation g;
   std::uint32_t const ps = cs.table.page_size();
   for (;;) {
     // A prompt is prefilled in a pass of its own, exactly as plain generation does, so every row is computed

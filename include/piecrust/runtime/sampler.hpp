@@ -14,9 +14,11 @@
 // presence / frequency penalties on top (`with_penalties`, `with_logit_bias`), applied on the model's
 // space before its filters; the engine hands the kernel each row's recent tokens from the context.
 
+#include <piecrust/core/error.hpp>
 #include <piecrust/kernels/sampling_params.hpp>
 #include <piecrust/runtime/sampler_concept.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -33,20 +35,34 @@ class SamplerSpec {
   /// A built-in sampler. Greedy by default.
   SamplerSpec(SamplingParams params = SamplingParams::greedy()) : params_(params) {}  // NOLINT: implicit by design
 
-  /// A user sampler (anything modelling Sampler). It is copied into the spec.
+  /// A user sampler (anything modelling Sampler). It is copied into the spec. It is handed softmax(logits / T)
+  /// over the ids the pass's logit mask allows, T = 1 here.
   template <Sampler S>
   static SamplerSpec custom(S sampler) {
+    return custom(Temperature{1.0f}, std::move(sampler));
+  }
+  /// Pie's `Sampler::Custom { temperature, sampler }`: the user sampler is handed softmax(logits / t); t = 0
+  /// is the limit, the single most likely allowed id with probability 1 (Pie's greedy). Throws
+  /// InvalidArgument (naming the value) for a negative, infinite or NaN temperature.
+  template <Sampler S>
+  static SamplerSpec custom(Temperature t, S sampler) {
+    if (!(t.value >= 0.0f && std::isfinite(t.value))) {
+      detail::fail<InvalidArgument>("SamplerSpec::custom: temperature = ", t.value, " must be finite and >= 0");
+    }
     SamplerSpec spec;
     auto shared = std::make_shared<S>(std::move(sampler));
     spec.custom_ = [shared](std::span<std::uint32_t const> ids, std::span<float const> probs) {
       return sample_with(*shared, ids, probs);
     };
+    spec.custom_temperature_ = t.value;
     return spec;
   }
 
   [[nodiscard]] bool is_custom() const noexcept { return static_cast<bool>(custom_); }
   [[nodiscard]] SamplingParams const& params() const noexcept { return params_; }
   [[nodiscard]] CustomFn const& custom_fn() const noexcept { return custom_; }
+  /// The temperature of the distribution a custom sampler is handed (0: the most likely id alone).
+  [[nodiscard]] float custom_temperature() const noexcept { return custom_temperature_; }
   [[nodiscard]] std::span<LogitBias const> logit_bias() const noexcept { return logit_bias_; }
 
   /// This sampler with repetition / presence / frequency penalties over the context's last `pen.last_n`
@@ -67,6 +83,7 @@ class SamplerSpec {
  private:
   SamplingParams params_;
   CustomFn custom_;
+  float custom_temperature_ = 1.0f;
   std::vector<LogitBias> logit_bias_;  // [b]
 };
 

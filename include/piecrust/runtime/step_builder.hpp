@@ -47,6 +47,7 @@ struct StepPass {
   std::vector<AttentionMask> masks;          // [n - prefix] explicit rows, or empty; moved into the batch
   MaskedSlots const* masked = nullptr;       // slots flagged by mask_token_range (used when masks is empty)
   std::vector<std::uint32_t> logit_indices;  // indexable-token indices (after `prefix`) whose logits are read, in order
+  bool keep_last_logits = false;             // the logits of the last token are kept (Forward::keep_next_logits)
   LoraAdapter const* adapter = nullptr;      // of every token of the pass, or nullptr
 };
 
@@ -66,6 +67,11 @@ struct StepBatch {
   std::vector<std::size_t> first_token;       // [batch] index of each pass's first token in the step
   std::vector<std::size_t> first_row;         // [batch] index of each pass's first logits row in the step
   std::vector<std::size_t> members;           // [batch] index in build_step's passes of each request
+  // Rows 0 .. read_rows - 1 are read by samplers and probes, pass by pass; after them come the kept rows
+  // (StepPass::keep_last_logits), which no sampler reads: kept_row[i] is pass i's, or no_row.
+  static constexpr std::size_t no_row = static_cast<std::size_t>(-1);
+  std::size_t read_rows = 0;
+  std::vector<std::size_t> kept_row;          // [batch]
 
   /// A pass left out of the batch, with the error it made.
   struct Rejected {
@@ -92,8 +98,14 @@ struct StepBatch {
       a.window_floor.push_back(window_floor[i]);
     }
     if (!trims.empty() && !trims[i].rows.empty()) a.trims.push_back(trims[i]);  // alone, a causal pass has no plan
-    std::size_t const r1 = i + 1 < size() ? first_row[i + 1] : logit_rows.size();
+    std::size_t const r1 = i + 1 < size() ? first_row[i + 1] : read_rows;
     for (std::size_t r = first_row[i]; r < r1; ++r) a.logit_rows.push_back(static_cast<std::uint32_t>(logit_rows[r] - t0));
+    a.read_rows = a.logit_rows.size();
+    a.kept_row.push_back(no_row);
+    if (i < kept_row.size() && kept_row[i] != no_row) {
+      a.kept_row.back() = a.logit_rows.size();
+      a.logit_rows.push_back(static_cast<std::uint32_t>(logit_rows[kept_row[i]] - t0));
+    }
     if (!adapters.empty() && adapters[i] != nullptr) a.adapters.push_back(adapters[i]);
     a.first_token.push_back(0);
     a.first_row.push_back(0);
@@ -178,6 +190,15 @@ inline StepBatch build_step(std::span<StepPass> passes, std::uint32_t page_size)
     }
     if (any_rows) b.trims.push_back(plans[i] ? std::move(*plans[i]) : TrimPlan::compute(page_size, p.kv_before, p.tokens.size(), {}));
     if (any_adapter) b.adapters.push_back(p.adapter);
+  }
+  b.read_rows = b.logit_rows.size();
+  for (std::size_t k = 0; k < b.members.size(); ++k) {
+    StepPass const& p = passes[b.members[k]];
+    b.kept_row.push_back(StepBatch::no_row);
+    if (p.keep_last_logits && !p.tokens.empty()) {
+      b.kept_row.back() = b.logit_rows.size();
+      b.logit_rows.push_back(static_cast<std::uint32_t>(b.first_token[k] + p.tokens.size() - 1));
+    }
   }
   return b;
 }
