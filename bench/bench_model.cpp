@@ -35,6 +35,19 @@ TokenId argmax(std::span<float const> v) {
   return static_cast<TokenId>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
+/// Prefills n tokens, a deterministic spread of ids, into ctx in passes of chunk_len, the last token left
+/// pending (what generate continues from).
+template <class Ctx>
+Task<void> prefill_spread(Ctx& ctx, std::size_t n, std::size_t chunk_len) {
+  std::vector<std::uint32_t> chunk;  // [chunk_len]
+  for (std::size_t done = 0; done < n; done += chunk.size()) {
+    chunk.resize(std::min(chunk_len, n - done));
+    for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<std::uint32_t>(100 + ((done + i) * 37) % 30000);
+    ctx.fill(chunk);
+    co_await ctx.flush(Flush::keep_last);
+  }
+}
+
 /// --context N: decode at batch 1 and 8 after N and after 64 cached positions (see the header).
 template <class KvT>
 int context_bench(std::shared_ptr<GgufFile const> const& file, std::size_t threads, std::size_t context) {
@@ -50,13 +63,7 @@ int context_bench(std::shared_ptr<GgufFile const> const& file, std::size_t threa
     Engine<LlamaModel<Host, KvT>> e(lm, o);
     auto const rates = e.block_on([&]() -> Task<std::pair<double, double>> {
       auto root = e.create_context();
-      std::vector<std::uint32_t> chunk;  // [chunk_len] a deterministic spread of ids
-      for (std::size_t done = 0; done < n; done += chunk.size()) {
-        chunk.resize(std::min(chunk_len, n - done));
-        for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<std::uint32_t>(100 + ((done + i) * 37) % 30000);
-        root.fill(chunk);
-        co_await root.flush(Flush::keep_last);
-      }
+      co_await prefill_spread(root, n, chunk_len);
       auto one = root.fork();
       auto t0 = Clock::now();
       Generation const g1 = co_await one.generate(samplers::greedy(), max_len(steps));
@@ -123,13 +130,7 @@ int main(int argc, char** argv) {
       char const* const name = window ? "window" : "all_global";
       auto const report = e.block_on([&]() -> Task<std::string> {
         auto ctx = e.create_context();
-        std::vector<std::uint32_t> chunk;  // [chunk_len] a deterministic spread of ids
-        for (std::size_t done = 0; done < long_context; done += chunk.size()) {
-          chunk.resize(std::min(chunk_len, long_context - done));
-          for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<std::uint32_t>(100 + ((done + i) * 37) % 30000);
-          ctx.fill(chunk);
-          co_await ctx.flush(Flush::keep_last);
-        }
+        co_await prefill_spread(ctx, long_context, chunk_len);
         auto const t0 = Clock::now();
         Generation const g = co_await ctx.generate(samplers::greedy(), max_len(32));
         double const tok_s = static_cast<double>(g.tokens.size()) / seconds_since(t0);
