@@ -30,6 +30,11 @@ TEST_CASE("AttentionMask builders follow 0 = attend", "[masks]") {
   CHECK(runs_of(AttentionMask::window(320, 80)) == std::vector<std::uint32_t>{0, 240, 80});
   CHECK(runs_of(AttentionMask::sink_window(320, 4, 64)) == std::vector<std::uint32_t>{4, 252, 64});
   CHECK(AttentionMask::window(10, 20) == AttentionMask::causal(10));
+  // The same rows copied from Pie's code (1 = attend): [evict, window] and [0, sink, middle, window].
+  CHECK(AttentionMask::from_pie_code_runs({240, 80}) == AttentionMask::window(320, 80));
+  CHECK(AttentionMask::from_pie_code_runs({0, 4, 252, 64}) == AttentionMask::sink_window(320, 4, 64));
+  CHECK(AttentionMask::from_pie_code_runs({0, 10}) == AttentionMask::causal(10));
+  CHECK_FALSE(AttentionMask::from_pie_code_runs({240, 80}) == AttentionMask::from_runs({240, 80}));
   CHECK(AttentionMask::sink_window(10, 4, 8) == AttentionMask::causal(10));
 
   auto const w = AttentionMask::window(320, 80);

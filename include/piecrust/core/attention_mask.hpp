@@ -6,7 +6,8 @@
 //
 // Coming from Pie: the seeds' sliding-window snippet `[evict_count, window_size]` is written in the opposite
 // polarity (Pie's current code uses 1 = attend). In piecrust that row is `[0, evict_count, window_size]`,
-// which AttentionMask::window(total, window) builds for you.
+// which AttentionMask::window(total, window) builds for you; rows copied from Pie's code go through
+// AttentionMask::from_pie_code_runs.
 
 #include <piecrust/core/brle.hpp>
 #include <piecrust/core/error.hpp>
@@ -54,6 +55,14 @@ class AttentionMask {
   /// Runs of alternating bits starting with an attend (0) run, in this polarity: [attend, masked, attend, ...].
   static AttentionMask from_runs(std::vector<Brle::run_type> runs) {
     return AttentionMask(Brle::from_runs(std::move(runs)));
+  }
+
+  /// A row copied from Pie's code, which writes 1 = attend (its docs, and piecrust, 0 = attend): runs of
+  /// alternating bits starting with a masked run there. Pie's sliding window [evict_count, window_size] is
+  /// window(evict_count + window_size, window_size) here, its sink [0, sink, middle, window] sink_window.
+  static AttentionMask from_pie_code_runs(std::vector<Brle::run_type> runs) {
+    runs.insert(runs.begin(), 0);  // this polarity starts with an attend run: an empty one
+    return from_runs(std::move(runs));
   }
 
   /// Number of KV positions the row covers.
