@@ -160,6 +160,45 @@ PIECRUST_TARGET_AVX512 inline __m256i fold(__m512i v) noexcept {
   return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
 
+/// Groups 2p, 2p + 1 of NW rows' 256-blocks (at w0 + w * row_bytes + off; sub-block scales as int16 from
+/// k_scales) against M activation rows (x, row stride x_stride), added to isum: maddubs on the (biased or
+/// absolute) codes, then vpdpwssd with each pair's sub-block scale.
+template <WeightType T, std::size_t M, std::size_t NW>
+PIECRUST_TARGET_AVX512 inline void k_pair(std::uint8_t const* w0, std::size_t row_bytes, std::size_t off,
+                                          __m512i const (&scales)[NW], std::int8_t const* x, std::size_t x_stride,
+                                          std::size_t p, __m512i (&isum)[NW][M]) noexcept {
+  constexpr std::size_t sub = quant::sub_block_size(T);
+  __m512i scv[NW], wc[NW], wu[NW];
+#pragma GCC unroll 16
+  for (std::size_t w = 0; w < NW; ++w) {
+    scv[w] = pair_scales<sub>(scales[w], p);
+    if constexpr (code_bias(T) != 0) {
+      wc[w] = wu[w] = unpack_biased_pair<T>(w0 + w * row_bytes + off, p);
+    } else {
+      wc[w] = unpack_pair<T>(w0 + w * row_bytes + off, p);
+      wu[w] = weight_operand<T>(wc[w]);
+    }
+  }
+#pragma GCC unroll 16
+  for (std::size_t i = 0; i < M; ++i) {
+    __m512i const xv = _mm512_loadu_si512(x + i * x_stride);
+    if constexpr (code_bias(T) != 0) {
+      __m512i const xb = _mm512_maddubs_epi16(_mm512_set1_epi8(static_cast<char>(code_bias(T))), xv);
+#pragma GCC unroll 16
+      for (std::size_t w = 0; w < NW; ++w) {
+        __m512i const pr = _mm512_sub_epi16(_mm512_maddubs_epi16(wu[w], xv), xb);
+        isum[w][i] = _mm512_dpwssd_epi32(isum[w][i], pr, scv[w]);
+      }
+    } else {
+#pragma GCC unroll 16
+      for (std::size_t w = 0; w < NW; ++w) {
+        __m512i const pr = _mm512_maddubs_epi16(wu[w], activation_operand<T>(xv, wc[w]));
+        isum[w][i] = _mm512_dpwssd_epi32(isum[w][i], pr, scv[w]);
+      }
+    }
+  }
+}
+
 /// IQ4_XS groups 2p, 2p + 1 of NW rows' blocks (at w0 + w * row_bytes + off) against M activation rows
 /// (x, row stride x_stride), added to isum. The signed codes go in as code + 128 (unsigned) to vpdpbusd,
 /// whose accumulator starts at -128 * (the same activation sums), so each int32 lane gets exactly the sum
@@ -199,7 +238,6 @@ template <WeightType T, std::size_t M, std::size_t NW>
 PIECRUST_TARGET_AVX512 inline void dotk_rows(std::uint8_t const* w0, std::size_t row_bytes,
                                              QuantizedActivations const& a, std::size_t r0, float* out,
                                              std::size_t out_stride) noexcept {
-  constexpr std::size_t sub = quant::sub_block_size(T);
   constexpr quant::HalfFields f = quant::f16_fields(T);
   std::size_t const nb = a.cols / 256, bytes = weight_block_bytes(T);
   __m256 acc[NW][M];
@@ -227,38 +265,11 @@ PIECRUST_TARGET_AVX512 inline void dotk_rows(std::uint8_t const* w0, std::size_t
     }
 #pragma GCC unroll 4
     for (std::size_t p = 0; p < 4; ++p) {
+      std::int8_t const* x = a.kq.data() + r0 * a.cols + b * 256 + p * 64;
       if constexpr (T == WeightType::iq4_xs) {
-        iq4_xs_pair<M, NW>(w0, row_bytes, b * bytes, scales, a.kq.data() + r0 * a.cols + b * 256 + p * 64, a.cols, p, isum);
-        continue;
-      }
-      __m512i scv[NW], wc[NW], wu[NW];
-#pragma GCC unroll 16
-      for (std::size_t w = 0; w < NW; ++w) {
-        scv[w] = pair_scales<sub>(scales[w], p);
-        if constexpr (code_bias(T) != 0) {
-          wc[w] = wu[w] = unpack_biased_pair<T>(w0 + w * row_bytes + b * bytes, p);
-        } else {
-          wc[w] = unpack_pair<T>(w0 + w * row_bytes + b * bytes, p);
-          wu[w] = weight_operand<T>(wc[w]);
-        }
-      }
-#pragma GCC unroll 16
-      for (std::size_t i = 0; i < M; ++i) {
-        __m512i const x = _mm512_loadu_si512(a.kq.data() + (r0 + i) * a.cols + b * 256 + p * 64);
-        if constexpr (code_bias(T) != 0) {
-          __m512i const xb = _mm512_maddubs_epi16(_mm512_set1_epi8(static_cast<char>(code_bias(T))), x);
-#pragma GCC unroll 16
-          for (std::size_t w = 0; w < NW; ++w) {
-            __m512i const pr = _mm512_sub_epi16(_mm512_maddubs_epi16(wu[w], x), xb);
-            isum[w][i] = _mm512_dpwssd_epi32(isum[w][i], pr, scv[w]);
-          }
-        } else {
-#pragma GCC unroll 16
-          for (std::size_t w = 0; w < NW; ++w) {
-            __m512i const pr = _mm512_maddubs_epi16(wu[w], activation_operand<T>(x, wc[w]));
-            isum[w][i] = _mm512_dpwssd_epi32(isum[w][i], pr, scv[w]);
-          }
-        }
+        iq4_xs_pair<M, NW>(w0, row_bytes, b * bytes, scales, x, a.cols, p, isum);
+      } else {
+        k_pair<T, M, NW>(w0, row_bytes, b * bytes, scales, x, a.cols, p, isum);
       }
     }
 #pragma GCC unroll 16
