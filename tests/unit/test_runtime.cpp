@@ -506,6 +506,59 @@ TEST_CASE("masked slots are skipped by passes without their own rows", "[runtime
   e.block_on(prog(e));
 }
 
+TEST_CASE("pages computed under custom attention rows are never shared with a plain context", "[runtime][pages]") {
+  // Equal tokens and positions, different K/V: a context that prefilled under window rows must not lend its
+  // committed pages to one that prefills the same tokens causally (the rows are not part of TokenMeta).
+  std::size_t const ps = opts().page_size;
+  auto const ids = prompt(21, 2 * ps + 3);  // two full pages and a partial one
+  auto next = [](Context<Tiny>& ctx) -> Task<std::vector<float>> {  // the logits after the pending token
+    auto f = ctx.forward();
+    f.input_pending();
+    auto const h = f.probe(0, Logits{});
+    ForwardOutput const out = co_await f.execute();
+    co_return std::vector<float>(out.logits(h).begin(), out.logits(h).end());
+  };
+  Engine<Tiny> fresh(tiny(), opts());
+  auto const want = fresh.block_on([&]() -> Task<std::vector<float>> {
+    auto c = fresh.create_context();
+    c.fill(ids);
+    co_await c.flush(Flush::keep_last);
+    co_return co_await next(c);
+  }());
+  Engine<Tiny> e(tiny(), opts());
+  auto prog = [&](Engine<Tiny>& e) -> Task<void> {
+    std::vector<AttentionMask> rows;  // [ids] a window of 5 (gcc 12: built outside co_await)
+    for (std::size_t i = 0; i < ids.size(); ++i) rows.push_back(AttentionMask::window(i + 1, 5));
+    auto windowed = e.create_context();
+    {
+      auto f = windowed.forward();
+      f.input(ids);
+      f.attention_mask(rows);
+      co_await f.execute();
+    }
+    REQUIRE(windowed.page_table().committed_pages().size() == 2);
+    auto plain = e.create_context();
+    plain.fill(ids);
+    co_await plain.flush(Flush::keep_last);
+    REQUIRE(plain.page_table().committed_pages().size() == 2);
+    for (std::size_t p = 0; p < 2; ++p) CHECK(plain.page_table().committed_pages()[p] != windowed.page_table().committed_pages()[p]);
+    // Rows equal to the causal ones change nothing: such a context still shares.
+    std::vector<AttentionMask> const causal = AttentionMask::causal_rows(0, ids.size());
+    auto explicit_causal = e.create_context();
+    {
+      auto f = explicit_causal.forward();
+      f.input(ids);
+      f.attention_mask(causal);
+      co_await f.execute();
+    }
+    for (std::size_t p = 0; p < 2; ++p) CHECK(explicit_causal.page_table().committed_pages()[p] == plain.page_table().committed_pages()[p]);
+    // And the plain context computes what a fresh engine computes.
+    auto const got = co_await next(plain);
+    CHECK(got == want);
+  };
+  e.block_on(prog(e));
+}
+
 // ---- positions: never at or past the model's context length, never wrapping ----
 
 namespace {

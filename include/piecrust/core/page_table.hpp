@@ -18,8 +18,8 @@
 // PagePool: exact, not hashed) reuses that physical page, so equal prefixes share memory. Pages whose K/V did
 // not come from this engine's plain computation of those tokens must not be found that way: imported pages
 // of unknown origin commit with PageSharing::private_pages, and after mask_token_range (later passes skip the
-// masked slots, so their K/V differs) the table's next pages are found only by its own forks. Caveat: custom
-// attention masks are not recorded; a program that prefills with them should call isolate_content() first.
+// masked slots, so their K/V differs) the table's next pages are found only by its own forks. The engine does
+// the same after a pass with attention rows other than causal (the rows are not part of TokenMeta).
 //
 // With a window store in the pool (PagePool, WindowStore), the leading committed pages that have left the
 // window of every token this table can still compute give their window pages back: window_released_pages().

@@ -643,6 +643,9 @@ class Engine {
       } else {
         cs.pending.erase(cs.pending.begin(), cs.pending.begin() + static_cast<std::ptrdiff_t>(pass.consumed_pending));
         cs.next_logits = std::move(kept);
+        // K/V under custom attention rows: the pages committed from here on are found only by this context
+        // and its later forks, never by another context with the same tokens (PageTable::isolate_content).
+        if (pass.custom_rows) cs.table.isolate_content();
         if (!pass.defer_commit) commit_full_pages(cs);
       }
       finish(&pass);

@@ -35,6 +35,7 @@
 #include <piecrust/runtime/sampler.hpp>
 
 #include <algorithm>
+#include <concepts>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -50,6 +51,8 @@
 #include <vector>
 
 namespace piecrust {
+
+class MaskInfo;  // Forward::attention_mask(MaskInfo) converts it with mask_info_pass_rows (runtime/mask_info_rows.hpp)
 
 template <class M>
 class Engine;
@@ -162,6 +165,7 @@ struct PassRequest {
   std::vector<ProbeRequest> probes;
   bool defer_commit = false;
   bool keep_next_logits = false;     // the context keeps the last token's logits row (ContextState::next_logits)
+  bool custom_rows = false;          // some attention row differs from the causal one (PageTable::isolate_content)
   std::optional<AdapterId> adapter;  // LoRA adapter of every token of the pass
   std::uint64_t serial = 0;
 
@@ -236,6 +240,19 @@ class Forward {
     masks_ = std::move(rows);
     has_masks_ = true;
     return *this;
+  }
+
+  /// The rows of an ejKernel MaskInfo's (batch, head): its queries are the inputs added so far (call it after
+  /// them), its KV axis the context's KV slots, this pass's tokens last; see <piecrust/runtime/mask_info_rows.hpp>,
+  /// which must be included to call it (the conversion lives there; forward.hpp stays light). Throws
+  /// InvalidArgument (the Forward unchanged) for a size mismatch or a row that attends a future token.
+  /// A template so that MaskInfo need only be declared here and the conversion is looked up where it is used.
+  template <std::same_as<MaskInfo> Mask>
+  Forward& attention_mask(Mask const& m, std::int64_t batch = 0, std::int64_t head = 0) {
+    std::size_t const pending = ctx_->pending.size();
+    std::size_t const kv_before = ctx_->table.seq_len() + (pending_indexable_ ? 0 : pending);
+    std::size_t const inputs = inputs_.size() + (pending_indexable_ ? pending : 0);
+    return attention_mask(mask_info_pass_rows(m, kv_before, inputs, batch, head));  // found by ADL on MaskInfo
   }
 
   /// Restricts every sampler of this pass (1 = allowed; empty = all).
@@ -372,6 +389,12 @@ class Forward {
         }
       }
       r.masks = masks_;
+      // Rows other than causal give K/V that a plain computation of these tokens would not reproduce: the
+      // pages it lands in must not be found by content from other contexts (Engine isolates them).
+      std::size_t const first_slot = cs.table.seq_len() + r.prefix;
+      for (std::size_t i = 0; i < masks_.size() && !r.custom_rows; ++i) {
+        r.custom_rows = !(masks_[i] == AttentionMask::causal(first_slot + i + 1));
+      }
     }
     if (!logit_mask_.empty()) {
       if (logit_mask_.size() != vocab) {
