@@ -1,12 +1,18 @@
 // Unit tests of piecrust::MaskInfo and its conversions: random cross-checks between representations
-// (seeded std::mt19937), the fast paths against naive references, and one test per kind of bad input.
+// (seeded std::mt19937), the fast paths against naive references, and one test per kind of bad input; then
+// MaskInfo driving real passes through Forward::attention_mask on the tiny random Llama.
 
 #include <catch2/catch.hpp>
 
 #include "piecrust/mask_info.hpp"
+#include "piecrust/runtime/mask_info_rows.hpp"
+#include "tiny_runtime.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -463,4 +469,208 @@ TEST_CASE("bad input: empty object, out-of-range index, missing mesh axis, non-b
   CHECK_THROWS_WITH(mi::apply_kv_lengths(m, 2, kv), Catch::Contains("q_len = 9"));
   auto const causal = mi::create_chunked_attention_mask(4, 4);  // causal 4x4
   CHECK_THROWS_WITH(mi::recover_segments(causal), Catch::Contains("not block-structured"));
+}
+
+// ---- MaskInfo through Forward::attention_mask, on the tiny random Llama ----
+
+namespace {
+
+using piecrust::AttentionMask;
+using piecrust::Context;
+using piecrust::Engine;
+using piecrust::ForwardOutput;
+using piecrust::Logits;
+using piecrust::Task;
+using Tiny = piecrust::testing::Tiny;
+using Row = std::vector<float>;  // [vocab]
+
+/// Equal within 1e-5 of the reference row's largest |logit| (the packed pass runs other GEMM shapes).
+bool close_rows(Row const& got, Row const& want) {
+  if (got.size() != want.size()) return false;
+  float scale = 0.0f;
+  for (float const v : want) scale = std::max(scale, std::fabs(v));
+  for (std::size_t j = 0; j < got.size(); ++j) {
+    if (!(std::fabs(got[j] - want[j]) <= 1e-5f * scale)) return false;
+  }
+  return true;
+}
+
+/// A dense (1, 1, q, k) MaskInfo that attends everything; transforms cut it down.
+MaskInfo all_attend(std::int64_t q, std::int64_t k) {
+  return MaskInfo(MaskInfo::Fields{.attention_mask = mi::Array(mi::BoolTensor(mi::Shape{1, 1, q, k}, 1))});
+}
+
+/// The coroutines take their arguments by value: they run later, under Engine::block_on.
+/// The logits of every input of one pass: `inputs` after `cached` flushed tokens and `pending` pending ones,
+/// with `mask` (or the default causal rows when it is empty).
+Task<std::vector<Row>> pass_logits(Engine<Tiny>& e, std::vector<std::uint32_t> cached, std::vector<std::uint32_t> pending,
+                                   std::vector<std::uint32_t> inputs, std::optional<MaskInfo> mask) {
+  auto ctx = e.create_context();
+  if (!cached.empty()) {
+    ctx.fill(cached);
+    co_await ctx.flush();
+  }
+  ctx.fill(pending);
+  auto f = ctx.forward();
+  f.input(inputs);
+  if (mask) f.attention_mask(*mask);
+  std::vector<piecrust::ProbeHandle<Logits>> hs;
+  for (std::size_t i = 0; i < inputs.size(); ++i) hs.push_back(f.probe(i, Logits{}));
+  ForwardOutput const out = co_await f.execute();
+  std::vector<Row> rows;
+  for (auto const& h : hs) rows.emplace_back(out.logits(h).begin(), out.logits(h).end());
+  co_return rows;
+}
+
+}  // namespace
+
+TEST_CASE("Forward + MaskInfo: 3 prompts packed with segment ids give each prompt's own logits", "[mask_info][runtime]") {
+  Engine<Tiny> e(piecrust::testing::tiny_model(), piecrust::testing::engine_options());
+  std::vector<std::vector<std::uint32_t>> const prompts{piecrust::testing::random_prompt(31, 5),
+                                                        piecrust::testing::random_prompt(32, 7),
+                                                        piecrust::testing::random_prompt(33, 4)};
+  std::vector<std::uint32_t> tokens, positions;  // [16] the prompts back to back, each from position 0
+  std::vector<std::int32_t> ids;                 // [16] segment id = prompt index
+  std::vector<std::size_t> last;                 // [3] index of each prompt's last token
+  for (std::size_t p = 0; p < prompts.size(); ++p) {
+    for (std::size_t i = 0; i < prompts[p].size(); ++i) {
+      tokens.push_back(prompts[p][i]);
+      positions.push_back(static_cast<std::uint32_t>(i));
+      ids.push_back(static_cast<std::int32_t>(p));
+    }
+    last.push_back(tokens.size() - 1);
+  }
+  auto const n = static_cast<std::int64_t>(tokens.size());
+  MaskInfo const packed = mi::apply_causal(mi::from_segments(mi::IntTensor(mi::Shape{1, n}, ids)));
+
+  auto prog = [](Engine<Tiny>& e, std::vector<std::uint32_t> tokens, std::vector<std::uint32_t> positions, MaskInfo packed,
+                 std::vector<std::size_t> last) -> Task<std::vector<Row>> {
+    auto ctx = e.create_context();
+    auto f = ctx.forward();
+    f.input_at(tokens, positions);
+    f.attention_mask(packed);
+    std::vector<piecrust::ProbeHandle<Logits>> hs;
+    for (std::size_t const i : last) hs.push_back(f.probe(i, Logits{}));
+    ForwardOutput const out = co_await f.execute();
+    std::vector<Row> rows;
+    for (auto const& h : hs) rows.emplace_back(out.logits(h).begin(), out.logits(h).end());
+    co_return rows;
+  };
+  auto const got = e.block_on(prog(e, tokens, positions, packed, last));
+  REQUIRE(got.size() == prompts.size());
+  for (std::size_t p = 0; p < prompts.size(); ++p) {
+    auto const alone = e.block_on(pass_logits(e, {}, {}, prompts[p], std::nullopt));
+    INFO("prompt " << p);
+    CHECK(close_rows(got[p], alone.back()));
+  }
+  // Without the segment ids the prompts see each other: the check above is not vacuous.
+  auto const unpacked = e.block_on(pass_logits(e, {}, {}, tokens, std::nullopt));
+  CHECK_FALSE(close_rows(got[2], unpacked[last[2]]));
+}
+
+TEST_CASE("Forward + MaskInfo: a causal MaskInfo is the default causal pass, cached and pending slots first", "[mask_info][runtime]") {
+  Engine<Tiny> e(piecrust::testing::tiny_model(), piecrust::testing::engine_options());
+  auto const cached = piecrust::testing::random_prompt(41, 20);
+  auto const pending = piecrust::testing::random_prompt(42, 3);
+  auto const inputs = piecrust::testing::random_prompt(43, 6);
+  // The KV axis holds 20 cached + 3 pending + 6 input slots; input i is query i, bottom-right aligned.
+  MaskInfo const causal = mi::apply_causal(all_attend(6, 29), 23);
+  auto const rows = piecrust::mask_info_pass_rows(causal, 23, 6);
+  CHECK(rows == AttentionMask::causal_rows(23, 6));
+  auto const want = e.block_on(pass_logits(e, cached, pending, inputs, std::nullopt));
+  auto const got = e.block_on(pass_logits(e, cached, pending, inputs, causal));
+  REQUIRE(got.size() == want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) CHECK(close_rows(got[i], want[i]));
+}
+
+TEST_CASE("Forward + MaskInfo: a sliding-window MaskInfo is AttentionMask::window's rows", "[mask_info][runtime]") {
+  Engine<Tiny> e(piecrust::testing::tiny_model(), piecrust::testing::engine_options());
+  auto const cached = piecrust::testing::random_prompt(51, 20);
+  auto const inputs = piecrust::testing::random_prompt(52, 6);
+  std::size_t const window = 8;
+  mi::SlidingWindowOptions o;
+  o.offset = 20;  // query i is KV slot 20 + i
+  MaskInfo const sliding = mi::apply_sliding_window(mi::apply_causal(all_attend(6, 26), 20),
+                                                    mi::SlidingWindow(std::int64_t{window - 1}, std::int64_t{0}), o);
+  auto const rows = piecrust::mask_info_pass_rows(sliding, 20, 6);
+  REQUIRE(rows.size() == 6);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    CHECK(rows[i] == AttentionMask::window(20 + i + 1, window));
+    CHECK(rows[i].size() == 20 + i + 1);  // trimmed to what input i can see
+    CHECK(rows[i].attended_count() == window);
+  }
+  auto by_rows = [](Engine<Tiny>& e, std::vector<std::uint32_t> cached, std::vector<std::uint32_t> inputs,
+                    std::size_t window) -> Task<std::vector<Row>> {
+    auto ctx = e.create_context();
+    ctx.fill(cached);
+    co_await ctx.flush();
+    auto f = ctx.forward();
+    f.input(inputs);
+    std::vector<AttentionMask> rows;
+    for (std::size_t i = 0; i < inputs.size(); ++i) rows.push_back(AttentionMask::window(cached.size() + i + 1, window));
+    f.attention_mask(std::move(rows));
+    std::vector<piecrust::ProbeHandle<Logits>> hs;
+    for (std::size_t i = 0; i < inputs.size(); ++i) hs.push_back(f.probe(i, Logits{}));
+    ForwardOutput const out = co_await f.execute();
+    std::vector<Row> got;
+    for (auto const& h : hs) got.emplace_back(out.logits(h).begin(), out.logits(h).end());
+    co_return got;
+  };
+  auto const want = e.block_on(by_rows(e, cached, inputs, window));
+  auto const got = e.block_on(pass_logits(e, cached, {}, inputs, sliding));
+  CHECK(got == want);  // the same rows: the same computation
+  auto const plain = e.block_on(pass_logits(e, cached, {}, inputs, std::nullopt));
+  CHECK_FALSE(close_rows(got.back(), plain.back()));  // the window really cuts the history
+}
+
+TEST_CASE("Forward + MaskInfo: size mismatches and future tokens throw; the Forward and context stay usable", "[mask_info][runtime][errors]") {
+  Engine<Tiny> e(piecrust::testing::tiny_model(), piecrust::testing::engine_options());
+  auto const cached = piecrust::testing::random_prompt(61, 10);
+  auto const inputs = piecrust::testing::random_prompt(62, 3);
+  auto const want = e.block_on(pass_logits(e, cached, {}, inputs, std::nullopt));
+  auto prog = [](Engine<Tiny>& e, std::vector<std::uint32_t> cached, std::vector<std::uint32_t> inputs,
+                 std::vector<Row> want) -> Task<void> {
+    auto ctx = e.create_context();
+    ctx.fill(cached);
+    co_await ctx.flush();
+    auto f = ctx.forward();
+    f.input(inputs);
+    MaskInfo const short_q = mi::apply_causal(all_attend(2, 13), 11);
+    CHECK_THROWS_AS(f.attention_mask(short_q), piecrust::InvalidArgument);
+    CHECK_THROWS_WITH(f.attention_mask(short_q), Catch::Contains("q_len = 2 != the pass's 3 inputs"));
+    MaskInfo const short_kv = all_attend(3, 12);
+    CHECK_THROWS_WITH(f.attention_mask(short_kv), Catch::Contains("kv_len = 12 < the 13 KV slots after the pass"));
+    // Bidirectional segment ids: input 0 (slot 10) attends slot 11, a token of its own pass still to come.
+    MaskInfo const future = mi::from_segments(mi::IntTensor(mi::Shape{1, 3}, {0, 0, 0}),
+                                              mi::IntTensor(mi::Shape{1, 13}, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
+    CHECK_THROWS_AS(f.attention_mask(future), piecrust::InvalidArgument);
+    CHECK_THROWS_WITH(f.attention_mask(future), Catch::Contains("row 0 attends KV slot 11"));
+    CHECK_THROWS_AS(f.attention_mask(all_attend(3, 13), 1), piecrust::OutOfRange);  // no batch 1
+    // Nothing was set: the pass is the default causal one, and the context is as before.
+    CHECK(ctx.seq_len() == cached.size());
+    std::vector<piecrust::ProbeHandle<Logits>> hs;
+    for (std::size_t i = 0; i < inputs.size(); ++i) hs.push_back(f.probe(i, Logits{}));
+    ForwardOutput const out = co_await f.execute();
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      CHECK(close_rows(Row(out.logits(hs[i]).begin(), out.logits(hs[i]).end()), want[i]));
+    }
+    CHECK(ctx.seq_len() == cached.size() + inputs.size());
+  };
+  e.block_on(prog(e, cached, inputs, want));
+  // A failed conversion keeps rows set before it.
+  auto keep = [](Engine<Tiny>& e, std::vector<std::uint32_t> cached, std::vector<std::uint32_t> inputs) -> Task<Row> {
+    auto ctx = e.create_context();
+    ctx.fill(cached);
+    co_await ctx.flush();
+    auto f = ctx.forward();
+    f.input(inputs);
+    f.attention_mask(mi::apply_sliding_window(mi::apply_causal(all_attend(3, 13), 10), mi::SlidingWindow(std::int64_t{1}, std::int64_t{0}),
+                                              mi::SlidingWindowOptions{.offset = 10}));
+    CHECK_THROWS_AS(f.attention_mask(all_attend(3, 13)), piecrust::InvalidArgument);  // attends the future
+    auto const h = f.probe(2, Logits{});
+    ForwardOutput const out = co_await f.execute();
+    co_return Row(out.logits(h).begin(), out.logits(h).end());
+  };
+  auto const windowed = e.block_on(keep(e, cached, inputs));
+  CHECK_FALSE(close_rows(windowed, want[2]));  // the window of 2 still applied, not the default causal rows
 }
