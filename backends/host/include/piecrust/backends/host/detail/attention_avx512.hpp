@@ -104,7 +104,9 @@ template <class T>
 // reports after inlining (fixed in GCC 13).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)  // a GCC-only warning (clang would warn about the unknown name)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #define PIECRUST_AVX512_TARGET "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"
 #define PIECRUST_AVX512 __attribute__((target(PIECRUST_AVX512_TARGET), always_inline))

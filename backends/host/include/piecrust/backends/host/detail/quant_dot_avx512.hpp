@@ -29,7 +29,9 @@
 // reports after inlining (fixed in GCC 13).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)  // a GCC-only warning (clang would warn about the unknown name)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 namespace piecrust::detail::avx512 {
 
 PIECRUST_TARGET_AVX512 inline __m512i broadcast32(void const* p) noexcept {
