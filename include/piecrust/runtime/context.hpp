@@ -179,12 +179,7 @@ class Context {
   /// descending (k = 0: the whole vocabulary). Throws InvalidState when there is neither.
   Task<std::pair<std::vector<std::uint32_t>, std::vector<float>>> decode_step_dist(float temperature = 1.0f,
                                                                                    std::size_t k = 0) {
-    if (s_->pending.empty()) {
-      if (!s_->next_logits) {
-        detail::fail<InvalidState>("Context::decode_step_dist: no pending token and no kept logits to continue from");
-      }
-      co_return engine_->next_logits_distribution(*s_, Distribution{temperature, k});
-    }
+    if (s_->pending.empty()) co_return engine_->next_logits_distribution(*s_, Distribution{temperature, k});
     auto fwd = forward();
     fwd.input_pending().keep_next_logits();  // so that generate() (or this call again) continues from here
     auto const h = fwd.probe(s_->pending.size() - 1, Distribution{temperature, k});

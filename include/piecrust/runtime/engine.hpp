@@ -389,11 +389,10 @@ class Engine {
   /// Draws the next token of a context that has nothing pending from its kept next-token logits
   /// (ContextState::next_logits), with `sampler` under `mask` (nullptr: every id), on the model's space: the
   /// token and its ln p, as a pass's sample at that position would give (the same draw of the context's random
-  /// stream). Throws InvalidState when the context keeps no logits or has a pass in flight, InvalidArgument
-  /// for an invalid sampler or mask; nothing changes then.
+  /// stream). Throws InvalidState (naming `op`) when the context keeps no logits or has a pass in flight,
+  /// InvalidArgument for an invalid sampler or mask; nothing changes then.
   std::pair<std::uint32_t, float> sample_next_logits(detail::ContextState& cs, SamplerSpec const& sampler,
-                                                     LogitMask const* mask) {
-    constexpr char const* op = "Context::generate";
+                                                     LogitMask const* mask, char const* op) {
     if (mask != nullptr && mask->empty()) mask = nullptr;
     SampleKey const key{options_.seed, cs.id, cs.sample_step};
     LogitRowPlan const plan = detail::sample_row_plan(sampler, key, cs.table, cs.table.seq_len(), mask);

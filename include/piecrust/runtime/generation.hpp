@@ -60,15 +60,12 @@ inline void try_commit(ContextState& cs, std::size_t k) {
 }
 
 /// The first token of a generation from a context with nothing pending: drawn from the logits its flush kept
-/// (no pass), then pending like every sampled token. Throws InvalidState when it keeps none.
+/// (no pass), then pending like every sampled token. Throws InvalidState (the engine's check, naming `op`) when
+/// it keeps none.
 template <class Ctx>
 std::uint32_t sample_kept(Ctx& ctx, Generation& g, SamplerSpec const& sampler, LogitMask const* mask, char const* op) {
   ContextState& cs = ctx.state();
-  if (!cs.next_logits) {
-    detail::fail<InvalidState>(op, ": the context is empty: fill it first (or flush() it, which keeps the logits to "
-                               "continue from)");
-  }
-  auto const [t, logprob] = ctx.engine().sample_next_logits(cs, sampler, mask);
+  auto const [t, logprob] = ctx.engine().sample_next_logits(cs, sampler, mask, op);
   g.tokens.push_back(t);
   g.logprobs.push_back(logprob);
   cs.pending.push_back(t);
